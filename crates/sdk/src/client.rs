@@ -1,0 +1,451 @@
+//! [`Client`]: the two webhook operations, with validation, typed errors and tracing
+//! around the generated client.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use progenitor_client::ResponseValue;
+use tracing::Instrument as _;
+use url::Url;
+
+use crate::action::Action;
+use crate::config::{ClientBuilder, Credentials};
+use crate::error::{ApiMessage, Error, excerpt, root_cause};
+use crate::generated;
+use crate::generated::types::{ErrorBody, NewWebhook, Webhook};
+use crate::hooks::{CALL_RECORD, CallRecord};
+use crate::secret::Password;
+
+/// A client for Thulium's webhooks API.
+///
+/// Cheap to clone (clones share one connection pool). Build it with
+/// [`Client::builder`] or [`ClientBuilder::from_env`].
+///
+/// ```no_run
+/// use thulium::{Action, Client, NewWebhook};
+///
+/// # async fn run() -> Result<(), thulium::Error> {
+/// let client = Client::builder()
+///     .account("acme")
+///     .credentials("api_user", "api_pass")
+///     .build()?;
+/// let created = client
+///     .create_webhook(&NewWebhook::new(
+///         "https://example.pl/thulium",
+///         [Action::ChatConversationCreated],
+///     ))
+///     .await?;
+/// println!("subscription {} created", created.id);
+/// for webhook in client.list_webhooks().await? {
+///     println!("{} -> {}", webhook.id, webhook.subscription_url);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    generated: generated::Client,
+    base_url: Url,
+    credentials: Credentials,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url.as_str())
+            .field("credentials", &self.credentials)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    pub(crate) fn from_parts(
+        generated: generated::Client,
+        base_url: Url,
+        credentials: Credentials,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            generated,
+            base_url,
+            credentials,
+            timeout,
+        }
+    }
+
+    /// The base URL requests go to, such as `https://acme.thulium.com/`.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// Every webhook subscription of the account (`GET /api/webhooks`).
+    ///
+    /// Retried on connection failures, timeouts and HTTP 429/502/503/504, as
+    /// configured by the [`crate::RetryPolicy`]: listing twice changes nothing.
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, Error> {
+        self.call("list_webhooks", &[], self.generated.list_webhooks())
+            .await
+            .map(ResponseValue::into_inner)
+    }
+
+    /// Subscribes a URL to events (`POST /api/webhooks`) and returns the stored subscription.
+    ///
+    /// The input is validated first ([`NewWebhook::validate`]); nothing is sent if it is
+    /// invalid. A create is retried only when the connection could not be opened:
+    /// repeating a request that may have reached Thulium could subscribe twice.
+    pub async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook, Error> {
+        webhook.validate()?;
+        let subscription_password = webhook
+            .http_auth_password
+            .as_ref()
+            .map(Password::expose)
+            .unwrap_or_default();
+        self.call(
+            "create_webhook",
+            &[subscription_password],
+            self.generated.create_webhook(webhook),
+        )
+        .await
+        .map(ResponseValue::into_inner)
+    }
+
+    /// Runs one generated call inside a tracing span and a fresh [`CallRecord`], and
+    /// turns its outcome into the SDK's [`Error`]. `secrets` are values that must not
+    /// appear in an error even if the server echoes them.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        secrets: &[&str],
+        request: impl Future<Output = Result<ResponseValue<T>, progenitor_client::Error<ErrorBody>>>,
+    ) -> Result<ResponseValue<T>, Error> {
+        let span = tracing::info_span!(
+            "thulium",
+            operation,
+            status = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let (outcome, record) = CALL_RECORD
+            .scope(RefCell::new(CallRecord::default()), async {
+                let outcome = request.await;
+                (outcome, CALL_RECORD.with(|r| r.borrow().clone()))
+            })
+            .instrument(span.clone())
+            .await;
+
+        let mut all_secrets = vec![self.credentials.password().expose()];
+        all_secrets.extend_from_slice(secrets);
+        let result = match outcome {
+            Ok(value) => Ok(value),
+            Err(error) => Err(self.convert(operation, error, &record, &all_secrets).await),
+        };
+
+        span.record("attempts", record.attempts);
+        span.record("duration_ms", started.elapsed().as_millis() as u64);
+        if let Some(status) = result
+            .as_ref()
+            .map(|v| Some(v.status().as_u16()))
+            .unwrap_or_else(Error::status)
+        {
+            span.record("status", status);
+        }
+        if let Err(error) = &result {
+            if let Some(id) = error.request_id() {
+                span.record("request_id", id);
+            }
+            span.in_scope(|| tracing::warn!(%error, "thulium call failed"));
+        } else {
+            span.in_scope(|| tracing::debug!("thulium call succeeded"));
+        }
+        result
+    }
+
+    async fn convert(
+        &self,
+        operation: &'static str,
+        error: progenitor_client::Error<ErrorBody>,
+        record: &CallRecord,
+        secrets: &[&str],
+    ) -> Error {
+        use progenitor_client::Error as E;
+        let attempts = record.attempts.max(1);
+        match error {
+            E::ErrorResponse(response) => {
+                let status = response.status().as_u16();
+                let body = response.into_inner();
+                api_error(operation, status, body.request_id, body.errors)
+            }
+            E::InvalidResponsePayload(bytes, parse_error) => {
+                let status = record.last_status.map_or(0, |s| s.as_u16());
+                if status == 401 || status == 403 {
+                    return api_error(operation, status, None, Vec::new());
+                }
+                Error::UnexpectedResponse {
+                    operation,
+                    status,
+                    problem: format!("the body is not the documented JSON ({parse_error})"),
+                    excerpt: excerpt(&bytes, secrets),
+                }
+            }
+            E::UnexpectedResponse(response) => {
+                let status = response.status().as_u16();
+                let body = response.bytes().await.unwrap_or_default();
+                if status == 401 || status == 403 {
+                    return api_error(operation, status, None, Vec::new());
+                }
+                Error::UnexpectedResponse {
+                    operation,
+                    status,
+                    problem: "the API does not document this status".to_string(),
+                    excerpt: excerpt(&body, secrets),
+                }
+            }
+            E::CommunicationError(error) | E::ResponseBodyError(error) => {
+                self.transport_error(operation, &error, attempts)
+            }
+            E::InvalidRequest(reason) => Error::InvalidInput {
+                field: "request",
+                reason,
+            },
+            E::InvalidUpgrade(error) => Error::Transport {
+                operation,
+                reason: root_cause(&error),
+            },
+            E::Custom(reason) => Error::Transport { operation, reason },
+        }
+    }
+
+    fn transport_error(
+        &self,
+        operation: &'static str,
+        error: &reqwest::Error,
+        attempts: u32,
+    ) -> Error {
+        if error.is_timeout() {
+            Error::Timeout {
+                operation,
+                timeout: self.timeout,
+                attempts,
+            }
+        } else if error.is_connect() {
+            let host = match (
+                self.base_url.host_str(),
+                self.base_url.port_or_known_default(),
+            ) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (host, _) => host.unwrap_or_default().to_string(),
+            };
+            Error::Connect {
+                operation,
+                host,
+                attempts,
+                reason: root_cause(error),
+            }
+        } else {
+            Error::Transport {
+                operation,
+                reason: root_cause(error),
+            }
+        }
+    }
+}
+
+fn api_error(
+    operation: &'static str,
+    status: u16,
+    request_id: Option<String>,
+    errors: Vec<generated::types::ErrorItem>,
+) -> Error {
+    let errors = errors
+        .into_iter()
+        .map(|item| ApiMessage {
+            code: item.code,
+            message: item.message,
+        })
+        .collect();
+    if status == 401 || status == 403 {
+        Error::Unauthorized {
+            operation,
+            status,
+            request_id,
+            errors,
+        }
+    } else {
+        Error::Api {
+            operation,
+            status,
+            request_id,
+            errors,
+        }
+    }
+}
+
+impl NewWebhook {
+    /// A subscription of `subscription_url` to `actions`, without HTTP Basic auth.
+    ///
+    /// ```
+    /// use thulium::{Action, NewWebhook};
+    ///
+    /// let webhook = NewWebhook::new("https://example.pl", [Action::ChatConversationCreated]);
+    /// assert_eq!(
+    ///     serde_json::to_string(&webhook).unwrap(),
+    ///     r#"{"actions":["CHAT_CONVERSATION_CREATED"],"subscription_url":"https://example.pl"}"#
+    /// );
+    /// ```
+    pub fn new(
+        subscription_url: impl Into<String>,
+        actions: impl IntoIterator<Item = impl Into<Action>>,
+    ) -> Self {
+        Self {
+            actions: actions.into_iter().map(Into::into).collect(),
+            subscription_url: subscription_url.into(),
+            http_auth_user: None,
+            http_auth_password: None,
+        }
+    }
+
+    /// Asks Thulium to send HTTP Basic auth with each event.
+    pub fn with_auth(mut self, user: impl Into<String>, password: impl Into<Password>) -> Self {
+        self.http_auth_user = Some(user.into());
+        self.http_auth_password = Some(password.into());
+        self
+    }
+
+    /// Checks what Thulium would refuse, or what would make deliveries fail, before
+    /// anything is sent. Each error names the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        let url = Url::parse(&self.subscription_url).map_err(|e| {
+            Error::invalid(
+                "subscription_url",
+                format!(
+                    "`{}` is not an absolute URL ({e}); use an absolute http:// or https:// URL",
+                    self.subscription_url
+                ),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(Error::invalid(
+                "subscription_url",
+                format!(
+                    "`{}` must use http:// or https:// and name a host",
+                    self.subscription_url
+                ),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::invalid(
+                "subscription_url",
+                "the URL contains credentials; use http_auth_user and http_auth_password instead",
+            ));
+        }
+
+        if self.actions.is_empty() {
+            return Err(Error::invalid(
+                "actions",
+                "the list is empty; subscribe to at least one action",
+            ));
+        }
+        let mut seen = HashSet::new();
+        if let Some(duplicate) = self.actions.iter().find(|a| !seen.insert(*a)) {
+            return Err(Error::invalid(
+                "actions",
+                format!("{duplicate} is listed twice"),
+            ));
+        }
+        if let Some(blank) = self.actions.iter().find(|a| a.as_str().trim().is_empty()) {
+            return Err(Error::invalid(
+                "actions",
+                format!("{:?} is not an action name", blank.as_str()),
+            ));
+        }
+
+        let user = self.http_auth_user.as_deref().filter(|u| !u.is_empty());
+        let password = self.http_auth_password.as_ref().filter(|p| !p.is_empty());
+        match (user, password) {
+            (Some(_), None) => Err(Error::invalid(
+                "http_auth_password",
+                "http_auth_user is set without a password; set both or neither",
+            )),
+            (None, Some(_)) => Err(Error::invalid(
+                "http_auth_user",
+                "http_auth_password is set without a user; set both or neither",
+            )),
+            (Some(user), Some(_)) if user.contains(':') => Err(Error::invalid(
+                "http_auth_user",
+                "contains ':', which HTTP Basic auth cannot carry",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Webhook {
+    /// Whether Thulium sends HTTP Basic auth with this subscription's events.
+    pub fn has_auth(&self) -> bool {
+        !self.http_auth_user.is_empty() || !self.http_auth_password.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(webhook: &NewWebhook) -> &'static str {
+        match webhook.validate() {
+            Err(Error::InvalidInput { field, .. }) => field,
+            other => panic!("expected invalid input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let ok = NewWebhook::new("https://example.pl", [Action::TicketCreated]);
+        assert!(ok.validate().is_ok());
+        assert!(
+            NewWebhook::new("http://10.1.2.3:8080/hook", ["CALL_ANSWERED"])
+                .validate()
+                .is_ok()
+        );
+
+        for url in [
+            "",
+            "example.pl",
+            "/relative",
+            "ftp://example.pl",
+            "mailto:a@b.pl",
+            "https://u:p@example.pl",
+        ] {
+            let w = NewWebhook::new(url, [Action::TicketCreated]);
+            assert_eq!(field_of(&w), "subscription_url", "{url}");
+        }
+        let none: [Action; 0] = [];
+        assert_eq!(field_of(&NewWebhook::new("https://e.pl", none)), "actions");
+        assert_eq!(
+            field_of(&NewWebhook::new(
+                "https://e.pl",
+                [Action::TicketCreated, Action::from("TICKET_CREATED")]
+            )),
+            "actions"
+        );
+        assert_eq!(field_of(&NewWebhook::new("https://e.pl", [" "])), "actions");
+
+        let mut w = ok.clone().with_auth("user", "");
+        assert_eq!(field_of(&w), "http_auth_password");
+        w = ok.clone().with_auth("", "pw");
+        assert_eq!(field_of(&w), "http_auth_user");
+        w = ok.clone().with_auth("a:b", "pw");
+        assert_eq!(field_of(&w), "http_auth_user");
+        assert!(ok.with_auth("user", "pw").validate().is_ok());
+    }
+}

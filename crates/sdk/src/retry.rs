@@ -1,0 +1,177 @@
+//! [`RetryPolicy`]: when a failed attempt is tried again, and after how long.
+//!
+//! The rule that keeps retries from duplicating data: a request that may have reached
+//! the server is retried only when repeating it is harmless (`GET`). `POST` (creating
+//! a subscription) is retried only when the connection was never opened.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// How often, and how patiently, the client retries a failed attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use thulium::RetryPolicy;
+///
+/// let policy = RetryPolicy::default()
+///     .max_attempts(5)
+///     .initial_backoff(Duration::from_millis(100));
+/// assert_eq!(policy.attempts(), 5);
+/// assert_eq!(RetryPolicy::none().attempts(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, backoff from 250 ms doubling up to 5 s, `Retry-After` up to 30 s.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One attempt, never retried.
+    pub fn none() -> Self {
+        Self::default().max_attempts(1)
+    }
+
+    /// Total attempts, the first included; at least 1.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Backoff before the second attempt; it doubles each time up to [`Self::max_backoff`].
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// The longest backoff between two attempts.
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// The longest `Retry-After` the client waits for; a longer one ends the retries,
+    /// and the caller gets the error at once.
+    pub fn max_retry_after(mut self, wait: Duration) -> Self {
+        self.max_retry_after = wait;
+        self
+    }
+
+    /// Total attempts this policy allows.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Backoff before attempt `next_attempt` (2 for the first retry): exponential,
+    /// capped, with "equal jitter" (half fixed, half random) so that clients that failed
+    /// together do not retry together, yet never wait zero.
+    pub(crate) fn backoff(&self, next_attempt: u32) -> Duration {
+        let doublings = next_attempt.saturating_sub(2).min(31);
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff);
+        let half = ceiling / 2;
+        let jitter_nanos = fastrand::u64(0..=half.as_nanos().min(u64::MAX as u128) as u64);
+        half + Duration::from_nanos(jitter_nanos)
+    }
+
+    /// The wait a `Retry-After` header asks for, if it asks for one we accept.
+    /// `Err(())` when the server asks for longer than [`Self::max_retry_after`].
+    pub(crate) fn retry_after(&self, headers: &HeaderMap) -> Result<Option<Duration>, ()> {
+        let Some(wait) = parse_retry_after(headers, SystemTime::now()) else {
+            return Ok(None);
+        };
+        if wait > self.max_retry_after {
+            Err(())
+        } else {
+            Ok(Some(wait))
+        }
+    }
+}
+
+/// Statuses after which a `GET` is worth repeating.
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date (RFC 9110, 10.2.3).
+fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered_within_bounds() {
+        let p = RetryPolicy::default()
+            .initial_backoff(Duration::from_millis(100))
+            .max_backoff(Duration::from_millis(350));
+        for _ in 0..200 {
+            let b2 = p.backoff(2);
+            assert!(b2 >= Duration::from_millis(50) && b2 <= Duration::from_millis(100));
+            let b3 = p.backoff(3);
+            assert!(b3 >= Duration::from_millis(100) && b3 <= Duration::from_millis(200));
+            let b9 = p.backoff(9);
+            assert!(b9 >= Duration::from_millis(175) && b9 <= Duration::from_millis(350));
+        }
+        // Huge attempt numbers neither overflow nor exceed the cap.
+        assert!(p.backoff(u32::MAX) <= Duration::from_millis(350));
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates_and_refuses_long_waits() {
+        let now = SystemTime::now();
+        assert_eq!(
+            parse_retry_after(&headers("7"), now),
+            Some(Duration::from_secs(7))
+        );
+        let in_ten = httpdate::fmt_http_date(now + Duration::from_secs(10));
+        let parsed = parse_retry_after(&headers(&in_ten), now).unwrap();
+        assert!(parsed <= Duration::from_secs(10) && parsed >= Duration::from_secs(9));
+        assert_eq!(parse_retry_after(&headers("soon"), now), None);
+        assert_eq!(parse_retry_after(&HeaderMap::new(), now), None);
+
+        let p = RetryPolicy::default().max_retry_after(Duration::from_secs(5));
+        assert_eq!(
+            p.retry_after(&headers("5")),
+            Ok(Some(Duration::from_secs(5)))
+        );
+        assert_eq!(p.retry_after(&headers("6")), Err(()));
+    }
+}
