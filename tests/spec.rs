@@ -246,3 +246,188 @@ fn the_rust_types_json_schemas_agree_with_the_spec() {
     let password = &webhook.as_value()["properties"]["http_auth_password"];
     assert_eq!(password["format"], "password", "{password}");
 }
+
+/// A property's type as `type[/format]` or `ref:Name`, from the spec.
+fn spec_kind(property: &ReferenceOr<Box<Schema>>) -> String {
+    match property {
+        ReferenceOr::Reference { reference } => {
+            format!("ref:{}", reference.rsplit('/').next().unwrap())
+        }
+        ReferenceOr::Item(schema) => match &schema.schema_kind {
+            SchemaKind::Type(Type::Integer(i)) => match &i.format {
+                openapiv3::VariantOrUnknownOrEmpty::Item(f) => {
+                    format!("integer/{}", format!("{f:?}").to_lowercase())
+                }
+                _ => "integer".into(),
+            },
+            SchemaKind::Type(Type::String(s)) => match &s.format {
+                openapiv3::VariantOrUnknownOrEmpty::Unknown(f) => format!("string/{f}"),
+                openapiv3::VariantOrUnknownOrEmpty::Item(f) => {
+                    format!("string/{}", format!("{f:?}").to_lowercase())
+                }
+                openapiv3::VariantOrUnknownOrEmpty::Empty => "string".into(),
+            },
+            other => panic!("unexpected property schema {other:?}"),
+        },
+    }
+}
+
+/// The same for a schemars property, with `null` (from `Option`) left out.
+fn rust_kind(property: &Value) -> String {
+    if let Some(reference) = property.get("$ref").and_then(Value::as_str) {
+        return format!("ref:{}", reference.rsplit('/').next().unwrap());
+    }
+    if let Some(any_of) = property.get("anyOf").and_then(Value::as_array) {
+        let non_null: Vec<_> = any_of.iter().filter(|s| s["type"] != "null").collect();
+        assert_eq!(non_null.len(), 1, "{property}");
+        return rust_kind(non_null[0]);
+    }
+    let ty = match &property["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(types) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap()
+            .to_string(),
+        other => panic!("no type in {other}"),
+    };
+    match property.get("format").and_then(Value::as_str) {
+        Some(format) => format!("{ty}/{format}"),
+        None => ty,
+    }
+}
+
+/// The hand-written event types have the spec's fields, types and required sets.
+#[test]
+fn event_types_agree_with_the_event_schemas() {
+    use thulium::event::*;
+    let spec = spec();
+    let rust = [
+        (
+            "ChatAgentAssigned",
+            schemars::schema_for!(ChatAgentAssigned),
+        ),
+        (
+            "ChatConversationClosed",
+            schemars::schema_for!(ChatConversationClosed),
+        ),
+        (
+            "ChatConversationCreated",
+            schemars::schema_for!(ChatConversationCreated),
+        ),
+        ("CustomerCreated", schemars::schema_for!(CustomerCreated)),
+        ("CustomerUpdated", schemars::schema_for!(CustomerUpdated)),
+        ("AgentRinging", schemars::schema_for!(AgentRinging)),
+        ("RecordingReady", schemars::schema_for!(RecordingReady)),
+        ("TicketCreated", schemars::schema_for!(TicketCreated)),
+        (
+            "TicketMessageReceived",
+            schemars::schema_for!(TicketMessageReceived),
+        ),
+    ];
+    let known: BTreeSet<String> = thulium::Action::KNOWN
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    let covered: BTreeSet<String> = rust.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(known, covered, "one Rust event type per known action");
+    let in_spec: BTreeSet<String> = spec
+        .components
+        .as_ref()
+        .unwrap()
+        .schemas
+        .keys()
+        .filter_map(|k| k.strip_suffix("Event").map(str::to_string))
+        .collect();
+    assert_eq!(in_spec, covered, "one spec schema per known action");
+
+    for (name, schema) in rust {
+        let SchemaKind::Type(Type::Object(object)) =
+            &component(&spec, &format!("{name}Event")).schema_kind
+        else {
+            panic!("{name}Event is not an object")
+        };
+        let action = thulium::Action::KNOWN
+            .iter()
+            .find(|a| format!("{a:?}") == name)
+            .unwrap();
+        let ReferenceOr::Item(action_schema) = &object.properties["action"] else {
+            panic!()
+        };
+        let SchemaKind::Type(Type::String(action_type)) = &action_schema.schema_kind else {
+            panic!()
+        };
+        assert_eq!(
+            action_type.enumeration,
+            vec![Some(action.to_string())],
+            "{name}"
+        );
+
+        let spec_props: BTreeSet<(String, String)> = object
+            .properties
+            .iter()
+            .filter(|(k, _)| *k != "action")
+            .map(|(k, v)| (k.clone(), spec_kind(v)))
+            .collect();
+        let spec_required: BTreeSet<String> = object
+            .required
+            .iter()
+            .filter(|r| *r != "action")
+            .cloned()
+            .collect();
+        let rust = schema.as_value();
+        let rust_props: BTreeSet<(String, String)> = rust["properties"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), rust_kind(v)))
+            .collect();
+        let rust_required: BTreeSet<String> = rust["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(rust_props, spec_props, "{name}: fields and types");
+        assert_eq!(rust_required, spec_required, "{name}: required fields");
+    }
+
+    let SchemaKind::Type(Type::String(date)) = &component(&spec, "EventDate").schema_kind else {
+        panic!()
+    };
+    let rust_date = schemars::schema_for!(thulium::event::EventDate);
+    assert_eq!(
+        date.pattern.as_deref(),
+        rust_date.as_value()["pattern"].as_str()
+    );
+}
+
+/// The vendor's example values in the spec parse into the typed events.
+#[test]
+fn event_schema_examples_parse_as_events() {
+    let spec = spec();
+    for action in thulium::Action::KNOWN {
+        let SchemaKind::Type(Type::Object(object)) =
+            &component(&spec, &format!("{action:?}Event")).schema_kind
+        else {
+            panic!()
+        };
+        let mut body = serde_json::Map::new();
+        body.insert("action".into(), json!(action.as_str()));
+        for (name, property) in &object.properties {
+            let example = match property {
+                ReferenceOr::Item(schema) => schema.schema_data.example.clone(),
+                ReferenceOr::Reference { .. } => {
+                    component(&spec, "EventDate").schema_data.example.clone()
+                }
+            };
+            if let Some(example) = example.filter(|_| name != "action") {
+                body.insert(name.clone(), example);
+            }
+        }
+        let event = thulium::event::Event::from_json(Value::Object(body).to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        assert_eq!(&event.action(), action);
+    }
+}

@@ -47,8 +47,27 @@ pub fn spec_path() -> PathBuf {
 /// - `WebhookAction` is replaced by the SDK's open `Action` enum, so unknown action
 ///   names survive a round trip; `format: password` becomes the redacting `Password`.
 /// - Every type also derives `schemars::JsonSchema` for users' own API docs.
-pub fn settings() -> GenerationSettings {
+/// - The event payload schemas (`<Name>Event`, and `EventDate`) describe what Thulium
+///   POSTs to subscribers. Form bodies make every value a string, which serde types
+///   generated from the schemas could not read, so the SDK writes those types by hand
+///   (`crate::event::<Name>`) and a test holds them equal to the schemas; here they
+///   replace what the generator would emit.
+pub fn settings(spec: &openapiv3::OpenAPI) -> GenerationSettings {
     let mut settings = GenerationSettings::new();
+    for name in spec
+        .components
+        .iter()
+        .flat_map(|components| components.schemas.keys())
+    {
+        if let Some(event) = name.strip_suffix("Event") {
+            settings.with_replacement(name, format!("crate::event::{event}"), [].into_iter());
+        }
+    }
+    settings.with_replacement(
+        "EventDate",
+        "crate::event::EventDate",
+        [TypeImpl::Display].into_iter(),
+    );
     settings
         .with_interface(InterfaceStyle::Positional)
         .with_tag(TagStyle::Merged)
@@ -162,7 +181,7 @@ pub fn generate_source(spec_text: &str, path: &Path) -> Result<String, CodegenEr
             message: e.to_string(),
         })?;
 
-    let tokens = run_quietly(|| Generator::new(&settings()).generate_tokens(&spec))
+    let tokens = run_quietly(|| Generator::new(&settings(&spec)).generate_tokens(&spec))
         .map_err(|message| CodegenError::Generate {
             path: path.to_path_buf(),
             message,

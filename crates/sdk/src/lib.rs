@@ -19,6 +19,7 @@ pub mod action;
 mod client;
 pub mod config;
 pub mod error;
+pub mod event;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 #[doc(hidden)]
 pub mod generated;

@@ -1,0 +1,255 @@
+//! The flat field map of an event body, and how each field type reads and writes itself.
+//!
+//! Form bodies carry every value as a string and empty ones as `"null"`; JSON bodies
+//! carry numbers or strings. Reading normalises both: `"null"`, `""` and JSON `null`
+//! mean absent, and numeric strings become numbers where the field is a number.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Number, Value};
+use uuid::Uuid;
+
+use super::{EventDate, ParseError};
+use crate::action::Action;
+
+/// One received value, before it is read as a field's type.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RawValue {
+    /// A string (every form value; a JSON string).
+    Text(String),
+    /// A JSON number.
+    Number(Number),
+    /// A JSON `null`.
+    Null,
+    /// A JSON boolean, array or object: never a valid value of a known field.
+    Other(Value),
+}
+
+impl RawValue {
+    pub(crate) fn from_json(value: Value) -> Self {
+        match value {
+            Value::String(s) => RawValue::Text(s),
+            Value::Number(n) => RawValue::Number(n),
+            Value::Null => RawValue::Null,
+            other => RawValue::Other(other),
+        }
+    }
+
+    /// The value as kept for fields the SDK does not know: exactly as received.
+    pub(crate) fn into_json(self) -> Value {
+        match self {
+            RawValue::Text(s) => Value::String(s),
+            RawValue::Number(n) => Value::Number(n),
+            RawValue::Null => Value::Null,
+            RawValue::Other(v) => v,
+        }
+    }
+
+    /// Absent in the sense of Thulium's form bodies: `"null"`, `""` or JSON `null`.
+    fn is_absent(&self) -> bool {
+        match self {
+            RawValue::Text(s) => s.is_empty() || s == "null",
+            RawValue::Null => true,
+            _ => false,
+        }
+    }
+
+    /// A short rendering for error messages.
+    fn shown(&self) -> String {
+        let text = match self {
+            RawValue::Text(s) => format!("{s:?}"),
+            RawValue::Number(n) => n.to_string(),
+            RawValue::Null => "null".to_string(),
+            RawValue::Other(v) => v.to_string(),
+        };
+        let mut chars = text.chars();
+        let mut short: String = chars.by_ref().take(60).collect();
+        if chars.next().is_some() {
+            short.push('…');
+        }
+        short
+    }
+}
+
+/// The fields of one body, consumed field by field while an event is built.
+pub(crate) struct Fields {
+    action: Action,
+    values: BTreeMap<String, RawValue>,
+}
+
+impl Fields {
+    pub(crate) fn new(action: Action, values: BTreeMap<String, RawValue>) -> Self {
+        Self { action, values }
+    }
+
+    /// Takes and reads field `name`.
+    pub(crate) fn take<T: FieldType>(&mut self, name: &'static str) -> Result<T, ParseError> {
+        let raw = self.values.remove(name).filter(|raw| !raw.is_absent());
+        T::read(raw).map_err(|problem| match problem {
+            Problem::Missing => ParseError::MissingField {
+                action: self.action.clone(),
+                field: name,
+            },
+            Problem::Invalid(problem) => ParseError::InvalidField {
+                action: self.action.clone(),
+                field: name,
+                problem,
+            },
+        })
+    }
+
+    /// Every field not taken, exactly as received.
+    pub(crate) fn rest(self) -> Map<String, Value> {
+        self.values
+            .into_iter()
+            .map(|(k, v)| (k, v.into_json()))
+            .collect()
+    }
+}
+
+/// Why a field could not be read.
+pub(crate) enum Problem {
+    Missing,
+    Invalid(String),
+}
+
+/// A type an event field can have. Implemented for the scalars Thulium sends and for
+/// `Option` of each (absent becomes `None` instead of an error).
+pub(crate) trait FieldType: Sized {
+    /// Reads the field; `None` when it was absent, empty or `"null"`.
+    fn read(raw: Option<RawValue>) -> Result<Self, Problem>;
+    /// The value as a form string; `None` when absent.
+    fn text(&self) -> Option<String>;
+    /// The value as JSON (`null` when absent).
+    fn json(&self) -> Value;
+}
+
+/// A non-optional scalar field type.
+pub(crate) trait Scalar: Sized {
+    fn parse(raw: RawValue) -> Result<Self, String>;
+    fn to_text(&self) -> String;
+    fn to_json(&self) -> Value;
+}
+
+impl Scalar for i64 {
+    fn parse(raw: RawValue) -> Result<Self, String> {
+        let parsed = match &raw {
+            RawValue::Text(s) => s.parse::<i64>().ok(),
+            RawValue::Number(n) => n.as_i64(),
+            _ => None,
+        };
+        parsed.ok_or_else(|| format!("must be an integer, got {}", raw.shown()))
+    }
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+    fn to_json(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+impl Scalar for String {
+    fn parse(raw: RawValue) -> Result<Self, String> {
+        match raw {
+            RawValue::Text(s) => Ok(s),
+            // JSON senders may type numeric strings (phone numbers) as numbers.
+            RawValue::Number(n) => Ok(n.to_string()),
+            other => Err(format!("must be a string, got {}", other.shown())),
+        }
+    }
+    fn to_text(&self) -> String {
+        self.clone()
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.clone())
+    }
+}
+
+impl Scalar for Uuid {
+    fn parse(raw: RawValue) -> Result<Self, String> {
+        match &raw {
+            RawValue::Text(s) => Uuid::try_parse(s).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| format!("must be a UUID, got {}", raw.shown()))
+    }
+    fn to_text(&self) -> String {
+        self.hyphenated().to_string()
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.to_text())
+    }
+}
+
+impl Scalar for EventDate {
+    fn parse(raw: RawValue) -> Result<Self, String> {
+        match &raw {
+            RawValue::Text(s) => s.parse::<EventDate>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| format!("must be a date as YYYY-MM-DD HH:MM:SS, got {}", raw.shown()))
+    }
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.to_string())
+    }
+}
+
+macro_rules! field_types {
+    ($($t:ty),*) => {$(
+        impl FieldType for $t {
+            fn read(raw: Option<RawValue>) -> Result<Self, Problem> {
+                let raw = raw.ok_or(Problem::Missing)?;
+                <$t as Scalar>::parse(raw).map_err(Problem::Invalid)
+            }
+            fn text(&self) -> Option<String> {
+                Some(Scalar::to_text(self))
+            }
+            fn json(&self) -> Value {
+                Scalar::to_json(self)
+            }
+        }
+
+        impl FieldType for Option<$t> {
+            fn read(raw: Option<RawValue>) -> Result<Self, Problem> {
+                raw.map(<$t as Scalar>::parse).transpose().map_err(Problem::Invalid)
+            }
+            fn text(&self) -> Option<String> {
+                self.as_ref().map(Scalar::to_text)
+            }
+            fn json(&self) -> Value {
+                self.as_ref().map_or(Value::Null, Scalar::to_json)
+            }
+        }
+    )*};
+}
+
+field_types!(i64, String, Uuid, EventDate);
+
+/// The `date` of an event, whether the field is required or optional.
+pub(crate) trait DateField {
+    fn date(&self) -> Option<EventDate>;
+}
+
+impl DateField for EventDate {
+    fn date(&self) -> Option<EventDate> {
+        Some(*self)
+    }
+}
+
+impl DateField for Option<EventDate> {
+    fn date(&self) -> Option<EventDate> {
+        *self
+    }
+}
+
+/// A value kept as received, written to a form body: strings as they are, anything
+/// else as its JSON text (`null` for JSON null, as Thulium writes empty values).
+pub(crate) fn json_to_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,469 @@
+//! Typed Thulium events: parse what Thulium POSTs to a subscription URL, and write it.
+//!
+//! Thulium's payload is flat: an `action` naming the event, plus its fields. Bodies come
+//! form-encoded (every value a string, empty ones as `"null"`) or as JSON; [`Event::parse`]
+//! takes either, with or without a content type. Actions this SDK does not know are
+//! kept whole in [`Event::Other`]; fields it does not know are kept in each event's
+//! `extra`. Nothing is dropped.
+//!
+//! ```
+//! use thulium::event::Event;
+//!
+//! let body = b"action=CUSTOMER_UPDATED&customer_id=682&company_id=null&date=2026-09-04+12%3A19%3A43";
+//! let event = Event::parse(body, Some("application/x-www-form-urlencoded")).unwrap();
+//! let Event::CustomerUpdated(update) = &event else { panic!("{event:?}") };
+//! assert_eq!(update.customer_id, 682);
+//! assert_eq!(update.company_id, None);
+//! assert_eq!(event.occurred_at().unwrap().to_string(), "2026-09-04 12:19:43");
+//! assert_eq!(event.dedup_key(), "CUSTOMER_UPDATED|customer_id=682|date=2026-09-04 12:19:43");
+//! ```
+
+mod fields;
+mod parse;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::{Map, Value};
+use time::PrimitiveDateTime;
+use time::macros::format_description;
+use uuid::Uuid;
+
+use crate::action::Action;
+use fields::{DateField, FieldType, Fields, json_to_text};
+pub use parse::{BodyFormat, ParseError};
+
+/// When an event happened, as Thulium writes it: `YYYY-MM-DD HH:MM:SS`.
+///
+/// Thulium states no time zone (it is the account's local time), so this is a civil
+/// date-time; attach the account's offset with [`EventDate::assume_offset`].
+///
+/// ```
+/// use thulium::event::EventDate;
+///
+/// let date: EventDate = "2016-04-20 09:46:24".parse().unwrap();
+/// assert_eq!(date.to_string(), "2016-04-20 09:46:24");
+/// assert!("2016-02-30 09:46:24".parse::<EventDate>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventDate(PrimitiveDateTime);
+
+const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+impl EventDate {
+    /// Wraps a civil date-time (sub-second precision is dropped, as Thulium has none).
+    pub fn new(value: PrimitiveDateTime) -> Self {
+        Self(
+            value
+                .replace_nanosecond(0)
+                .expect("0 is a valid nanosecond"),
+        )
+    }
+
+    /// The civil date-time.
+    pub fn as_primitive(&self) -> PrimitiveDateTime {
+        self.0
+    }
+
+    /// The instant, given the account's UTC offset.
+    pub fn assume_offset(&self, offset: time::UtcOffset) -> time::OffsetDateTime {
+        self.0.assume_offset(offset)
+    }
+}
+
+impl fmt::Display for EventDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.format(DATE_FORMAT).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+/// The text is not a valid `YYYY-MM-DD HH:MM:SS` date.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a date as YYYY-MM-DD HH:MM:SS: {0}")]
+pub struct InvalidDate(String);
+
+impl FromStr for EventDate {
+    type Err = InvalidDate;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // The format is fixed-width; checking it first keeps `time` from accepting
+        // variants such as single-digit fields.
+        if text.len() != 19 {
+            return Err(InvalidDate("expected 19 characters".into()));
+        }
+        PrimitiveDateTime::parse(text, DATE_FORMAT)
+            .map(EventDate)
+            .map_err(|e| InvalidDate(e.to_string()))
+    }
+}
+
+impl serde::Serialize for EventDate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for EventDate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventDate".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$",
+        })
+    }
+}
+
+macro_rules! events {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident {
+            $( $(#[$field_doc:meta])* $field:ident : $ty:ty, )*
+        }
+        key($($key:ident),*)
+    )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+            pub struct $name {
+                $( $(#[$field_doc])* pub $field: $ty, )*
+                /// Fields this SDK does not know, exactly as received.
+                #[schemars(skip)]
+                pub extra: Map<String, Value>,
+            }
+
+            impl $name {
+                /// The action of this event.
+                pub const ACTION: Action = Action::$name;
+
+                fn read(fields: &mut Fields) -> Result<Self, ParseError> {
+                    Ok(Self {
+                        $( $field: fields.take(stringify!($field))?, )*
+                        extra: Map::new(),
+                    })
+                }
+
+                fn write(&self, out: &mut Vec<(&'static str, Option<String>, Value)>) {
+                    $( out.push((
+                        stringify!($field),
+                        FieldType::text(&self.$field),
+                        FieldType::json(&self.$field),
+                    )); )*
+                }
+
+                fn key(&self) -> Vec<(&'static str, Option<String>)> {
+                    vec![$( (stringify!($key), FieldType::text(&self.$key)), )*]
+                }
+            }
+        )*
+
+        /// One event Thulium delivered. Each known action has a variant with typed
+        /// fields; any other action is kept, with every field, in [`Event::Other`].
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Event {
+            $(
+                $(#[$doc])*
+                $name($name),
+            )*
+            /// An action this SDK does not know, with every field as received.
+            Other(OtherEvent),
+        }
+
+        impl Event {
+            /// The action of the event.
+            pub fn action(&self) -> Action {
+                match self {
+                    $( Event::$name(_) => Action::$name, )*
+                    Event::Other(other) => Action::from(other.action.as_str()),
+                }
+            }
+
+            /// When the event happened, if the event says.
+            pub fn occurred_at(&self) -> Option<EventDate> {
+                match self {
+                    $( Event::$name(event) => DateField::date(&event.date), )*
+                    Event::Other(other) => other
+                        .fields
+                        .get("date")
+                        .and_then(Value::as_str)
+                        .and_then(|d| d.parse().ok()),
+                }
+            }
+
+            /// Fields the SDK does not know, exactly as received.
+            pub fn extra(&self) -> &Map<String, Value> {
+                match self {
+                    $( Event::$name(event) => &event.extra, )*
+                    Event::Other(other) => &other.fields,
+                }
+            }
+
+            fn read(action: Action, mut fields: Fields) -> Result<Self, ParseError> {
+                let event = match action {
+                    $( Action::$name => {
+                        let mut event = $name::read(&mut fields)?;
+                        event.extra = fields.rest();
+                        Event::$name(event)
+                    } )*
+                    other => Event::Other(OtherEvent {
+                        action: other.as_str().to_string(),
+                        fields: fields.rest(),
+                    }),
+                };
+                Ok(event)
+            }
+
+            /// The typed fields in the order Thulium documents them, as
+            /// `(name, form text, JSON value)`.
+            fn known_fields(&self) -> Vec<(&'static str, Option<String>, Value)> {
+                let mut out = Vec::new();
+                match self {
+                    $( Event::$name(event) => event.write(&mut out), )*
+                    Event::Other(_) => {}
+                }
+                out
+            }
+
+            fn key_fields(&self) -> Vec<(&'static str, Option<String>)> {
+                match self {
+                    $( Event::$name(event) => event.key(), )*
+                    Event::Other(_) => Vec::new(),
+                }
+            }
+        }
+
+        $(
+            impl From<$name> for Event {
+                fn from(event: $name) -> Self {
+                    Event::$name(event)
+                }
+            }
+        )*
+    };
+}
+
+events! {
+    /// `CHAT_AGENT_ASSIGNED`: an agent was assigned to a chat conversation.
+    ChatAgentAssigned {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// The assigned agent's login.
+        agent_login: String,
+        /// When it happened.
+        date: EventDate,
+        /// The chat queue.
+        chat_queue_id: i64,
+    }
+    key(conversation_id, agent_login, date)
+
+    /// `CHAT_CONVERSATION_CLOSED`: a chat conversation was closed.
+    ChatConversationClosed {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// When it happened.
+        date: EventDate,
+        /// The chat queue.
+        chat_queue_id: i64,
+    }
+    key(conversation_id, date)
+
+    /// `CHAT_CONVERSATION_CREATED`: a client started a chat conversation.
+    ChatConversationCreated {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// The client's name, if given.
+        client_name: Option<String>,
+        /// The client's e-mail address, if given.
+        client_email: Option<String>,
+        /// When it happened.
+        date: EventDate,
+        /// The chat queue.
+        chat_queue_id: i64,
+    }
+    key(conversation_id, date)
+
+    /// `CUSTOMER_CREATED`: a customer record was created.
+    CustomerCreated {
+        /// The customer.
+        customer_id: i64,
+        /// The customer's company, if any.
+        company_id: Option<i64>,
+        /// When it happened.
+        date: EventDate,
+    }
+    key(customer_id, date)
+
+    /// `CUSTOMER_UPDATED`: a customer record was updated.
+    CustomerUpdated {
+        /// The customer.
+        customer_id: i64,
+        /// The customer's company, if any.
+        company_id: Option<i64>,
+        /// When it happened.
+        date: EventDate,
+    }
+    key(customer_id, date)
+
+    /// `AGENT_RINGING`: an agent's phone is ringing.
+    AgentRinging {
+        /// The call, such as `1416225570.341`.
+        connection_id: String,
+        /// The call queue.
+        queue_id: i64,
+        /// The agent's login.
+        agent_login: String,
+        /// The caller's number, unless withheld.
+        source_number: Option<String>,
+        /// The number called.
+        destination_number: String,
+        /// When it happened.
+        date: EventDate,
+    }
+    key(connection_id, agent_login, date)
+
+    /// `RECORDING_READY`: a call recording is ready.
+    RecordingReady {
+        /// The call, such as `1416225570.341`.
+        connection_id: String,
+        /// The recording's path, such as `SOME-QUEUE/2014-11-17/2014-11-17_125932_1416225570.341.wav`.
+        filename: String,
+        /// When it happened.
+        date: EventDate,
+    }
+    key(connection_id, filename, date)
+
+    /// `TICKET_CREATED`: a ticket was created.
+    TicketCreated {
+        /// The ticket.
+        ticket_id: i64,
+        /// The agent's login, if an agent created it.
+        agent_login: Option<String>,
+        /// How the ticket came in, such as `in_behalf_of`.
+        direction: String,
+        /// When it happened.
+        date: EventDate,
+        /// The customer.
+        customer_id: i64,
+    }
+    key(ticket_id, date)
+
+    /// `TICKET_MESSAGE_RECEIVED`: a message was received on a ticket.
+    TicketMessageReceived {
+        /// The ticket.
+        ticket_id: i64,
+        /// When it happened, if Thulium says.
+        date: Option<EventDate>,
+    }
+    key(ticket_id, date)
+}
+
+/// An event whose action this SDK does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherEvent {
+    /// The action name, exactly as received.
+    pub action: String,
+    /// Every other field, exactly as received (form values are strings).
+    pub fields: Map<String, Value>,
+}
+
+impl Event {
+    /// Parses a body given its `Content-Type` (`None` if the request had none).
+    ///
+    /// `application/x-www-form-urlencoded` is read as a form, `application/json` (or
+    /// any `+json`) as JSON; anything else is read as JSON if it starts with `{`, and
+    /// as a form otherwise. Never panics, whatever the input.
+    pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Event, ParseError> {
+        let (action, fields) = parse::fields(body, content_type)?;
+        Event::read(action, fields)
+    }
+
+    /// Parses a form-encoded body.
+    pub fn from_form(body: &[u8]) -> Result<Event, ParseError> {
+        Event::parse(body, Some("application/x-www-form-urlencoded"))
+    }
+
+    /// Parses a JSON body.
+    pub fn from_json(body: &[u8]) -> Result<Event, ParseError> {
+        Event::parse(body, Some("application/json"))
+    }
+
+    /// The body as Thulium sends it form-encoded: `action` first, then the fields in
+    /// documented order (absent ones as `null`), then unknown fields. Every value
+    /// becomes a string, so non-string values of unknown fields come back as text.
+    pub fn to_form(&self) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("action", self.action().as_str());
+        for (name, text, _) in self.known_fields() {
+            form.append_pair(name, text.as_deref().unwrap_or("null"));
+        }
+        for (name, value) in self.extra() {
+            form.append_pair(name, &json_to_text(value));
+        }
+        form.finish()
+    }
+
+    /// The body as a flat JSON object: typed fields as numbers or strings, absent
+    /// ones as `null`, unknown fields as received.
+    pub fn to_json_value(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("action".into(), Value::String(self.action().to_string()));
+        for (name, _, json) in self.known_fields() {
+            object.insert(name.into(), json);
+        }
+        for (name, value) in self.extra() {
+            object.insert(name.clone(), value.clone());
+        }
+        Value::Object(object)
+    }
+
+    /// [`Self::to_json_value`] as a string.
+    pub fn to_json(&self) -> String {
+        self.to_json_value().to_string()
+    }
+
+    /// A key that is the same for every delivery of one event, to drop redeliveries.
+    ///
+    /// Thulium sends no event id, so the key is the action, the event's natural ids
+    /// and its date (for unknown actions: every field). Two distinct events with the
+    /// same ids in the same second get the same key; for `CUSTOMER_UPDATED` and
+    /// `TICKET_MESSAGE_RECEIVED` that can happen, so deduplicate those only if losing
+    /// such a twin is acceptable.
+    pub fn dedup_key(&self) -> String {
+        let mut key = self.action().as_str().to_string();
+        if let Event::Other(other) = self {
+            for (name, value) in &other.fields {
+                key.push_str(&format!("|{name}={value}"));
+            }
+            return key;
+        }
+        for (name, text) in self.key_fields() {
+            key.push('|');
+            key.push_str(name);
+            key.push('=');
+            key.push_str(text.as_deref().unwrap_or(""));
+        }
+        key
+    }
+}
+
+impl serde::Serialize for Event {
+    /// Serializes as [`Event::to_json_value`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json_value().serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests;
