@@ -312,9 +312,14 @@ impl ClientBuilder {
     }
 }
 
-/// reqwest is built without a default TLS crypto provider (to avoid compiling a
-/// second one); install ring's unless the application installed one already.
-fn install_crypto_provider() {
+/// Installs rustls' ring crypto provider as the process default, unless one is
+/// installed already.
+///
+/// The SDK builds reqwest without a built-in TLS provider (compiling aws-lc as well
+/// as ring would double the TLS build), so reqwest clients in the same process need a
+/// process default. [`ClientBuilder::build`] calls this; call it yourself before
+/// building other reqwest clients first. Idempotent and cheap.
+pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race with another thread installing one is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();

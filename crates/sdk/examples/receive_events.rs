@@ -1,0 +1,52 @@
+//! Receives Thulium's events and logs them.
+//!
+//! ```sh
+//! THULIUM_WEBHOOK_USER=thulium THULIUM_WEBHOOK_PASSWORD=change-me \
+//!   cargo run -p thulium --features axum --example receive_events -- 127.0.0.1:8080
+//! ```
+//! Subscribe `http://127.0.0.1:8080/thulium` with that user and password (or run
+//! `cargo run --example quickstart`, which does all of it against the fake server).
+
+use std::net::SocketAddr;
+
+use thulium::event::Event;
+use thulium::receiver::Receiver;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,thulium=debug".into()),
+        )
+        .init();
+
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string())
+        .parse()?;
+    let user = std::env::var("THULIUM_WEBHOOK_USER").unwrap_or_else(|_| "thulium".into());
+    let password = std::env::var("THULIUM_WEBHOOK_PASSWORD")
+        .map_err(|_| "set THULIUM_WEBHOOK_PASSWORD to the subscription's http_auth_password")?;
+
+    let receiver = Receiver::with_basic_auth(user, password)?;
+    let app = receiver.router("/thulium", |event: Event| async move {
+        tracing::info!(
+            action = %event.action(),
+            at = ?event.occurred_at().map(|d| d.to_string()),
+            key = %event.dedup_key(),
+            body = %event.to_json(),
+            "event"
+        );
+        Ok::<_, std::convert::Infallible>(())
+    });
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!("receiving Thulium events on http://{addr}/thulium (Ctrl-C stops)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! An axum endpoint that receives Thulium's deliveries safely (feature `axum`).
+//!
+//! Per request, in this order: HTTP Basic credentials checked in constant time (`401`
+//! with `WWW-Authenticate` for anything but the right pair), the body read up to a
+//! limit (`413` past it), the body parsed into an [`Event`] (`400` with a short reason),
+//! and the application's handler awaited: `200` only once it returned `Ok`, `500`
+//! otherwise, so that Thulium delivers the event again. Unknown actions are accepted
+//! and handed over as [`Event::Other`].
+//!
+//! ```no_run
+//! use thulium::event::Event;
+//! use thulium::receiver::Receiver;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let receiver = Receiver::with_basic_auth("thulium", "a-long-random-password")?;
+//! let app = receiver.router("/thulium", |event: Event| async move {
+//!     println!("{} {}", event.action(), event.dedup_key());
+//!     Ok::<_, std::convert::Infallible>(())
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine as _;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::event::{Event, ParseError};
+use crate::secret::Password;
+
+/// The body limit unless configured otherwise: far above any event Thulium sends.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+const WWW_AUTHENTICATE: &str = r#"Basic realm="thulium-webhooks", charset="UTF-8""#;
+
+/// The expected credentials, kept only as SHA-256 digests so that comparing them
+/// takes the same time whatever the length or content of what was sent.
+#[derive(Clone)]
+struct ExpectedAuth {
+    user: [u8; 32],
+    password: [u8; 32],
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+/// Checks and parses Thulium's deliveries; cheap to clone.
+#[derive(Clone)]
+pub struct Receiver {
+    auth: Option<ExpectedAuth>,
+    body_limit: usize,
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("basic_auth", &self.auth.is_some())
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
+}
+
+/// A receiver configuration that cannot be safe.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The expected user is empty.
+    #[error("the receiver's HTTP Basic user is empty; set the user given as http_auth_user")]
+    EmptyUser,
+    /// The expected password is empty.
+    #[error(
+        "the receiver's HTTP Basic password is empty; anyone could post events. Set the password given as http_auth_password"
+    )]
+    EmptyPassword,
+}
+
+impl Receiver {
+    /// A receiver that requires HTTP Basic auth with this user and password (the
+    /// subscription's `http_auth_user` and `http_auth_password`).
+    pub fn with_basic_auth(
+        user: impl AsRef<str>,
+        password: impl Into<Password>,
+    ) -> Result<Self, ConfigError> {
+        let password = password.into();
+        if user.as_ref().is_empty() {
+            return Err(ConfigError::EmptyUser);
+        }
+        if password.is_empty() {
+            return Err(ConfigError::EmptyPassword);
+        }
+        Ok(Self {
+            auth: Some(ExpectedAuth {
+                user: sha256(user.as_ref().as_bytes()),
+                password: sha256(password.expose().as_bytes()),
+            }),
+            body_limit: DEFAULT_BODY_LIMIT,
+        })
+    }
+
+    /// A receiver that accepts deliveries from anyone: only for subscriptions made
+    /// without auth, behind something else that authenticates.
+    pub fn without_auth() -> Self {
+        Self {
+            auth: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// The largest body accepted, in bytes (default [`DEFAULT_BODY_LIMIT`]).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// A router that answers `POST path` with `handler`, which decides the answer:
+    /// `Ok` gives `200`, `Err` gives `500` (and Thulium delivers again).
+    pub fn router<H, Fut, E>(self, path: &str, handler: H) -> Router
+    where
+        H: Fn(Event) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let receiver = Arc::new(self);
+        Router::new().route(
+            path,
+            post(move |request: Request| {
+                let receiver = Arc::clone(&receiver);
+                let handler = handler.clone();
+                async move {
+                    let event = match receiver.accept(request).await {
+                        Ok(event) => event,
+                        Err(rejection) => return rejection.into_response(),
+                    };
+                    let action = event.action();
+                    match handler(event).await {
+                        Ok(()) => (StatusCode::OK, "OK").into_response(),
+                        Err(error) => {
+                            tracing::error!(%action, %error, "event handler failed; answering 500 so Thulium retries");
+                            (
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "the event was not taken; deliver it again",
+                            )
+                                .into_response()
+                        }
+                    }
+                }
+            }),
+        )
+    }
+
+    /// Checks the credentials, reads and parses one delivery: the building block of
+    /// [`Self::router`] and of [`VerifiedEvent`], for applications with own handlers.
+    pub async fn accept(&self, request: Request) -> Result<Event, Rejection> {
+        let (parts, body) = request.into_parts();
+        if !self.authorized(&parts.headers) {
+            tracing::debug!("delivery refused: missing or wrong credentials");
+            return Err(Rejection::Unauthorized);
+        }
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.body_limit as u64) {
+            return Err(Rejection::TooLarge {
+                limit: self.body_limit,
+            });
+        }
+        let bytes = match Limited::new(body, self.body_limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => {
+                return Err(Rejection::TooLarge {
+                    limit: self.body_limit,
+                });
+            }
+            Err(error) => return Err(Rejection::UnreadableBody(error.to_string())),
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let event = Event::parse(&bytes, content_type).map_err(Rejection::Invalid)?;
+        tracing::debug!(action = %event.action(), key = %event.dedup_key(), "event received");
+        Ok(event)
+    }
+
+    /// Whether the request carries the expected credentials. Both the user and the
+    /// password digests are always compared, without early return, whatever shape
+    /// the header has.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.auth else {
+            return true;
+        };
+        let (well_formed, user, password) = match basic_credentials(headers) {
+            Some((user, password)) => (Choice::from(1), user, password),
+            None => (Choice::from(0), Vec::new(), Vec::new()),
+        };
+        let user_ok = sha256(&user).ct_eq(&expected.user);
+        let password_ok = sha256(&password).ct_eq(&expected.password);
+        bool::from(well_formed & user_ok & password_ok)
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`, split at the first colon.
+fn basic_credentials(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at(value.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim_ascii())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
+}
+
+/// Why a delivery was refused, and the answer it gets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Missing or wrong credentials, whatever their shape: `401`.
+    #[error("missing or wrong credentials")]
+    Unauthorized,
+    /// The body exceeds the limit: `413`.
+    #[error("the body exceeds {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body could not be read (for example, the connection closed early): `400`.
+    #[error("the body could not be read: {0}")]
+    UnreadableBody(String),
+    /// The body is not an event: `400`.
+    #[error("{0}")]
+    Invalid(ParseError),
+}
+
+impl Rejection {
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UnreadableBody(_) | Rejection::Invalid(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), self.to_string()).into_response();
+        if matches!(self, Rejection::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
+        }
+        response
+    }
+}
+
+/// An extractor for applications with their own axum handlers: a delivery that
+/// passed the [`Receiver`]'s checks. The router's state must provide the receiver.
+///
+/// ```no_run
+/// use axum::{Router, extract::FromRef, routing::post};
+/// use thulium::receiver::{Receiver, VerifiedEvent};
+///
+/// #[derive(Clone)]
+/// struct AppState { receiver: Receiver }
+///
+/// impl FromRef<AppState> for Receiver {
+///     fn from_ref(state: &AppState) -> Receiver { state.receiver.clone() }
+/// }
+///
+/// async fn on_event(VerifiedEvent(event): VerifiedEvent) -> &'static str {
+///     println!("{}", event.action());
+///     "OK"
+/// }
+///
+/// let state = AppState { receiver: Receiver::with_basic_auth("u", "p").unwrap() };
+/// let app: Router = Router::new().route("/thulium", post(on_event)).with_state(state);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedEvent(pub Event);
+
+impl<S> FromRequest<S> for VerifiedEvent
+where
+    S: Send + Sync,
+    Receiver: FromRef<S>,
+{
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Receiver::from_ref(state)
+            .accept(request)
+            .await
+            .map(VerifiedEvent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(authorization).unwrap(),
+        );
+        headers
+    }
+
+    fn basic(credentials: &str) -> Vec<u8> {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn only_the_exact_pair_is_authorized() {
+        let receiver = Receiver::with_basic_auth("thulium", "s3cret").unwrap();
+        assert!(receiver.authorized(&headers(&basic("thulium:s3cret"))));
+        assert!(receiver.authorized(&headers(b"basic dGh1bGl1bTpzM2NyZXQ=")));
+        for wrong in [
+            basic("thulium:wrong"),
+            basic("other:s3cret"),
+            basic("thulium:s3cret:"),
+            basic("thulium"),
+            basic(":"),
+            basic("thulium:"),
+            b"Bearer dGh1bGl1bTpzM2NyZXQ=".to_vec(),
+            b"Basic not base64!".to_vec(),
+            b"Basic".to_vec(),
+            b"".to_vec(),
+        ] {
+            assert!(
+                !receiver.authorized(&headers(&wrong)),
+                "{:?}",
+                String::from_utf8_lossy(&wrong)
+            );
+        }
+        assert!(!receiver.authorized(&HeaderMap::new()));
+        assert!(Receiver::without_auth().authorized(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn empty_credentials_are_refused_at_startup() {
+        assert_eq!(
+            Receiver::with_basic_auth("u", "").unwrap_err(),
+            ConfigError::EmptyPassword
+        );
+        assert_eq!(
+            Receiver::with_basic_auth("", "p").unwrap_err(),
+            ConfigError::EmptyUser
+        );
+        let receiver = Receiver::with_basic_auth("u", "hunter2").unwrap();
+        assert!(!format!("{receiver:?}").contains("hunter2"));
+    }
+}
