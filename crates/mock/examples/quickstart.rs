@@ -1,0 +1,154 @@
+//! The whole loop on one machine, with no Thulium account: a fake Thulium, a receiver,
+//! a subscription made with the SDK, events delivered and printed as typed values.
+//!
+//! ```sh
+//! cargo run --example quickstart
+//! ```
+
+use std::time::Duration;
+
+use thulium::event::Event;
+use thulium::receiver::Receiver;
+use thulium::{Action, NewWebhook};
+use thulium_mock::MockThulium;
+use tokio::sync::mpsc;
+
+/// Events delivered by the fake, as Thulium's docs and integrators show them.
+const SAMPLE_EVENTS: &[&str] = &[
+    "action=CHAT_CONVERSATION_CREATED&conversation_id=83a3f676-e831-47d0-bba7-beda6c0bde88\
+     &client_name=John+Smith&client_email=john.smith%40foo.bar&date=2016-04-20+09%3A46%3A24&chat_queue_id=1",
+    "action=AGENT_RINGING&connection_id=1416225570.341&queue_id=155&agent_login=jkowalski\
+     &source_number=523993855&destination_number=162&date=2014-11-17+12%3A59%3A32",
+    "action=TICKET_CREATED&ticket_id=12&agent_login=jkowalski&direction=in_behalf_of\
+     &date=2014-11-17+12%3A59%3A32&customer_id=154",
+    // An action the SDK does not know: still delivered, kept whole.
+    "action=CALL_QUEUE_ENTERED&connection_id=1416225570.342&queue_id=155",
+];
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // 1. The fake Thulium, in-process on a free loopback port.
+    let thulium = MockThulium::start().await?;
+    println!(
+        "fake Thulium at {} (API user {})",
+        thulium.base_url(),
+        thulium.api_user()
+    );
+
+    // 2. Our receiver, protected by the credentials we will give Thulium.
+    let hook_password = format!("hook-{:016x}", fastrand_seed());
+    let (events, mut received) = mpsc::unbounded_channel::<Event>();
+    let app = Receiver::with_basic_auth("thulium", hook_password.as_str())?.router(
+        "/thulium",
+        move |event: Event| {
+            let events = events.clone();
+            async move {
+                events
+                    .send(event)
+                    .map_err(|_| "the quickstart stopped listening")
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook_url = format!("http://{}/thulium", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("receiver at {hook_url}");
+
+    // 3. Subscribe the receiver with the SDK, exactly as against the real Thulium.
+    let client = thulium.client_builder().build()?;
+    let subscription = client
+        .create_webhook(
+            &NewWebhook::new(
+                &hook_url,
+                [
+                    Action::ChatConversationCreated,
+                    Action::AgentRinging,
+                    Action::TicketCreated,
+                    Action::from("CALL_QUEUE_ENTERED"),
+                ],
+            )
+            .with_auth("thulium", hook_password.as_str()),
+        )
+        .await?;
+    println!(
+        "subscribed: id {} for {}",
+        subscription.id,
+        subscription
+            .actions
+            .iter()
+            .map(Action::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // 4. Thulium emits events; the receiver hands them over typed.
+    for body in SAMPLE_EVENTS {
+        thulium.emit(&Event::from_form(body.as_bytes())?);
+    }
+    for _ in SAMPLE_EVENTS {
+        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .map_err(|_| "no event arrived within 10 s")?
+            .ok_or("the receiver stopped")?;
+        describe(&event);
+    }
+
+    // 5. What Thulium now holds.
+    for webhook in client.list_webhooks().await? {
+        println!(
+            "subscription {}: {} actions -> {} (auth: {})",
+            webhook.id,
+            webhook.actions.len(),
+            webhook.subscription_url,
+            if webhook.has_auth() { "yes" } else { "no" }
+        );
+    }
+    let deliveries = thulium.deliveries();
+    println!(
+        "{} deliveries, {} attempts, all delivered: {}",
+        deliveries.len(),
+        deliveries.iter().map(|d| d.attempts.len()).sum::<usize>(),
+        deliveries
+            .iter()
+            .all(|d| d.state == thulium_mock::DeliveryState::Delivered)
+    );
+    Ok(())
+}
+
+fn describe(event: &Event) {
+    let at = event
+        .occurred_at()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "?".into());
+    match event {
+        Event::ChatConversationCreated(chat) => println!(
+            "[{at}] chat {} started by {} <{}> in queue {}",
+            chat.conversation_id,
+            chat.client_name.as_deref().unwrap_or("anonymous"),
+            chat.client_email.as_deref().unwrap_or("-"),
+            chat.chat_queue_id
+        ),
+        Event::AgentRinging(ring) => println!(
+            "[{at}] {}'s phone rings: {} -> {} (queue {})",
+            ring.agent_login,
+            ring.source_number.as_deref().unwrap_or("withheld"),
+            ring.destination_number,
+            ring.queue_id
+        ),
+        Event::TicketCreated(ticket) => println!(
+            "[{at}] ticket {} for customer {} ({})",
+            ticket.ticket_id, ticket.customer_id, ticket.direction
+        ),
+        other => println!(
+            "[{at}] {} (not known to the SDK, kept as received): {}",
+            other.action(),
+            other.to_json()
+        ),
+    }
+}
+
+/// A per-run value for the demo password, without pulling in a random-number crate.
+fn fastrand_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
+}

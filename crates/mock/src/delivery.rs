@@ -1,0 +1,286 @@
+//! Event delivery: POST an event to each matching subscription in the background,
+//! retry failures with backoff, and record every attempt for inspection.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use thulium::Webhook;
+use thulium::event::Event;
+use tokio::sync::Notify;
+
+/// How the fake encodes the events it delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryFormat {
+    /// `application/x-www-form-urlencoded`, as integrators report Thulium sends.
+    #[default]
+    Form,
+    /// `application/json`.
+    Json,
+}
+
+/// How patiently the fake delivers.
+#[derive(Clone, Debug)]
+pub struct DeliveryPolicy {
+    /// The body encoding.
+    pub format: DeliveryFormat,
+    /// Attempts per delivery, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait before the second attempt; it doubles after each failure.
+    pub initial_backoff: Duration,
+    /// The longest one attempt may take.
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    /// Form bodies, 4 attempts, 200 ms backoff doubling, 5 s per attempt.
+    fn default() -> Self {
+        Self {
+            format: DeliveryFormat::Form,
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(200),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one attempt got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The receiver answered with this status.
+    Status(u16),
+    /// No answer: a connection error or a timeout.
+    Error(String),
+}
+
+impl AttemptOutcome {
+    /// Whether the receiver took the event (any 2xx).
+    pub fn is_success(&self) -> bool {
+        matches!(self, AttemptOutcome::Status(s) if (200..300).contains(s))
+    }
+}
+
+/// One attempt to deliver one event to one subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// What happened.
+    pub outcome: AttemptOutcome,
+    /// When the attempt ended, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Attempts are still being made.
+    Pending,
+    /// An attempt got a 2xx answer.
+    Delivered,
+    /// Every attempt failed.
+    GaveUp,
+}
+
+/// One event on its way to one subscription, with every attempt so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// The delivery's id, from 1 upwards.
+    pub id: u64,
+    /// The subscription.
+    pub subscription_id: i64,
+    /// Where the event goes.
+    pub url: String,
+    /// The event's action.
+    pub action: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Every delivery, and a signal for those who wait on one.
+#[derive(Default)]
+pub(crate) struct DeliveryLog {
+    deliveries: Mutex<BTreeMap<u64, Delivery>>,
+    changed: Notify,
+}
+
+impl DeliveryLog {
+    pub(crate) fn all(&self) -> Vec<Delivery> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<Delivery> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Waits until `done` holds for the log, or `timeout` passes.
+    pub(crate) async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&BTreeMap<u64, Delivery>) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Register interest before checking, so a change between the check and
+            // the wait is not missed.
+            let notified = self.changed.notified();
+            if done(&self.lock()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return done(&self.lock());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Delivery>> {
+        // A poisoned lock only means another thread panicked mid-update of a log entry;
+        // the log is still the best record there is.
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, id: u64, change: impl FnOnce(&mut Delivery)) {
+        if let Some(delivery) = self.lock().get_mut(&id) {
+            change(delivery);
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+/// Sends events to subscribers.
+pub(crate) struct Deliverer {
+    pub(crate) log: Arc<DeliveryLog>,
+    http: reqwest::Client,
+    policy: DeliveryPolicy,
+    next_id: Mutex<u64>,
+}
+
+impl Deliverer {
+    pub(crate) fn new(policy: DeliveryPolicy) -> Self {
+        thulium::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("thulium-mock")
+            .build()
+            .expect("a plain HTTP client always builds");
+        Self {
+            log: Arc::default(),
+            http,
+            policy,
+            next_id: Mutex::new(0),
+        }
+    }
+
+    /// Starts delivering `event` to every subscription whose actions include it;
+    /// returns the new deliveries' ids at once.
+    pub(crate) fn emit(&self, event: &Event, subscriptions: &[Webhook]) -> Vec<u64> {
+        let action = event.action();
+        let body = match self.policy.format {
+            DeliveryFormat::Form => (event.to_form(), "application/x-www-form-urlencoded"),
+            DeliveryFormat::Json => (event.to_json(), "application/json"),
+        };
+        let mut ids = Vec::new();
+        for subscription in subscriptions.iter().filter(|s| s.actions.contains(&action)) {
+            let id = {
+                let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+                *next += 1;
+                *next
+            };
+            self.log.lock().insert(
+                id,
+                Delivery {
+                    id,
+                    subscription_id: subscription.id,
+                    url: subscription.subscription_url.clone(),
+                    action: action.to_string(),
+                    state: DeliveryState::Pending,
+                    attempts: Vec::new(),
+                },
+            );
+            ids.push(id);
+            tokio::spawn(deliver(
+                id,
+                self.http.clone(),
+                self.policy.clone(),
+                subscription.clone(),
+                body.clone(),
+                Arc::clone(&self.log),
+            ));
+        }
+        ids
+    }
+}
+
+async fn deliver(
+    id: u64,
+    http: reqwest::Client,
+    policy: DeliveryPolicy,
+    subscription: Webhook,
+    (body, content_type): (String, &'static str),
+    log: Arc<DeliveryLog>,
+) {
+    let attempts = policy.max_attempts.max(1);
+    let mut backoff = policy.initial_backoff;
+    for attempt in 1..=attempts {
+        let mut request = http
+            .post(&subscription.subscription_url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body.clone());
+        if subscription.has_auth() {
+            request = request.basic_auth(
+                &subscription.http_auth_user,
+                Some(subscription.http_auth_password.expose()),
+            );
+        }
+        let outcome = match request.send().await {
+            Ok(response) => AttemptOutcome::Status(response.status().as_u16()),
+            Err(error) if error.is_timeout() => {
+                AttemptOutcome::Error(format!("no answer within {:?}", policy.timeout))
+            }
+            Err(error) => AttemptOutcome::Error(root_cause(&error)),
+        };
+        let delivered = outcome.is_success();
+        tracing::debug!(delivery = id, attempt, ?outcome, url = %subscription.subscription_url, "delivery attempt");
+        let last = attempt == attempts;
+        log.update(id, |delivery| {
+            delivery.attempts.push(Attempt {
+                attempt,
+                outcome,
+                at_unix_ms: unix_ms(),
+            });
+            if delivered {
+                delivery.state = DeliveryState::Delivered;
+            } else if last {
+                delivery.state = DeliveryState::GaveUp;
+            }
+        });
+        if delivered || last {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = backoff.saturating_mul(2);
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
