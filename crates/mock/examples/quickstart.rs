@@ -13,16 +13,13 @@ use thulium::{Action, NewWebhook};
 use thulium_mock::MockThulium;
 use tokio::sync::mpsc;
 
-/// Events delivered by the fake, as Thulium's docs and integrators show them.
-const SAMPLE_EVENTS: &[&str] = &[
-    "action=CHAT_CONVERSATION_CREATED&conversation_id=83a3f676-e831-47d0-bba7-beda6c0bde88\
-     &client_name=John+Smith&client_email=john.smith%40foo.bar&date=2016-04-20+09%3A46%3A24&chat_queue_id=1",
-    "action=AGENT_RINGING&connection_id=1416225570.341&queue_id=155&agent_login=jkowalski\
-     &source_number=523993855&destination_number=162&date=2014-11-17+12%3A59%3A32",
-    "action=TICKET_CREATED&ticket_id=12&agent_login=jkowalski&direction=in_behalf_of\
-     &date=2014-11-17+12%3A59%3A32&customer_id=154",
-    // An action the SDK does not know: still delivered, kept whole.
-    "action=CALL_QUEUE_ENTERED&connection_id=1416225570.342&queue_id=155",
+/// The actions the quickstart subscribes to and emits (with the vendor's example
+/// values), plus one the SDK does not know: still delivered, kept whole.
+const ACTIONS: &[&str] = &[
+    "CHAT_CONVERSATION_CREATED",
+    "AGENT_RINGING",
+    "TICKET_CREATED",
+    "CALL_QUEUE_ENTERED",
 ];
 
 #[tokio::main]
@@ -58,16 +55,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = thulium.client_builder().build()?;
     let subscription = client
         .create_webhook(
-            &NewWebhook::new(
-                &hook_url,
-                [
-                    Action::ChatConversationCreated,
-                    Action::AgentRinging,
-                    Action::TicketCreated,
-                    Action::from("CALL_QUEUE_ENTERED"),
-                ],
-            )
-            .with_auth("thulium", hook_password.as_str()),
+            &NewWebhook::new(&hook_url, ACTIONS.iter().copied())
+                .with_auth("thulium", hook_password.as_str()),
         )
         .await?;
     println!(
@@ -82,10 +71,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 4. Thulium emits events; the receiver hands them over typed.
-    for body in SAMPLE_EVENTS {
-        thulium.emit(&Event::from_form(body.as_bytes())?);
+    let unknown_fields = [
+        ("connection_id".to_string(), "1416225570.342".to_string()),
+        ("queue_id".to_string(), "155".to_string()),
+    ];
+    for action in ACTIONS {
+        let fields = if Action::from(*action).is_known() {
+            &[][..]
+        } else {
+            &unknown_fields[..]
+        };
+        thulium.emit(&thulium_mock::samples::event(action, fields)?);
     }
-    for _ in SAMPLE_EVENTS {
+    for _ in ACTIONS {
         let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
             .await
             .map_err(|_| "no event arrived within 10 s")?

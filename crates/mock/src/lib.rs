@@ -30,6 +30,7 @@
 mod api;
 mod delivery;
 mod problem;
+pub mod samples;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -4,8 +4,7 @@
 //! carry numbers or strings. Reading normalises both: `"null"`, `""` and JSON `null`
 //! mean absent, and numeric strings become numbers where the field is a number.
 
-use std::collections::BTreeMap;
-
+use indexmap::IndexMap;
 use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
@@ -71,20 +70,24 @@ impl RawValue {
     }
 }
 
-/// The fields of one body, consumed field by field while an event is built.
+/// The fields of one body in received order, consumed field by field while an event
+/// is built.
 pub(crate) struct Fields {
     action: Action,
-    values: BTreeMap<String, RawValue>,
+    values: IndexMap<String, RawValue>,
 }
 
 impl Fields {
-    pub(crate) fn new(action: Action, values: BTreeMap<String, RawValue>) -> Self {
+    pub(crate) fn new(action: Action, values: IndexMap<String, RawValue>) -> Self {
         Self { action, values }
     }
 
     /// Takes and reads field `name`.
     pub(crate) fn take<T: FieldType>(&mut self, name: &'static str) -> Result<T, ParseError> {
-        let raw = self.values.remove(name).filter(|raw| !raw.is_absent());
+        let raw = self
+            .values
+            .shift_remove(name)
+            .filter(|raw| !raw.is_absent());
         T::read(raw).map_err(|problem| match problem {
             Problem::Missing => ParseError::MissingField {
                 action: self.action.clone(),
@@ -98,7 +101,7 @@ impl Fields {
         })
     }
 
-    /// Every field not taken, exactly as received.
+    /// Every field not taken, exactly as received and in received order.
     pub(crate) fn rest(self) -> Map<String, Value> {
         self.values
             .into_iter()

@@ -414,18 +414,24 @@ impl Event {
         form.finish()
     }
 
-    /// The body as a flat JSON object: typed fields as numbers or strings, absent
-    /// ones as `null`, unknown fields as received.
+    /// The body as a flat JSON object, in the order of [`Self::fields`] after
+    /// `action`: typed fields as numbers or strings, absent ones as `null`, unknown
+    /// fields as received.
     pub fn to_json_value(&self) -> Value {
         let mut object = Map::new();
         object.insert("action".into(), Value::String(self.action().to_string()));
-        for (name, _, json) in self.known_fields() {
-            object.insert(name.into(), json);
-        }
-        for (name, value) in self.extra() {
-            object.insert(name.clone(), value.clone());
-        }
+        object.extend(self.fields());
         Value::Object(object)
+    }
+
+    /// Every field but `action`: the typed ones in Thulium's documented order (absent
+    /// ones as `null`), then the unknown ones in received order.
+    pub fn fields(&self) -> Vec<(String, Value)> {
+        self.known_fields()
+            .into_iter()
+            .map(|(name, _, json)| (name.to_string(), json))
+            .chain(self.extra().iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect()
     }
 
     /// [`Self::to_json_value`] as a string.
@@ -443,7 +449,10 @@ impl Event {
     pub fn dedup_key(&self) -> String {
         let mut key = self.action().as_str().to_string();
         if let Event::Other(other) = self {
-            for (name, value) in &other.fields {
+            // Sorted, so that the order a sender chose does not change the key.
+            let mut fields: Vec<_> = other.fields.iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            for (name, value) in fields {
                 key.push_str(&format!("|{name}={value}"));
             }
             return key;

@@ -1,8 +1,9 @@
 //! From body bytes to an action and its field map: content-type dispatch, form and
 //! JSON decoding, and the errors a sender can be told about.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use indexmap::IndexMap;
 
 use super::fields::{Fields, RawValue};
 use crate::action::Action;
@@ -89,7 +90,7 @@ pub(super) fn fields(
         BodyFormat::Form => decode_form(body)?,
         BodyFormat::Json => decode_json(body)?,
     };
-    let action = match values.remove("action") {
+    let action = match values.shift_remove("action") {
         Some(RawValue::Text(name)) if !name.trim().is_empty() && name != "null" => {
             Action::from(name)
         }
@@ -107,8 +108,8 @@ pub(super) fn fields(
     Ok((action.clone(), Fields::new(action, values)))
 }
 
-fn decode_form(body: &[u8]) -> Result<BTreeMap<String, RawValue>, ParseError> {
-    let mut values = BTreeMap::new();
+fn decode_form(body: &[u8]) -> Result<IndexMap<String, RawValue>, ParseError> {
+    let mut values = IndexMap::new();
     for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(at) => (&pair[..at], &pair[at + 1..]),
@@ -139,7 +140,7 @@ fn decode_component(raw: &[u8]) -> Result<String, ParseError> {
         .map_err(|e| malformed(BodyFormat::Form, format!("a value is not UTF-8 ({e})")))
 }
 
-fn decode_json(body: &[u8]) -> Result<BTreeMap<String, RawValue>, ParseError> {
+fn decode_json(body: &[u8]) -> Result<IndexMap<String, RawValue>, ParseError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| malformed(BodyFormat::Json, e.to_string()))?;
     match value {

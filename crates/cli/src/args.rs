@@ -1,0 +1,267 @@
+//! The command line, as clap parses it.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes, also listed in `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  2  usage error (bad flags or input; nothing was sent)
+  3  refused: Thulium or the receiver answered with an error (including wrong credentials)
+  4  network error (cannot connect, timeout)
+  1  anything else";
+
+const ROOT_AFTER_HELP: &str = "\
+Connection settings come from flags or the environment: THULIUM_ACCOUNT or
+THULIUM_BASE_URL, THULIUM_API_USER and THULIUM_API_PASSWORD. The API password is never
+a flag; without the variable you are prompted for it.
+
+Examples:
+  thulium mock                                   # a fake Thulium on 127.0.0.1:8765
+  thulium webhooks list --output json | jq .
+  thulium listen --addr 127.0.0.1:8080 --path /thulium
+  thulium events send --url http://127.0.0.1:8080/thulium --action TICKET_CREATED";
+
+/// Manage Thulium webhook subscriptions, receive and send events, run a fake Thulium.
+#[derive(Debug, Parser)]
+#[command(name = "thulium", version, after_help = format!("{ROOT_AFTER_HELP}\n\n{EXIT_CODES}"))]
+pub struct Cli {
+    /// More log output on stderr (-v debug, -vv trace). Secrets are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How results are printed on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable tables and lines.
+    Table,
+    /// JSON (one object a line for streams), for scripts and jq.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List and create webhook subscriptions.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+
+    /// Receive events on a local HTTP endpoint and print each as it arrives.
+    #[command(after_help = "\
+The receiver checks HTTP Basic auth (user --auth-user, password from
+THULIUM_WEBHOOK_PASSWORD, or prompted) unless --no-auth is given. Each event is printed
+on stdout as it arrives; the address is reported on stderr.
+
+Examples:
+  THULIUM_WEBHOOK_PASSWORD=s3cret thulium listen --addr 127.0.0.1:8080 --path /thulium
+  thulium listen --no-auth --output json | jq .action")]
+    Listen(ListenArgs),
+
+    /// Serve the fake Thulium (API and event delivery) for local development.
+    #[command(after_help = "\
+Prints the fake's URL and API credentials, then serves until Ctrl-C. Point the other
+commands at it with the printed THULIUM_* variables.
+
+Examples:
+  thulium mock
+  thulium mock --addr 127.0.0.1:9000 --delivery-format json")]
+    Mock(MockArgs),
+
+    /// Send test events to a receiver, or have the fake Thulium emit them.
+    #[command(subcommand)]
+    Events(EventsCommand),
+
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  thulium completions bash > ~/.local/share/bash-completion/completions/thulium"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the Thulium API is, and as whom to call it.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The Thulium account (`acme` for https://acme.thulium.com).
+    #[arg(
+        long,
+        env = "THULIUM_ACCOUNT",
+        hide_env_values = true,
+        conflicts_with = "base_url"
+    )]
+    pub account: Option<String>,
+
+    /// A base URL instead of an account (for example the fake Thulium).
+    #[arg(long, env = "THULIUM_BASE_URL", hide_env_values = true)]
+    pub base_url: Option<String>,
+
+    /// The API user (the password comes from THULIUM_API_PASSWORD or a prompt).
+    #[arg(long, env = "THULIUM_API_USER", hide_env_values = true)]
+    pub api_user: Option<String>,
+
+    /// Thulium's messages in Polish.
+    #[arg(long)]
+    pub polish: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List every subscription of the account.
+    #[command(
+        after_help = "Examples:\n  thulium webhooks list\n  thulium webhooks list --output json | jq '.[].subscription_url'"
+    )]
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+
+    /// Subscribe a URL to one or more actions.
+    #[command(after_help = "\
+The subscription's Basic-auth password (with --auth-user) is read from
+THULIUM_WEBHOOK_PASSWORD, from stdin with --auth-password-stdin, or prompted; never
+from a flag.
+
+Examples:
+  thulium webhooks create --action CHAT_CONVERSATION_CREATED --url https://example.pl/hook
+  THULIUM_WEBHOOK_PASSWORD=s3cret thulium webhooks create \\
+      --action TICKET_CREATED --action AGENT_RINGING --url https://example.pl/hook --auth-user thulium")]
+    Create {
+        #[command(flatten)]
+        connection: Connection,
+
+        /// An action to deliver (repeat for several), such as TICKET_CREATED.
+        #[arg(long = "action", required = true, value_name = "ACTION")]
+        actions: Vec<String>,
+
+        /// The URL Thulium will POST events to.
+        #[arg(long)]
+        url: String,
+
+        /// Have Thulium send HTTP Basic auth with this user.
+        #[arg(long)]
+        auth_user: Option<String>,
+
+        /// Read the subscription's password from stdin (first line).
+        #[arg(long, requires = "auth_user")]
+        auth_password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// The path events are POSTed to.
+    #[arg(long, default_value = "/thulium")]
+    pub path: String,
+
+    /// The Basic-auth user Thulium sends (password from THULIUM_WEBHOOK_PASSWORD or a prompt).
+    #[arg(long, default_value = "thulium")]
+    pub auth_user: String,
+
+    /// Accept events without credentials.
+    #[arg(long)]
+    pub no_auth: bool,
+
+    /// The largest body accepted, in bytes.
+    #[arg(long, default_value_t = thulium::receiver::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// The address to serve on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    pub addr: SocketAddr,
+
+    /// The fake's API user.
+    #[arg(long, default_value = "api_user")]
+    pub api_user: String,
+
+    /// How the fake encodes the events it delivers.
+    #[arg(long, value_enum, default_value_t = Format::Form)]
+    pub delivery_format: Format,
+}
+
+/// An event body encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// application/x-www-form-urlencoded, as Thulium sends.
+    Form,
+    /// application/json.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// POST a realistic event to a receiver and report its answer.
+    #[command(after_help = "\
+Fields not given with --field get the vendor's example values. With --auth-user, the
+password comes from THULIUM_WEBHOOK_PASSWORD or a prompt.
+
+Examples:
+  thulium events send --url http://127.0.0.1:8080/thulium --action TICKET_CREATED
+  thulium events send --url http://127.0.0.1:8080/thulium --action CUSTOMER_UPDATED \\
+      --field customer_id=682 --field company_id=null --format json --auth-user thulium")]
+    Send {
+        /// The receiver's URL.
+        #[arg(long)]
+        url: String,
+
+        #[command(flatten)]
+        event: EventArgs,
+
+        /// The body encoding.
+        #[arg(long, value_enum, default_value_t = Format::Form)]
+        format: Format,
+
+        /// Send HTTP Basic auth with this user.
+        #[arg(long)]
+        auth_user: Option<String>,
+    },
+
+    /// Have the fake Thulium emit an event to its subscribers (thulium mock).
+    #[command(after_help = "\
+Uses the connection settings (THULIUM_BASE_URL of the fake, its API user and password).
+
+Example:
+  thulium events emit --action TICKET_CREATED --field ticket_id=99")]
+    Emit {
+        #[command(flatten)]
+        connection: Connection,
+
+        #[command(flatten)]
+        event: EventArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// The event's action, such as TICKET_CREATED (unknown names are sent as given).
+    #[arg(long)]
+    pub action: String,
+
+    /// A field as key=value (repeatable); overrides the example value.
+    #[arg(long = "field", value_name = "KEY=VALUE", value_parser = parse_field)]
+    pub fields: Vec<(String, String)>,
+}
+
+fn parse_field(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}

@@ -1,0 +1,53 @@
+//! `thulium webhooks list|create`.
+
+use thulium::NewWebhook;
+
+use crate::args::{Output, WebhooksCommand};
+use crate::connection;
+use crate::failure::Failure;
+use crate::output;
+use crate::secrets::{self, Source, WEBHOOK_PASSWORD_ENV};
+
+pub async fn run(command: WebhooksCommand, format: Output) -> Result<(), Failure> {
+    match command {
+        WebhooksCommand::List { connection } => {
+            let webhooks = connection::client(&connection)?.list_webhooks().await?;
+            match format {
+                Output::Table => println!("{}", output::webhooks_table(&webhooks)),
+                Output::Json => {
+                    let list: Vec<_> = webhooks.iter().map(output::webhook_json).collect();
+                    println!("{}", serde_json::Value::Array(list));
+                }
+            }
+        }
+        WebhooksCommand::Create {
+            connection,
+            actions,
+            url,
+            auth_user,
+            auth_password_stdin,
+        } => {
+            let mut webhook = NewWebhook::new(url, actions);
+            if let Some(user) = auth_user {
+                let source = if auth_password_stdin {
+                    Source::Stdin
+                } else {
+                    Source::EnvOrPrompt
+                };
+                let password =
+                    secrets::read(WEBHOOK_PASSWORD_ENV, "subscription password", source)?;
+                webhook = webhook.with_auth(user, password);
+            }
+            // Checked before asking for the API password or connecting.
+            webhook.validate()?;
+            let created = connection::client(&connection)?
+                .create_webhook(&webhook)
+                .await?;
+            match format {
+                Output::Table => println!("{}", output::webhooks_table(&[created])),
+                Output::Json => println!("{}", output::webhook_json(&created)),
+            }
+        }
+    }
+    Ok(())
+}
