@@ -118,7 +118,21 @@ impl serde::Serialize for Action {
 
 impl<'de> serde::Deserialize<'de> for Action {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Self::from)
+        // Through `&str` where the format allows, so a known name allocates nothing.
+        struct NameVisitor;
+        impl serde::de::Visitor<'_> for NameVisitor {
+            type Value = Action;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an action name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Action, E> {
+                Ok(Action::from(name))
+            }
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<Action, E> {
+                Ok(Action::from(name))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 

@@ -136,6 +136,9 @@ impl Client {
             request_id = tracing::field::Empty,
         );
         let started = Instant::now();
+        // Boxed once here, so the large generated future is not copied again by
+        // every wrapper it passes through (the copies showed up in profiles).
+        let request = Box::pin(request);
         let (outcome, record) = CALL_RECORD
             .scope(RefCell::new(CallRecord::default()), async {
                 let outcome = request.await;

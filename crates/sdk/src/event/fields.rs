@@ -4,18 +4,20 @@
 //! carry numbers or strings. Reading normalises both: `"null"`, `""` and JSON `null`
 //! mean absent, and numeric strings become numbers where the field is a number.
 
-use indexmap::IndexMap;
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
 use super::{EventDate, ParseError};
 use crate::action::Action;
 
-/// One received value, before it is read as a field's type.
+/// One received value, before it is read as a field's type. Strings borrow from the
+/// body where they can (no escapes), so reading a known field copies it once at most.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum RawValue {
+pub(crate) enum RawValue<'a> {
     /// A string (every form value; a JSON string).
-    Text(String),
+    Text(Cow<'a, str>),
     /// A JSON number.
     Number(Number),
     /// A JSON `null`.
@@ -24,20 +26,11 @@ pub(crate) enum RawValue {
     Other(Value),
 }
 
-impl RawValue {
-    pub(crate) fn from_json(value: Value) -> Self {
-        match value {
-            Value::String(s) => RawValue::Text(s),
-            Value::Number(n) => RawValue::Number(n),
-            Value::Null => RawValue::Null,
-            other => RawValue::Other(other),
-        }
-    }
-
+impl RawValue<'_> {
     /// The value as kept for fields the SDK does not know: exactly as received.
     pub(crate) fn into_json(self) -> Value {
         match self {
-            RawValue::Text(s) => Value::String(s),
+            RawValue::Text(s) => Value::String(s.into_owned()),
             RawValue::Number(n) => Value::Number(n),
             RawValue::Null => Value::Null,
             RawValue::Other(v) => v,
@@ -72,13 +65,13 @@ impl RawValue {
 
 /// The fields of one body in received order, consumed field by field while an event
 /// is built.
-pub(crate) struct Fields {
+pub(crate) struct Fields<'a> {
     action: Action,
-    values: IndexMap<String, RawValue>,
+    values: super::parse::RawFields<'a>,
 }
 
-impl Fields {
-    pub(crate) fn new(action: Action, values: IndexMap<String, RawValue>) -> Self {
+impl<'a> Fields<'a> {
+    pub(crate) fn new(action: Action, values: super::parse::RawFields<'a>) -> Self {
         Self { action, values }
     }
 
@@ -105,7 +98,7 @@ impl Fields {
     pub(crate) fn rest(self) -> Map<String, Value> {
         self.values
             .into_iter()
-            .map(|(k, v)| (k, v.into_json()))
+            .map(|(k, v)| (k.into_owned(), v.into_json()))
             .collect()
     }
 }
@@ -120,7 +113,7 @@ pub(crate) enum Problem {
 /// `Option` of each (absent becomes `None` instead of an error).
 pub(crate) trait FieldType: Sized {
     /// Reads the field; `None` when it was absent, empty or `"null"`.
-    fn read(raw: Option<RawValue>) -> Result<Self, Problem>;
+    fn read(raw: Option<RawValue<'_>>) -> Result<Self, Problem>;
     /// The value as a form string; `None` when absent.
     fn text(&self) -> Option<String>;
     /// The value as JSON (`null` when absent).
@@ -129,13 +122,13 @@ pub(crate) trait FieldType: Sized {
 
 /// A non-optional scalar field type.
 pub(crate) trait Scalar: Sized {
-    fn parse(raw: RawValue) -> Result<Self, String>;
+    fn parse(raw: RawValue<'_>) -> Result<Self, String>;
     fn to_text(&self) -> String;
     fn to_json(&self) -> Value;
 }
 
 impl Scalar for i64 {
-    fn parse(raw: RawValue) -> Result<Self, String> {
+    fn parse(raw: RawValue<'_>) -> Result<Self, String> {
         let parsed = match &raw {
             RawValue::Text(s) => s.parse::<i64>().ok(),
             RawValue::Number(n) => n.as_i64(),
@@ -152,9 +145,9 @@ impl Scalar for i64 {
 }
 
 impl Scalar for String {
-    fn parse(raw: RawValue) -> Result<Self, String> {
+    fn parse(raw: RawValue<'_>) -> Result<Self, String> {
         match raw {
-            RawValue::Text(s) => Ok(s),
+            RawValue::Text(s) => Ok(s.into_owned()),
             // JSON senders may type numeric strings (phone numbers) as numbers.
             RawValue::Number(n) => Ok(n.to_string()),
             other => Err(format!("must be a string, got {}", other.shown())),
@@ -169,7 +162,7 @@ impl Scalar for String {
 }
 
 impl Scalar for Uuid {
-    fn parse(raw: RawValue) -> Result<Self, String> {
+    fn parse(raw: RawValue<'_>) -> Result<Self, String> {
         match &raw {
             RawValue::Text(s) => Uuid::try_parse(s).ok(),
             _ => None,
@@ -185,7 +178,7 @@ impl Scalar for Uuid {
 }
 
 impl Scalar for EventDate {
-    fn parse(raw: RawValue) -> Result<Self, String> {
+    fn parse(raw: RawValue<'_>) -> Result<Self, String> {
         match &raw {
             RawValue::Text(s) => s.parse::<EventDate>().ok(),
             _ => None,
@@ -203,7 +196,7 @@ impl Scalar for EventDate {
 macro_rules! field_types {
     ($($t:ty),*) => {$(
         impl FieldType for $t {
-            fn read(raw: Option<RawValue>) -> Result<Self, Problem> {
+            fn read(raw: Option<RawValue<'_>>) -> Result<Self, Problem> {
                 let raw = raw.ok_or(Problem::Missing)?;
                 <$t as Scalar>::parse(raw).map_err(Problem::Invalid)
             }
@@ -216,7 +209,7 @@ macro_rules! field_types {
         }
 
         impl FieldType for Option<$t> {
-            fn read(raw: Option<RawValue>) -> Result<Self, Problem> {
+            fn read(raw: Option<RawValue<'_>>) -> Result<Self, Problem> {
                 raw.map(<$t as Scalar>::parse).transpose().map_err(Problem::Invalid)
             }
             fn text(&self) -> Option<String> {

@@ -26,7 +26,6 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 use time::PrimitiveDateTime;
-use time::macros::format_description;
 use uuid::Uuid;
 
 use crate::action::Action;
@@ -47,9 +46,6 @@ pub use parse::{BodyFormat, ParseError};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventDate(PrimitiveDateTime);
-
-const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
 
 impl EventDate {
     /// Wraps a civil date-time (sub-second precision is dropped, as Thulium has none).
@@ -73,9 +69,20 @@ impl EventDate {
 }
 
 impl fmt::Display for EventDate {
+    /// `YYYY-MM-DD HH:MM:SS`. (A year outside 0 to 9999, possible only through
+    /// [`EventDate::new`], prints with more or fewer digits and does not parse back.)
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.format(DATE_FORMAT).map_err(|_| fmt::Error)?;
-        f.write_str(&text)
+        let (date, time) = (self.0.date(), self.0.time());
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day(),
+            time.hour(),
+            time.minute(),
+            time.second()
+        )
     }
 }
 
@@ -88,14 +95,32 @@ impl FromStr for EventDate {
     type Err = InvalidDate;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        // The format is fixed-width; checking it first keeps `time` from accepting
-        // variants such as single-digit fields.
-        if text.len() != 19 {
-            return Err(InvalidDate("expected 19 characters".into()));
+        // Fixed width, so the digits are read by position; `time` then checks that
+        // the calendar date and the time of day exist.
+        let bytes = text.as_bytes();
+        let shape_ok = bytes.len() == 19
+            && bytes.iter().enumerate().all(|(i, &b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b' ',
+                13 | 16 => b == b':',
+                _ => b.is_ascii_digit(),
+            });
+        if !shape_ok {
+            return Err(InvalidDate("expected YYYY-MM-DD HH:MM:SS".into()));
         }
-        PrimitiveDateTime::parse(text, DATE_FORMAT)
-            .map(EventDate)
-            .map_err(|e| InvalidDate(e.to_string()))
+        let number = |range: std::ops::Range<usize>| {
+            bytes[range]
+                .iter()
+                .fold(0u16, |n, &b| n * 10 + u16::from(b - b'0'))
+        };
+        // Each value fits: at most four digits for the year, two for the rest.
+        let small = |range| number(range) as u8;
+        let month = time::Month::try_from(small(5..7)).map_err(|e| InvalidDate(e.to_string()))?;
+        let date = time::Date::from_calendar_date(i32::from(number(0..4)), month, small(8..10))
+            .map_err(|e| InvalidDate(e.to_string()))?;
+        let time = time::Time::from_hms(small(11..13), small(14..16), small(17..19))
+            .map_err(|e| InvalidDate(e.to_string()))?;
+        Ok(EventDate(PrimitiveDateTime::new(date, time)))
     }
 }
 
@@ -147,7 +172,7 @@ macro_rules! events {
                 /// The action of this event.
                 pub const ACTION: Action = Action::$name;
 
-                fn read(fields: &mut Fields) -> Result<Self, ParseError> {
+                fn read(fields: &mut Fields<'_>) -> Result<Self, ParseError> {
                     Ok(Self {
                         $( $field: fields.take(stringify!($field))?, )*
                         extra: Map::new(),
@@ -210,7 +235,7 @@ macro_rules! events {
                 }
             }
 
-            fn read(action: Action, mut fields: Fields) -> Result<Self, ParseError> {
+            fn read(action: Action, mut fields: Fields<'_>) -> Result<Self, ParseError> {
                 let event = match action {
                     $( Action::$name => {
                         let mut event = $name::read(&mut fields)?;

@@ -1,9 +1,12 @@
 //! From body bytes to an action and its field map: content-type dispatch, form and
 //! JSON decoding, and the errors a sender can be told about.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use indexmap::IndexMap;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 
 use super::fields::{Fields, RawValue};
 use crate::action::Action;
@@ -70,16 +73,22 @@ fn malformed(format: BodyFormat, reason: impl Into<String>) -> ParseError {
 }
 
 /// Decides the encoding and decodes the body into its action and fields.
-pub(super) fn fields(
-    body: &[u8],
+pub(super) fn fields<'a>(
+    body: &'a [u8],
     content_type: Option<&str>,
-) -> Result<(Action, Fields), ParseError> {
+) -> Result<(Action, Fields<'a>), ParseError> {
     let essence = content_type
         .and_then(|ct| ct.split(';').next())
-        .map(|ct| ct.trim().to_ascii_lowercase());
-    let format = match essence.as_deref() {
-        Some("application/x-www-form-urlencoded") => BodyFormat::Form,
-        Some(ct) if ct == "application/json" || ct == "text/json" || ct.ends_with("+json") => {
+        .map(str::trim);
+    let format = match essence {
+        Some(ct) if ct.eq_ignore_ascii_case("application/x-www-form-urlencoded") => {
+            BodyFormat::Form
+        }
+        Some(ct)
+            if ct.eq_ignore_ascii_case("application/json")
+                || ct.eq_ignore_ascii_case("text/json")
+                || ct.to_ascii_lowercase().ends_with("+json") =>
+        {
             BodyFormat::Json
         }
         // No or an unexpected content type: JSON if it looks like a JSON object.
@@ -92,15 +101,15 @@ pub(super) fn fields(
     };
     let action = match values.shift_remove("action") {
         Some(RawValue::Text(name)) if !name.trim().is_empty() && name != "null" => {
-            Action::from(name)
+            Action::from(name.as_ref())
+        }
+        Some(RawValue::Text(name)) => {
+            return Err(ParseError::MissingAction(format!(" (got {name:?})")));
         }
         Some(other) => {
             return Err(ParseError::MissingAction(format!(
                 " (got {})",
-                match other {
-                    RawValue::Text(s) => format!("{s:?}"),
-                    other => other.into_json().to_string(),
-                }
+                other.into_json()
             )));
         }
         None => return Err(ParseError::MissingAction(String::new())),
@@ -108,61 +117,169 @@ pub(super) fn fields(
     Ok((action.clone(), Fields::new(action, values)))
 }
 
-fn decode_form(body: &[u8]) -> Result<IndexMap<String, RawValue>, ParseError> {
-    let mut values = IndexMap::new();
+/// A body's fields in received order. foldhash rather than SipHash: hashing the
+/// handful of short names dominated parsing, and the seed is still random per
+/// process; the body limit bounds what colliding names could cost.
+pub(super) type RawFields<'a> = IndexMap<Cow<'a, str>, RawValue<'a>, foldhash::fast::RandomState>;
+
+fn decode_form(body: &[u8]) -> Result<RawFields<'_>, ParseError> {
+    let mut values = RawFields::default();
     for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(at) => (&pair[..at], &pair[at + 1..]),
             None => (pair, &[][..]),
         };
-        let name = decode_component(name)?;
-        let value = decode_component(value)?;
-        if values.contains_key(&name) {
-            return Err(malformed(
-                BodyFormat::Form,
-                format!("field `{}` appears twice", shorten(&name)),
-            ));
+        let value = RawValue::Text(decode_component(value)?);
+        match values.entry(decode_component(name)?) {
+            indexmap::map::Entry::Occupied(entry) => {
+                return Err(malformed(
+                    BodyFormat::Form,
+                    format!("field `{}` appears twice", shorten(entry.key())),
+                ));
+            }
+            indexmap::map::Entry::Vacant(entry) => {
+                entry.insert(value);
+            }
         }
-        values.insert(name, RawValue::Text(value));
     }
     Ok(values)
 }
 
 /// `+` is a space; `%XX` a byte; the bytes must be UTF-8. Unlike `form_urlencoded`,
-/// invalid UTF-8 is an error rather than silently replaced.
-fn decode_component(raw: &[u8]) -> Result<String, ParseError> {
-    let plus_as_space: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
-    String::from_utf8(bytes)
-        .map_err(|e| malformed(BodyFormat::Form, format!("a value is not UTF-8 ({e})")))
+/// invalid UTF-8 is an error rather than silently replaced. Borrows from the body
+/// when nothing needs decoding.
+fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, ParseError> {
+    let not_utf8 =
+        |e: std::str::Utf8Error| malformed(BodyFormat::Form, format!("a value is not UTF-8 ({e})"));
+    if raw.contains(&b'+') {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        let decoded = match percent_encoding::percent_decode(&spaced).decode_utf8() {
+            // Nothing was percent-encoded: reuse the spaced copy.
+            Ok(Cow::Borrowed(_)) => String::from_utf8(spaced).map_err(|e| e.utf8_error()),
+            Ok(Cow::Owned(text)) => Ok(text),
+            Err(error) => Err(error),
+        };
+        return decoded.map(Cow::Owned).map_err(not_utf8);
+    }
+    percent_encoding::percent_decode(raw)
+        .decode_utf8()
+        .map_err(not_utf8)
 }
 
-fn decode_json(body: &[u8]) -> Result<IndexMap<String, RawValue>, ParseError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| malformed(BodyFormat::Json, e.to_string()))?;
-    match value {
-        serde_json::Value::Object(object) => Ok(object
-            .into_iter()
-            .map(|(k, v)| (k, RawValue::from_json(v)))
-            .collect()),
-        other => Err(malformed(
-            BodyFormat::Json,
-            format!("expected an object, got {}", json_kind(&other)),
-        )),
+fn decode_json(body: &[u8]) -> Result<RawFields<'_>, ParseError> {
+    serde_json::from_slice::<JsonObject<'_>>(body)
+        .map(|object| object.0)
+        .map_err(|e| malformed(BodyFormat::Json, e.to_string()))
+}
+
+/// A flat JSON object read straight into raw fields, borrowing unescaped strings.
+struct JsonObject<'a>(RawFields<'a>);
+
+impl<'de> Deserialize<'de> for JsonObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = JsonObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut values = RawFields::default();
+                while let Some(JsonStr(name)) = map.next_key()? {
+                    match values.entry(name) {
+                        indexmap::map::Entry::Occupied(entry) => {
+                            return Err(de::Error::custom(format!(
+                                "field `{}` appears twice",
+                                shorten(entry.key())
+                            )));
+                        }
+                        indexmap::map::Entry::Vacant(entry) => {
+                            entry.insert(map.next_value()?);
+                        }
+                    }
+                }
+                Ok(JsonObject(values))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
     }
 }
 
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+/// A JSON string, borrowed from the body unless it had escapes.
+struct JsonStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for JsonStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = RawValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawValue::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawValue::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(RawValue::Text(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawValue::Number(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawValue::Number(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                // JSON has no NaN or infinity, so this always holds a number.
+                Ok(serde_json::Number::from_f64(v).map_or(RawValue::Null, RawValue::Number))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawValue::Other(Value::Bool(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                RawValue::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(RawValue::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawValue::Other)
+            }
+        }
+        deserializer.deserialize_any(ValueVisitor)
     }
 }
 

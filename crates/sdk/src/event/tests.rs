@@ -170,7 +170,12 @@ fn malformed_bodies_are_errors_with_a_reason() {
         (
             b"[1,2]",
             JSON,
-            "the body is not valid JSON: expected an object, got an array",
+            "the body is not valid JSON: invalid type: sequence, expected an object",
+        ),
+        (
+            br#"{"a":1,"a":2}"#,
+            JSON,
+            "the body is not valid JSON: field `a` appears twice",
         ),
         (
             b"action=A&action=B",
