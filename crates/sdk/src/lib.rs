@@ -44,3 +44,8 @@ pub mod types {
     pub use crate::generated::types::{ErrorBody, ErrorItem, NewWebhook, Webhook};
 }
 pub use types::{NewWebhook, Webhook};
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
