@@ -276,15 +276,19 @@ async fn run_series(
     series
 }
 
-async fn profile_client(side: Side) {
-    let addr = serve(fixed_api()).await;
-    let base = format!("http://{addr}");
+/// Both clients, pointed at one fresh fixed-answer server.
+async fn clients() -> (Client, HandClient) {
+    let base = format!("http://{}", serve(fixed_api()).await);
     let sdk = Client::builder()
         .base_url(&base)
         .credentials("api_user", "api_pass")
         .build()
         .expect("an SDK client");
-    let hand = HandClient::new(&base);
+    (sdk, HandClient::new(&base))
+}
+
+async fn profile_client(side: Side) {
+    let (sdk, hand) = clients().await;
     // A fixed number of calls (for instruction counts under valgrind), or 8 s of them.
     if let Some(pairs) = std::env::var("BENCH_PROFILE_PAIRS")
         .ok()
@@ -300,14 +304,7 @@ async fn profile_client(side: Side) {
 }
 
 async fn client_section(out: &mut String, options: &Options) {
-    let addr = serve(fixed_api()).await;
-    let base = format!("http://{addr}");
-    let sdk = Client::builder()
-        .base_url(&base)
-        .credentials("api_user", "api_pass")
-        .build()
-        .expect("an SDK client");
-    let hand = HandClient::new(&base);
+    let (sdk, hand) = clients().await;
 
     let _ = writeln!(out, "\n## 1. Client: SDK vs hand-written reqwest\n");
     let _ = writeln!(
