@@ -31,6 +31,9 @@ async fn start(limit: Option<usize>) -> (String, Seen) {
             if event.action().as_str() == "FAIL_ME" {
                 return Err("database is down");
             }
+            if event.action().as_str() == "PANIC_ME" {
+                panic!("a bug in the application's handler");
+            }
             record.lock().unwrap().push(event);
             Ok(())
         }
@@ -264,6 +267,20 @@ async fn a_failing_handler_gets_500_so_thulium_retries() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, "the event was not taken; deliver it again");
     assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_handler_gets_500_and_the_receiver_keeps_serving() {
+    let (url, seen) = start(None).await;
+    let auth = basic("thulium:s3cret");
+    let (status, _, body) = post(&url, Some(&auth), FORM, "action=PANIC_ME").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body, "the event was not taken; deliver it again");
+    assert_eq!(
+        post(&url, Some(&auth), FORM, VENDOR_FORM).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

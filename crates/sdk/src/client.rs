@@ -167,7 +167,8 @@ impl Client {
             if let Some(id) = error.request_id() {
                 span.record("request_id", id);
             }
-            span.in_scope(|| tracing::warn!(%error, "thulium call failed"));
+            // Debug, not warn: the caller gets the error and decides whether it is news.
+            span.in_scope(|| tracing::debug!(%error, "thulium call failed"));
         } else {
             span.in_scope(|| tracing::debug!("thulium call succeeded"));
         }
@@ -214,6 +215,12 @@ impl Client {
                     excerpt: excerpt(&body, secrets),
                 }
             }
+            E::ResponseBodyError(error) if is_length_limit(&error) => Error::UnexpectedResponse {
+                operation,
+                status: record.last_status.map_or(0, |s| s.as_u16()),
+                problem: "the answer is larger than the client's max_response_bytes".into(),
+                excerpt: String::new(),
+            },
             E::CommunicationError(error) | E::ResponseBodyError(error) => {
                 self.transport_error(operation, &error, attempts)
             }
@@ -262,6 +269,17 @@ impl Client {
             }
         }
     }
+}
+
+fn is_length_limit(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn api_error(

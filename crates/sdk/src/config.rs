@@ -140,7 +140,12 @@ pub struct ClientBuilder {
     user_agent: String,
     language: Option<Language>,
     retry: RetryPolicy,
+    max_response_bytes: usize,
 }
+
+/// The largest answer read unless configured otherwise: far above a list of thousands
+/// of subscriptions, far below what would hurt a process.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
 enum Target {
@@ -159,6 +164,7 @@ impl Default for ClientBuilder {
             user_agent: concat!("thulium-rs/", env!("CARGO_PKG_VERSION")).to_string(),
             language: None,
             retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -244,6 +250,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest answer the client reads, in bytes (default 16 MiB); a larger one
+    /// is an [`Error::UnexpectedResponse`].
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
     /// When failed attempts are repeated; see [`RetryPolicy`].
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -301,7 +314,10 @@ impl ClientBuilder {
         let generated = crate::generated::Client::new_with_client(
             &base,
             http,
-            ClientState { retry: self.retry },
+            ClientState {
+                retry: self.retry,
+                max_response_bytes: self.max_response_bytes,
+            },
         );
         Ok(Client::from_parts(
             generated,

@@ -17,6 +17,16 @@ use crate::retry::{RetryPolicy, is_retryable_status};
 #[derive(Clone, Debug)]
 pub struct ClientState {
     pub(crate) retry: RetryPolicy,
+    pub(crate) max_response_bytes: usize,
+}
+
+/// Caps how much of an answer is read, so a broken or hostile server cannot make the
+/// client buffer without end; reading past the cap fails with `LengthLimitError`.
+fn limit_body(response: reqwest::Response, limit: usize) -> reqwest::Response {
+    let response: http::Response<reqwest::Body> = response.into();
+    reqwest::Response::from(
+        response.map(|body| reqwest::Body::wrap(http_body_util::Limited::new(body, limit))),
+    )
 }
 
 /// What the server did during one SDK call, across its attempts. The generated code
@@ -107,6 +117,8 @@ impl ClientHooks<ClientState> for GeneratedClient {
                 }
             };
 
+            let result =
+                result.map(|response| limit_body(response, self.inner().max_response_bytes));
             match (wait, pending.is_some()) {
                 (Some(wait), true) => {
                     tracing::debug!(

@@ -24,6 +24,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::Router;
@@ -32,6 +33,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
+use futures_util::FutureExt as _;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -54,6 +56,14 @@ struct ExpectedAuth {
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+fn not_taken() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the event was not taken; deliver it again",
+    )
+        .into_response()
 }
 
 /// Checks and parses Thulium's deliveries; cheap to clone.
@@ -125,7 +135,7 @@ impl Receiver {
     }
 
     /// A router that answers `POST path` with `handler`, which decides the answer:
-    /// `Ok` gives `200`, `Err` gives `500` (and Thulium delivers again).
+    /// `Ok` gives `200`; `Err`, or a panic, gives `500` (and Thulium delivers again).
     pub fn router<H, Fut, E>(self, path: &str, handler: H) -> Router
     where
         H: Fn(Event) -> Fut + Clone + Send + Sync + 'static,
@@ -144,15 +154,17 @@ impl Receiver {
                         Err(rejection) => return rejection.into_response(),
                     };
                     let action = event.action();
-                    match handler(event).await {
-                        Ok(()) => (StatusCode::OK, "OK").into_response(),
-                        Err(error) => {
+                    // A panicking handler has not taken the event either: answer 500
+                    // (so Thulium delivers again) instead of dropping the connection.
+                    match AssertUnwindSafe(handler(event)).catch_unwind().await {
+                        Ok(Ok(())) => (StatusCode::OK, "OK").into_response(),
+                        Ok(Err(error)) => {
                             tracing::error!(%action, %error, "event handler failed; answering 500 so Thulium retries");
-                            (
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "the event was not taken; deliver it again",
-                            )
-                                .into_response()
+                            not_taken()
+                        }
+                        Err(_) => {
+                            tracing::error!(%action, "event handler panicked; answering 500 so Thulium retries");
+                            not_taken()
                         }
                     }
                 }

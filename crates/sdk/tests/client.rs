@@ -316,6 +316,33 @@ async fn invalid_json_on_success_is_an_unexpected_response_that_hides_echoed_sec
 }
 
 #[tokio::test]
+async fn an_endless_answer_is_cut_at_the_limit() {
+    let server = MockServer::start().await;
+    let huge = format!("[{}]", vec![VENDOR_RESPONSE; 20_000].join(","));
+    assert!(huge.len() > 2 * 1024 * 1024);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(huge.clone(), "application/json"))
+        .mount(&server)
+        .await;
+    let limited = Client::builder()
+        .base_url(server.uri())
+        .credentials("api_user", "api_pass")
+        .max_response_bytes(1024 * 1024)
+        .build()
+        .unwrap();
+    let err = limited.list_webhooks().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::UnexpectedResponse { status: 200, problem, .. } if problem.contains("max_response_bytes")),
+        "{err:?}"
+    );
+    // The default limit (16 MiB) takes the same answer whole.
+    assert_eq!(
+        client_for(&server).list_webhooks().await.unwrap().len(),
+        20_000
+    );
+}
+
+#[tokio::test]
 async fn a_redirect_is_reported_not_followed() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
