@@ -478,7 +478,8 @@ impl Event {
             let mut fields: Vec<_> = other.fields.iter().collect();
             fields.sort_by(|a, b| a.0.cmp(b.0));
             for (name, value) in fields {
-                key.push_str(&format!("|{name}={value}"));
+                // As text, so `1` from JSON and `"1"` from a form give the same key.
+                key.push_str(&format!("|{name}={}", json_to_text(value)));
             }
             return key;
         }

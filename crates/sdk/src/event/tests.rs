@@ -277,6 +277,17 @@ fn dedup_key_is_stable_across_encodings_and_redeliveries() {
         c.conversation_id = Uuid::nil();
     }
     assert_ne!(event.dedup_key(), other.dedup_key());
+
+    // An unknown action: every field counts, in any order, whatever the encoding.
+    let form = Event::from_form(b"action=CALL_ANSWERED&queue_id=155&connection_id=1.2").unwrap();
+    let json =
+        Event::from_json(br#"{"connection_id":"1.2","queue_id":155,"action":"CALL_ANSWERED"}"#)
+            .unwrap();
+    assert_eq!(form.dedup_key(), json.dedup_key());
+    assert_eq!(
+        form.dedup_key(),
+        "CALL_ANSWERED|connection_id=1.2|queue_id=155"
+    );
 }
 
 // ---- property tests ----
