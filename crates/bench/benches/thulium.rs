@@ -455,6 +455,14 @@ async fn profile_receiver(sdk: bool) {
         bare_receiver()
     };
     let url = format!("http://{}/hook", serve(app).await);
+    // A fixed number of deliveries (for instruction counts under valgrind), or 8 s of them.
+    if let Some(per_task) = std::env::var("BENCH_PROFILE_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        blast(&url, 64, per_task / 64).await;
+        return;
+    }
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(8) {
         blast(&url, 64, 100).await;

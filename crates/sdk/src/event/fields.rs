@@ -24,6 +24,9 @@ pub(crate) enum RawValue<'a> {
     Null,
     /// A JSON boolean, array or object: never a valid value of a known field.
     Other(Value),
+    /// Already read by [`Fields::take`]; left in place so that the unknown fields
+    /// keep their received order without shifting the map on every take.
+    Taken,
 }
 
 impl RawValue<'_> {
@@ -32,7 +35,7 @@ impl RawValue<'_> {
         match self {
             RawValue::Text(s) => Value::String(s.into_owned()),
             RawValue::Number(n) => Value::Number(n),
-            RawValue::Null => Value::Null,
+            RawValue::Null | RawValue::Taken => Value::Null,
             RawValue::Other(v) => v,
         }
     }
@@ -51,7 +54,7 @@ impl RawValue<'_> {
         let text = match self {
             RawValue::Text(s) => format!("{s:?}"),
             RawValue::Number(n) => n.to_string(),
-            RawValue::Null => "null".to_string(),
+            RawValue::Null | RawValue::Taken => "null".to_string(),
             RawValue::Other(v) => v.to_string(),
         };
         let mut chars = text.chars();
@@ -79,8 +82,9 @@ impl<'a> Fields<'a> {
     pub(crate) fn take<T: FieldType>(&mut self, name: &'static str) -> Result<T, ParseError> {
         let raw = self
             .values
-            .shift_remove(name)
-            .filter(|raw| !raw.is_absent());
+            .get_mut(name)
+            .map(|slot| std::mem::replace(slot, RawValue::Taken))
+            .filter(|raw| !raw.is_absent() && !matches!(raw, RawValue::Taken));
         T::read(raw).map_err(|problem| match problem {
             Problem::Missing => ParseError::MissingField {
                 action: self.action.clone(),
@@ -98,6 +102,7 @@ impl<'a> Fields<'a> {
     pub(crate) fn rest(self) -> Map<String, Value> {
         self.values
             .into_iter()
+            .filter(|(_, v)| !matches!(v, RawValue::Taken))
             .map(|(k, v)| (k.into_owned(), v.into_json()))
             .collect()
     }

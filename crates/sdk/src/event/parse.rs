@@ -123,7 +123,7 @@ pub(super) fn fields<'a>(
 pub(super) type RawFields<'a> = IndexMap<Cow<'a, str>, RawValue<'a>, foldhash::fast::RandomState>;
 
 fn decode_form(body: &[u8]) -> Result<RawFields<'_>, ParseError> {
-    let mut values = RawFields::default();
+    let mut values = RawFields::with_capacity_and_hasher(8, Default::default());
     for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(at) => (&pair[..at], &pair[at + 1..]),
@@ -151,6 +151,12 @@ fn decode_form(body: &[u8]) -> Result<RawFields<'_>, ParseError> {
 fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, ParseError> {
     let not_utf8 =
         |e: std::str::Utf8Error| malformed(BodyFormat::Form, format!("a value is not UTF-8 ({e})"));
+    // Most names and values need no decoding: borrow them (`contains` is a memchr).
+    if !raw.contains(&b'%') && !raw.contains(&b'+') {
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(not_utf8);
+    }
     if raw.contains(&b'+') {
         let spaced: Vec<u8> = raw
             .iter()
@@ -187,7 +193,10 @@ impl<'de> Deserialize<'de> for JsonObject<'de> {
                 f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut values = RawFields::default();
+                let mut values = RawFields::with_capacity_and_hasher(
+                    map.size_hint().unwrap_or(8).min(64),
+                    Default::default(),
+                );
                 while let Some(JsonStr(name)) = map.next_key()? {
                     match values.entry(name) {
                         indexmap::map::Entry::Occupied(entry) => {
