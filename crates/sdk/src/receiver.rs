@@ -35,7 +35,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use futures_util::FutureExt as _;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 
 use crate::event::{Event, ParseError};
 use crate::secret::Password;
@@ -45,12 +45,14 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 const WWW_AUTHENTICATE: &str = r#"Basic realm="thulium-webhooks", charset="UTF-8""#;
 
-/// The expected credentials, kept only as SHA-256 digests so that comparing them
-/// takes the same time whatever the length or content of what was sent.
+/// The expected credentials, kept only as the SHA-256 digest of `user:password`, so
+/// that comparing takes the same time whatever the length or content of what was sent.
+/// One digest covers both: the user may not contain `:` (RFC 7617), so the received
+/// `user:password` equals the expected one exactly when the user and the password
+/// both do.
 #[derive(Clone)]
 struct ExpectedAuth {
-    user: [u8; 32],
-    password: [u8; 32],
+    credentials: [u8; 32],
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -89,6 +91,9 @@ pub enum ConfigError {
     /// The expected user is empty.
     #[error("the receiver's HTTP Basic user is empty; set the user given as http_auth_user")]
     EmptyUser,
+    /// The expected user contains `:`, which HTTP Basic auth cannot carry.
+    #[error("the receiver's HTTP Basic user contains ':', which HTTP Basic auth cannot carry")]
+    ColonInUser,
     /// The expected password is empty.
     #[error(
         "the receiver's HTTP Basic password is empty; anyone could post events. Set the password given as http_auth_password"
@@ -103,17 +108,20 @@ impl Receiver {
         user: impl AsRef<str>,
         password: impl Into<Password>,
     ) -> Result<Self, ConfigError> {
-        let password = password.into();
-        if user.as_ref().is_empty() {
+        let (user, password) = (user.as_ref(), password.into());
+        if user.is_empty() {
             return Err(ConfigError::EmptyUser);
+        }
+        if user.contains(':') {
+            return Err(ConfigError::ColonInUser);
         }
         if password.is_empty() {
             return Err(ConfigError::EmptyPassword);
         }
+        let expected = format!("{user}:{}", password.expose());
         Ok(Self {
             auth: Some(ExpectedAuth {
-                user: sha256(user.as_ref().as_bytes()),
-                password: sha256(password.expose().as_bytes()),
+                credentials: sha256(expected.as_bytes()),
             }),
             body_limit: DEFAULT_BODY_LIMIT,
         })
@@ -208,35 +216,28 @@ impl Receiver {
         Ok(event)
     }
 
-    /// Whether the request carries the expected credentials. Both the user and the
-    /// password digests are always compared, without early return, whatever shape
-    /// the header has.
+    /// Whether the request carries the expected credentials: the digest of what was
+    /// sent is compared with the expected one in constant time, and a header of any
+    /// other shape is compared as if it had sent nothing, so every refusal costs alike.
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(expected) = &self.auth else {
             return true;
         };
-        let (well_formed, user, password) = match basic_credentials(headers) {
-            Some((user, password)) => (Choice::from(1), user, password),
-            None => (Choice::from(0), Vec::new(), Vec::new()),
-        };
-        let user_ok = sha256(&user).ct_eq(&expected.user);
-        let password_ok = sha256(&password).ct_eq(&expected.password);
-        bool::from(well_formed & user_ok & password_ok)
+        let received = basic_token(headers).unwrap_or_default();
+        bool::from(sha256(&received).ct_eq(&expected.credentials))
     }
 }
 
-/// `Authorization: Basic base64(user:password)`, split at the first colon.
-fn basic_credentials(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
+/// The decoded token of `Authorization: Basic base64(user:password)`.
+fn basic_token(headers: &HeaderMap) -> Option<Vec<u8>> {
     let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, token) = value.split_at(value.iter().position(|&b| b == b' ')?);
     if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(token.trim_ascii())
-        .ok()?;
-    let colon = decoded.iter().position(|&b| b == b':')?;
-    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
+        .ok()
 }
 
 /// Why a delivery was refused, and the answer it gets.
