@@ -500,5 +500,24 @@ impl serde::Serialize for Event {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Event {
+    /// Reads the flat object [`Event::to_json_value`] writes (or Thulium's JSON body),
+    /// with the same rules and errors as [`Event::parse`]; for events kept in a store.
+    ///
+    /// ```
+    /// use thulium::event::Event;
+    ///
+    /// let event = Event::from_form(b"action=TICKET_MESSAGE_RECEIVED&ticket_id=12").unwrap();
+    /// let stored = serde_json::to_value(&event).unwrap();
+    /// assert_eq!(serde_json::from_value::<Event>(stored).unwrap(), event);
+    /// ```
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let parse::JsonObject(values) = serde::Deserialize::deserialize(deserializer)?;
+        let (action, fields) = parse::split_action(values).map_err(D::Error::custom)?;
+        Event::read(action, fields).map_err(D::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests;

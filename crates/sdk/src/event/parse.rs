@@ -95,10 +95,15 @@ pub(super) fn fields<'a>(
         _ if body.trim_ascii_start().starts_with(b"{") => BodyFormat::Json,
         _ => BodyFormat::Form,
     };
-    let mut values = match format {
+    let values = match format {
         BodyFormat::Form => decode_form(body)?,
         BodyFormat::Json => decode_json(body)?,
     };
+    split_action(values)
+}
+
+/// Separates the `action` from the other fields.
+pub(super) fn split_action(mut values: RawFields<'_>) -> Result<(Action, Fields<'_>), ParseError> {
     let action = match values.shift_remove("action") {
         Some(RawValue::Text(name)) if !name.trim().is_empty() && name != "null" => {
             Action::from(name.as_ref())
@@ -182,7 +187,8 @@ fn decode_json(body: &[u8]) -> Result<RawFields<'_>, ParseError> {
 }
 
 /// A flat JSON object read straight into raw fields, borrowing unescaped strings.
-struct JsonObject<'a>(RawFields<'a>);
+/// Works with any serde format, which is how `Event` implements `Deserialize`.
+pub(super) struct JsonObject<'a>(pub(super) RawFields<'a>);
 
 impl<'de> Deserialize<'de> for JsonObject<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -495,6 +495,9 @@ proptest! {
         prop_assert_eq!(&Event::parse(json.as_bytes(), JSON).unwrap(), &event);
         prop_assert_eq!(&Event::parse(json.as_bytes(), None).unwrap(), &event);
         prop_assert_eq!(Event::from_json(json.as_bytes()).unwrap().dedup_key(), event.dedup_key());
+        // Through serde as well, as an application storing events would.
+        let stored = serde_json::to_value(&event).unwrap();
+        prop_assert_eq!(&serde_json::from_value::<Event>(stored).unwrap(), &event);
     }
 }
 
