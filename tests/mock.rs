@@ -140,7 +140,10 @@ async fn wrong_credentials_are_a_typed_error_in_english_and_polish() {
             }
             other => panic!("expected Unauthorized, got {other:?}"),
         }
-        assert!(!format!("{err} {err:?}").contains("not-the-password-42"), "{err}");
+        assert!(
+            !format!("{err} {err:?}").contains("not-the-password-42"),
+            "{err}"
+        );
     }
 }
 
