@@ -59,13 +59,7 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
                 .header(CONTENT_TYPE, content_type)
                 .body(body);
             if let Some(user) = auth_user {
-                let loopback = match parsed.host() {
-                    Some(url::Host::Domain(d)) => d == "localhost",
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    None => false,
-                };
-                if parsed.scheme() != "https" && !loopback {
+                if parsed.scheme() != "https" && !thulium::config::is_loopback(&parsed) {
                     return Err(Failure::usage(
                         "refusing to send credentials over plain HTTP to a non-loopback host; use https://",
                     ));

@@ -9,11 +9,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 use thulium::event::Event;
+use thulium::receiver::Receiver;
 use thulium::{Action, Password, Webhook};
 
 use crate::delivery::Deliverer;
@@ -21,8 +20,9 @@ use crate::problem::{ErrorAnswer, Lang, Problem, json_response};
 
 /// Everything the handlers share.
 pub(crate) struct Shared {
-    pub(crate) api_user: String,
-    pub(crate) api_password: Password,
+    /// Checks the API user's Basic credentials, as the SDK's receiver checks a
+    /// subscription's: one constant-time digest comparison, whatever the header's shape.
+    pub(crate) api_auth: Receiver,
     pub(crate) body_limit: usize,
     pub(crate) subscriptions: Mutex<Vec<Webhook>>,
     pub(crate) deliverer: Deliverer,
@@ -35,32 +35,6 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-
-    /// Whether the request carries the API user's credentials (compared in constant time).
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some((user, password)) = basic_credentials(headers) else {
-            return false;
-        };
-        let user_ok = user.as_bytes().ct_eq(self.api_user.as_bytes());
-        let password_ok = password
-            .as_bytes()
-            .ct_eq(self.api_password.expose().as_bytes());
-        bool::from(user_ok & password_ok)
-    }
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -91,7 +65,7 @@ async fn authenticated_body(
 ) -> Result<(HeaderMap, Lang, axum::body::Bytes), Response> {
     let (parts, body) = request.into_parts();
     let lang = Lang::from_headers(&parts.headers);
-    if !shared.authorized(&parts.headers) {
+    if !shared.api_auth.is_authorized(&parts.headers) {
         return Err(ErrorAnswer::one(Problem::Unauthorized, lang).into_response());
     }
     let bytes = read_limited(body, shared.body_limit)

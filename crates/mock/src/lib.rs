@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thulium::event::Event;
+use thulium::receiver::Receiver;
 use thulium::{ClientBuilder, Password, Webhook};
 use tokio::sync::oneshot;
 
@@ -98,13 +99,15 @@ impl MockThulium {
         Self::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
     }
 
-    /// Starts a fake on `addr` (for serving people, as `thulium mock` does).
+    /// Starts a fake on `addr` (for serving people, as `thulium mock` does). An empty
+    /// API user or password, or a user containing `:`, is an `InvalidInput` error.
     pub async fn bind(addr: SocketAddr, config: MockConfig) -> std::io::Result<Self> {
+        let api_auth = Receiver::with_basic_auth(&config.api_user, config.api_password.clone())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(api::Shared {
-            api_user: config.api_user.clone(),
-            api_password: config.api_password.clone(),
+            api_auth,
             body_limit: config.body_limit,
             subscriptions: Mutex::new(Vec::new()),
             deliverer: delivery::Deliverer::new(config.delivery.clone()),

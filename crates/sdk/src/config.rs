@@ -387,8 +387,16 @@ fn parse_base_url(text: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// Loopback hosts, where plain HTTP cannot be read by anyone else on the network.
-pub(crate) fn is_loopback(url: &Url) -> bool {
+/// Whether `url` names a loopback host (`127.0.0.0/8`, `::1`, `localhost` or a
+/// `*.localhost` name): the only hosts credentials may reach over plain HTTP, since
+/// nobody else on the network can read that traffic.
+///
+/// ```
+/// let url = |text| url::Url::parse(text).unwrap();
+/// assert!(thulium::config::is_loopback(&url("http://127.0.0.1:8080/hook")));
+/// assert!(!thulium::config::is_loopback(&url("http://localhost.evil.com")));
+/// ```
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),

@@ -184,7 +184,7 @@ impl Receiver {
     /// [`Self::router`] and of [`VerifiedEvent`], for applications with own handlers.
     pub async fn accept(&self, request: Request) -> Result<Event, Rejection> {
         let (parts, body) = request.into_parts();
-        if !self.authorized(&parts.headers) {
+        if !self.is_authorized(&parts.headers) {
             tracing::debug!("delivery refused: missing or wrong credentials");
             return Err(Rejection::Unauthorized);
         }
@@ -219,7 +219,7 @@ impl Receiver {
     /// Whether the request carries the expected credentials: the digest of what was
     /// sent is compared with the expected one in constant time, and a header of any
     /// other shape is compared as if it had sent nothing, so every refusal costs alike.
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    pub fn is_authorized(&self, headers: &HeaderMap) -> bool {
         let Some(expected) = &self.auth else {
             return true;
         };
@@ -349,8 +349,8 @@ mod tests {
     #[test]
     fn only_the_exact_pair_is_authorized() {
         let receiver = Receiver::with_basic_auth("thulium", "s3cret").unwrap();
-        assert!(receiver.authorized(&headers(&basic("thulium:s3cret"))));
-        assert!(receiver.authorized(&headers(b"basic dGh1bGl1bTpzM2NyZXQ=")));
+        assert!(receiver.is_authorized(&headers(&basic("thulium:s3cret"))));
+        assert!(receiver.is_authorized(&headers(b"basic dGh1bGl1bTpzM2NyZXQ=")));
         for wrong in [
             basic("thulium:wrong"),
             basic("other:s3cret"),
@@ -364,13 +364,13 @@ mod tests {
             b"".to_vec(),
         ] {
             assert!(
-                !receiver.authorized(&headers(&wrong)),
+                !receiver.is_authorized(&headers(&wrong)),
                 "{:?}",
                 String::from_utf8_lossy(&wrong)
             );
         }
-        assert!(!receiver.authorized(&HeaderMap::new()));
-        assert!(Receiver::without_auth().authorized(&HeaderMap::new()));
+        assert!(!receiver.is_authorized(&HeaderMap::new()));
+        assert!(Receiver::without_auth().is_authorized(&HeaderMap::new()));
     }
 
     #[test]
