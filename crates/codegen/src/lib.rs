@@ -80,6 +80,13 @@ pub fn settings(spec: &openapiv3::OpenAPI) -> GenerationSettings {
             "crate::action::Action",
             [TypeImpl::Display, TypeImpl::FromStr].into_iter(),
         )
+        // A plain String: `NewWebhook::validate` checks the pattern with a readable
+        // error, where a generated newtype would make building a request fallible.
+        .with_replacement(
+            "SubscriptionUrl",
+            "::std::string::String",
+            [TypeImpl::Display, TypeImpl::FromStr].into_iter(),
+        )
         .with_conversion(
             schemars08::schema::SchemaObject {
                 instance_type: Some(schemars08::schema::InstanceType::String.into()),

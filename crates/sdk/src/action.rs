@@ -82,6 +82,19 @@ impl Action {
     pub fn is_known(&self) -> bool {
         !matches!(self, Action::Other(_))
     }
+
+    /// Whether the name can be subscribed: it has at least one ASCII letter or digit
+    /// (the OpenAPI spec's `pattern` for an action, which the fake enforces too).
+    /// Every action Thulium documents is upper-case letters and underscores.
+    ///
+    /// ```
+    /// use thulium::Action;
+    /// assert!(Action::from("CALL_QUEUE_ENTERED").is_valid_name());
+    /// assert!(!Action::from(" ").is_valid_name());
+    /// ```
+    pub fn is_valid_name(&self) -> bool {
+        self.as_str().bytes().any(|b| b.is_ascii_alphanumeric())
+    }
 }
 
 impl From<&str> for Action {

@@ -17,7 +17,7 @@ use crate::error::{ApiMessage, Error, excerpt, root_cause};
 use crate::generated;
 use crate::generated::types::{ErrorBody, NewWebhook, Webhook};
 use crate::hooks::{CALL_RECORD, CallRecord};
-use crate::secret::Password;
+use crate::secret::{Password, Redactor};
 
 /// A client for Thulium's webhooks API.
 ///
@@ -50,6 +50,9 @@ pub struct Client {
     base_url: Url,
     credentials: Credentials,
     timeout: Duration,
+    /// Removes the API credentials from anything the server sends back.
+    redactor: Redactor,
+    allow_plain_http_subscription_auth: bool,
 }
 
 impl fmt::Debug for Client {
@@ -73,12 +76,17 @@ impl Client {
         base_url: Url,
         credentials: Credentials,
         timeout: Duration,
+        allow_plain_http_subscription_auth: bool,
     ) -> Self {
+        let redactor =
+            Redactor::new().basic_credentials(credentials.user(), credentials.password().clone());
         Self {
             generated,
             base_url,
             credentials,
             timeout,
+            redactor,
+            allow_plain_http_subscription_auth,
         }
     }
 
@@ -92,26 +100,28 @@ impl Client {
     /// Retried on connection failures, timeouts and HTTP 429/502/503/504, as
     /// configured by the [`crate::RetryPolicy`]: listing twice changes nothing.
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, Error> {
-        self.call("list_webhooks", &[], self.generated.list_webhooks())
+        self.call("list_webhooks", None, self.generated.list_webhooks())
             .await
             .map(ResponseValue::into_inner)
     }
 
     /// Subscribes a URL to events (`POST /api/webhooks`) and returns the stored subscription.
     ///
-    /// The input is validated first ([`NewWebhook::validate`]); nothing is sent if it is
+    /// The input is validated first ([`NewWebhook::validate`], relaxed only by
+    /// [`ClientBuilder::allow_plain_http_subscription_auth`]); nothing is sent if it is
     /// invalid. A create is retried only when the connection could not be opened:
     /// repeating a request that may have reached Thulium could subscribe twice.
     pub async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook, Error> {
-        webhook.validate()?;
-        let subscription_password = webhook
-            .http_auth_password
-            .as_ref()
-            .map(Password::expose)
-            .unwrap_or_default();
+        webhook.check(self.allow_plain_http_subscription_auth)?;
+        // The subscription's credentials are secrets too, should Thulium echo them.
+        let subscription = match (&webhook.http_auth_user, &webhook.http_auth_password) {
+            (user, Some(password)) => Redactor::new()
+                .basic_credentials(user.as_deref().unwrap_or_default(), password.clone()),
+            (_, None) => Redactor::new(),
+        };
         self.call(
             "create_webhook",
-            &[subscription_password],
+            Some(&subscription),
             self.generated.create_webhook(webhook),
         )
         .await
@@ -119,12 +129,12 @@ impl Client {
     }
 
     /// Runs one generated call inside a tracing span and a fresh [`CallRecord`], and
-    /// turns its outcome into the SDK's [`Error`]. `secrets` are values that must not
-    /// appear in an error even if the server echoes them.
+    /// turns its outcome into the SDK's [`Error`]. Besides the API credentials, the
+    /// secrets `extra` knows must not appear in an error even if the server echoes them.
     async fn call<T>(
         &self,
         operation: &'static str,
-        secrets: &[&str],
+        extra: Option<&Redactor>,
         request: impl Future<Output = Result<ResponseValue<T>, progenitor_client::Error<ErrorBody>>>,
     ) -> Result<ResponseValue<T>, Error> {
         let span = tracing::info_span!(
@@ -147,11 +157,22 @@ impl Client {
             .instrument(span.clone())
             .await;
 
-        let mut all_secrets = vec![self.credentials.password().expose()];
-        all_secrets.extend_from_slice(secrets);
         let result = match outcome {
             Ok(value) => Ok(value),
-            Err(error) => Err(self.convert(operation, error, &record, &all_secrets).await),
+            Err(error) => {
+                let merged;
+                let redactor = match extra {
+                    Some(extra) => {
+                        merged = self.redactor.clone().merge(extra);
+                        &merged
+                    }
+                    None => &self.redactor,
+                };
+                Err(self
+                    .convert(operation, error, &record, redactor)
+                    .await
+                    .redacted(redactor))
+            }
         };
 
         span.record("attempts", record.attempts);
@@ -180,7 +201,7 @@ impl Client {
         operation: &'static str,
         error: progenitor_client::Error<ErrorBody>,
         record: &CallRecord,
-        secrets: &[&str],
+        redactor: &Redactor,
     ) -> Error {
         use progenitor_client::Error as E;
         let attempts = record.attempts.max(1);
@@ -199,7 +220,7 @@ impl Client {
                     operation,
                     status,
                     problem: format!("the body is not the documented JSON ({parse_error})"),
-                    excerpt: excerpt(&bytes, secrets),
+                    excerpt: excerpt(&bytes, redactor),
                 }
             }
             E::UnexpectedResponse(response) => {
@@ -212,7 +233,7 @@ impl Client {
                     operation,
                     status,
                     problem: "the API does not document this status".to_string(),
-                    excerpt: excerpt(&body, secrets),
+                    excerpt: excerpt(&body, redactor),
                 }
             }
             E::ResponseBodyError(error) if is_length_limit(&error) => Error::UnexpectedResponse {
@@ -343,9 +364,24 @@ impl NewWebhook {
         self
     }
 
-    /// Checks what Thulium would refuse, or what would make deliveries fail, before
-    /// anything is sent. Each error names the field.
+    /// Checks what Thulium would refuse, or what would make deliveries fail or leak,
+    /// before anything is sent. Each error names the field.
+    ///
+    /// A subscription with HTTP Basic auth must use `https://`, or plain `http://` to a
+    /// loopback host: Thulium would send the password in clear with every event.
+    ///
+    /// ```
+    /// use thulium::{Action, NewWebhook};
+    ///
+    /// let clear = NewWebhook::new("http://example.pl/hook", [Action::TicketCreated])
+    ///     .with_auth("thulium", "s3cret");
+    /// assert!(clear.validate().unwrap_err().to_string().contains("in clear"));
+    /// ```
     pub fn validate(&self) -> Result<(), Error> {
+        self.check(false)
+    }
+
+    pub(crate) fn check(&self, allow_plain_http_auth: bool) -> Result<(), Error> {
         let url = Url::parse(&self.subscription_url).map_err(|e| {
             Error::invalid(
                 "subscription_url",
@@ -370,6 +406,15 @@ impl NewWebhook {
                 "the URL contains credentials; use http_auth_user and http_auth_password instead",
             ));
         }
+        if !is_subscription_url(&self.subscription_url) {
+            return Err(Error::invalid(
+                "subscription_url",
+                format!(
+                    "`{}` is not a subscription URL: use http:// or https://, a host name or IPv4 address, an optional port, path and query, without spaces, user info or fragment",
+                    self.subscription_url
+                ),
+            ));
+        }
 
         if self.actions.is_empty() {
             return Err(Error::invalid(
@@ -384,10 +429,13 @@ impl NewWebhook {
                 format!("{duplicate} is listed twice"),
             ));
         }
-        if let Some(blank) = self.actions.iter().find(|a| a.as_str().trim().is_empty()) {
+        if let Some(blank) = self.actions.iter().find(|a| !a.is_valid_name()) {
             return Err(Error::invalid(
                 "actions",
-                format!("{:?} is not an action name", blank.as_str()),
+                format!(
+                    "{:?} is not an action name (it needs at least one letter or digit)",
+                    blank.as_str()
+                ),
             ));
         }
 
@@ -406,9 +454,95 @@ impl NewWebhook {
                 "http_auth_user",
                 "contains ':', which HTTP Basic auth cannot carry",
             )),
+            (Some(_), Some(_))
+                if !allow_plain_http_auth && !crate::config::credentials_may_travel_to(&url) =>
+            {
+                Err(Error::invalid(
+                    "subscription_url",
+                    format!(
+                        "`{}` is plain http:// to another machine, so Thulium would send the subscription's password in clear with every event; use https:// (or allow it explicitly)",
+                        self.subscription_url
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `text` is a subscription URL this SDK sends: `http://` or `https://`, a DNS
+/// name (whose last label starts with a letter) or a dotted IPv4 address, an optional
+/// port (0 to 65535), an optional path and query of URL characters, and nothing else
+/// (no user info, fragment, white space or IPv6 literal).
+///
+/// It is exactly the `pattern` of `subscription_url` in the OpenAPI spec, so the spec,
+/// the SDK and the fake Thulium agree on what a valid URL is; `tests/spec.rs` checks
+/// them against each other.
+///
+/// ```
+/// assert!(thulium::is_subscription_url("https://hooks.example.pl:8443/thulium?x=1"));
+/// assert!(thulium::is_subscription_url("http://127.0.0.1:8080/hook"));
+/// assert!(!thulium::is_subscription_url("ftp://example.pl"));
+/// assert!(!thulium::is_subscription_url("https://example.pl/a b"));
+/// ```
+pub fn is_subscription_url(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if !(is_ipv4(host) || is_dns_name(host)) || !port.is_none_or(is_port) {
+        return false;
+    }
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
+    };
+    let url_char = |c: char| c.is_ascii_alphanumeric() || "._~!$&'()*+,;=:@%/-".contains(c);
+    path.chars().all(url_char) && query.is_none_or(|q| q.chars().all(|c| url_char(c) || c == '?'))
+}
+
+fn is_ipv4(host: &str) -> bool {
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets.iter().all(|o| {
+            !o.is_empty()
+                && o.len() <= 3
+                && o.bytes().all(|b| b.is_ascii_digit())
+                && (o.len() == 1 || !o.starts_with('0'))
+                && o.parse::<u16>().is_ok_and(|v| v <= 255)
+        })
+}
+
+fn is_dns_name(host: &str) -> bool {
+    // Labels of letters and digits joined by single hyphens (so no `xn--` label that
+    // would have to be valid punycode), the last one starting with a letter (so the
+    // name cannot be read as a number or an IPv4 address).
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.split('-')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()))
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.iter().all(|l| label(l))
+        && labels
+            .last()
+            .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+}
+
+fn is_port(port: &str) -> bool {
+    !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && (port.len() == 1 || !port.starts_with('0'))
+        && port.parse::<u32>().is_ok_and(|p| p <= 65535)
 }
 
 impl Webhook {
@@ -467,6 +601,12 @@ mod tests {
         assert_eq!(field_of(&w), "http_auth_user");
         w = ok.clone().with_auth("a:b", "pw");
         assert_eq!(field_of(&w), "http_auth_user");
-        assert!(ok.with_auth("user", "pw").validate().is_ok());
+        assert!(ok.clone().with_auth("user", "pw").validate().is_ok());
+        let clear = NewWebhook::new("http://10.1.2.3/hook", [Action::TicketCreated])
+            .with_auth("user", "pw");
+        assert_eq!(field_of(&clear), "subscription_url");
+        assert!(clear.check(true).is_ok());
+        let local = NewWebhook::new("http://127.0.0.1:8080/hook", [Action::TicketCreated]);
+        assert!(local.with_auth("user", "pw").validate().is_ok());
     }
 }

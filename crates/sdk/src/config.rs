@@ -141,6 +141,7 @@ pub struct ClientBuilder {
     language: Option<Language>,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    allow_plain_http_subscription_auth: bool,
 }
 
 /// The largest answer read unless configured otherwise: far above a list of thousands
@@ -165,6 +166,7 @@ impl Default for ClientBuilder {
             language: None,
             retry: RetryPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            allow_plain_http_subscription_auth: false,
         }
     }
 }
@@ -257,6 +259,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Lets [`Client::create_webhook`] subscribe a plain-`http://` URL on another
+    /// machine with HTTP Basic auth. Off by default: Thulium would then send the
+    /// subscription's password in clear over the network with every event. Turn it on
+    /// only for a network you trust end to end.
+    pub fn allow_plain_http_subscription_auth(mut self, allow: bool) -> Self {
+        self.allow_plain_http_subscription_auth = allow;
+        self
+    }
+
     /// When failed attempts are repeated; see [`RetryPolicy`].
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -278,7 +289,7 @@ impl ClientBuilder {
             Error::config("no API credentials: call .credentials(user, password)")
         })?;
         credentials.validate()?;
-        if base_url.scheme() != "https" && !is_loopback(&base_url) {
+        if !credentials_may_travel_to(&base_url) {
             return Err(Error::config(format!(
                 "refusing to send credentials to {} over plain HTTP; use HTTPS (plain HTTP is allowed only to loopback addresses)",
                 base_url.host_str().unwrap_or_default()
@@ -324,6 +335,7 @@ impl ClientBuilder {
             base_url,
             credentials,
             self.timeout,
+            self.allow_plain_http_subscription_auth,
         ))
     }
 }
@@ -385,6 +397,19 @@ fn parse_base_url(text: &str) -> Result<Url, Error> {
         )));
     }
     Ok(url)
+}
+
+/// Whether credentials may be sent to `url`: over HTTPS, or over plain HTTP only to a
+/// loopback host ([`is_loopback`]). Every place that sends a password applies this.
+///
+/// ```
+/// let url = |text| url::Url::parse(text).unwrap();
+/// assert!(thulium::config::credentials_may_travel_to(&url("https://example.pl/hook")));
+/// assert!(thulium::config::credentials_may_travel_to(&url("http://127.0.0.1:8080/hook")));
+/// assert!(!thulium::config::credentials_may_travel_to(&url("http://example.pl/hook")));
+/// ```
+pub fn credentials_may_travel_to(url: &Url) -> bool {
+    url.scheme() == "https" || is_loopback(url)
 }
 
 /// Whether `url` names a loopback host (`127.0.0.0/8`, `::1`, `localhost` or a

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::secret::Redactor;
+
 /// One `(code, message)` pair of Thulium's error body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiMessage {
@@ -188,6 +190,72 @@ impl Error {
         }
     }
 
+    /// The same error with every secret `redactor` knows removed from the text the
+    /// server sent (messages, `request_id`, excerpts, causes).
+    pub(crate) fn redacted(self, redactor: &Redactor) -> Self {
+        let clean = |text: String| redactor.redact_string(text);
+        let clean_all = |errors: Vec<ApiMessage>| {
+            errors
+                .into_iter()
+                .map(|m| ApiMessage {
+                    code: m.code,
+                    message: clean(m.message),
+                })
+                .collect()
+        };
+        match self {
+            Error::Unauthorized {
+                operation,
+                status,
+                request_id,
+                errors,
+            } => Error::Unauthorized {
+                operation,
+                status,
+                request_id: request_id.map(clean),
+                errors: clean_all(errors),
+            },
+            Error::Api {
+                operation,
+                status,
+                request_id,
+                errors,
+            } => Error::Api {
+                operation,
+                status,
+                request_id: request_id.map(clean),
+                errors: clean_all(errors),
+            },
+            Error::UnexpectedResponse {
+                operation,
+                status,
+                problem,
+                excerpt,
+            } => Error::UnexpectedResponse {
+                operation,
+                status,
+                problem: clean(problem),
+                excerpt: clean(excerpt),
+            },
+            Error::Transport { operation, reason } => Error::Transport {
+                operation,
+                reason: clean(reason),
+            },
+            Error::Connect {
+                operation,
+                host,
+                attempts,
+                reason,
+            } => Error::Connect {
+                operation,
+                host,
+                attempts,
+                reason: clean(reason),
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidInput {
             field,
@@ -231,15 +299,13 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 const EXCERPT_CHARS: usize = 120;
 
 /// A short, single-line excerpt of `body` with every secret replaced.
-pub(crate) fn excerpt(body: &[u8], secrets: &[&str]) -> String {
-    let mut text: String = String::from_utf8_lossy(body)
+pub(crate) fn excerpt(body: &[u8], redactor: &Redactor) -> String {
+    let text: String = String::from_utf8_lossy(body)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
     // Redact before truncating, so a secret cut in half cannot survive as a prefix.
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret, crate::secret::REDACTED);
-    }
+    let text = redactor.redact_string(text);
     let mut chars = text.chars();
     let mut short: String = chars.by_ref().take(EXCERPT_CHARS).collect();
     if chars.next().is_some() {
@@ -285,7 +351,7 @@ mod tests {
             "<html>\n  <body>pass=hunter2 {}</body></html>",
             "x".repeat(500)
         );
-        let e = excerpt(body.as_bytes(), &["hunter2"]);
+        let e = excerpt(body.as_bytes(), &Redactor::new().secret("hunter2"));
         assert!(!e.contains("hunter2"));
         assert!(e.starts_with("<html> <body>pass=[REDACTED] xxx"));
         assert!(!e.contains('\n'));

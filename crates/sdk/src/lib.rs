@@ -30,9 +30,11 @@ mod hooks;
 pub mod receiver;
 pub mod retry;
 pub mod secret;
+#[cfg(feature = "axum")]
+pub mod server;
 
 pub use action::Action;
-pub use client::Client;
+pub use client::{Client, is_subscription_url};
 pub use config::{ClientBuilder, Credentials, Language, install_crypto_provider};
 pub use error::{ApiMessage, Error};
 pub use retry::RetryPolicy;

@@ -7,6 +7,9 @@
 //! otherwise, so that Thulium delivers the event again. Unknown actions are accepted
 //! and handed over as [`Event::Other`].
 //!
+//! Serve the router with [`crate::server::serve`], which bounds header and body read
+//! times and the number of connections; `axum::serve` bounds none of them.
+//!
 //! ```no_run
 //! use thulium::event::Event;
 //! use thulium::receiver::Receiver;
@@ -18,7 +21,10 @@
 //!     Ok::<_, std::convert::Infallible>(())
 //! });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! thulium::server::serve(listener, app, Default::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
 //! # Ok(()) }
 //! ```
 
@@ -205,6 +211,9 @@ impl Receiver {
                     limit: self.body_limit,
                 });
             }
+            Err(error) if crate::server::is_body_timeout(&*error) => {
+                return Err(Rejection::BodyTimeout);
+            }
             Err(error) => return Err(Rejection::UnreadableBody(error.to_string())),
         };
         let content_type = parts
@@ -253,6 +262,10 @@ pub enum Rejection {
         /// The configured limit.
         limit: usize,
     },
+    /// The client did not send the whole body in time (see
+    /// [`crate::server::ServerLimits::body_read_timeout`]): `408`.
+    #[error("the body did not arrive in time")]
+    BodyTimeout,
     /// The body could not be read (for example, the connection closed early): `400`.
     #[error("the body could not be read: {0}")]
     UnreadableBody(String),
@@ -267,6 +280,7 @@ impl Rejection {
         match self {
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::UnreadableBody(_) | Rejection::Invalid(_) => StatusCode::BAD_REQUEST,
         }
     }

@@ -571,3 +571,57 @@ async fn invalid_input_sends_nothing() {
     }
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+/// Every form in which a server could echo the credentials it was sent: the API
+/// password, the subscription password, their percent-encodings, and the base64 of
+/// `user:password` from the Authorization header, whole or cut.
+fn echoes() -> Vec<String> {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let api_basic = engine.encode("api_user:api_pass");
+    let hook_basic = engine.encode("hook:hook/secret pw");
+    vec![
+        "api_pass".into(),
+        "hook/secret pw".into(),
+        "hook%2Fsecret%20pw".into(),
+        "hook%2Fsecret+pw".into(),
+        format!("Basic {api_basic}"),
+        api_basic[..16].to_string(),
+        hook_basic.clone(),
+        hook_basic[..12].to_string(),
+    ]
+}
+
+#[tokio::test]
+async fn secrets_echoed_in_thuliums_error_body_are_redacted_in_every_error() {
+    for status in [400u16, 401, 403, 500] {
+        for echo in echoes() {
+            let server = MockServer::start().await;
+            let body = serde_json::json!({
+                "request_id": format!("id-{echo}"),
+                "errors": [{"message": format!("you sent <{echo}>"), "code": 7}],
+            });
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(status).set_body_json(body))
+                .mount(&server)
+                .await;
+            let request = vendor_webhook().with_auth("hook", "hook/secret pw");
+            let err = client_for(&server)
+                .create_webhook(&request)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Api { .. } | Error::Unauthorized { .. }),
+                "{err:?}"
+            );
+            for text in [
+                err.to_string(),
+                format!("{err:?}"),
+                format!("{:?}", err.api_messages()),
+            ] {
+                assert!(!text.contains(&echo), "HTTP {status}, echo {echo}: {text}");
+                assert!(text.contains("[REDACTED]"), "{text}");
+            }
+        }
+    }
+}
