@@ -24,6 +24,7 @@ fn quick_delivery() -> DeliveryPolicy {
         max_attempts: 4,
         initial_backoff: Duration::from_millis(50),
         timeout: Duration::from_secs(2),
+        ..DeliveryPolicy::default()
     }
 }
 
@@ -573,4 +574,72 @@ async fn the_control_endpoint_emits_and_reports_deliveries() {
     assert_eq!(refused.status(), 400);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(codes_and_messages(&body)[0].0, 3001);
+}
+
+#[tokio::test]
+async fn a_subscription_to_the_fake_itself_is_refused_and_a_looping_event_too() {
+    let mock = mock_with(quick_delivery()).await;
+    let port = mock.addr().port();
+    for url in [
+        format!("http://127.0.0.1:{port}/_mock/events"),
+        format!("http://localhost:{port}/_mock/events"),
+        format!("http://127.0.0.2:{port}/api/webhooks"),
+    ] {
+        let (status, answer) = post_raw(
+            &mock,
+            "application/json",
+            "en",
+            &json!({"actions": ["TICKET_CREATED"], "subscription_url": url}).to_string(),
+        )
+        .await;
+        assert_eq!(
+            (status, codes_and_messages(&answer)[0].0),
+            (400, 2006),
+            "{url}"
+        );
+    }
+    assert!(mock.subscriptions().is_empty());
+
+    // An event that carries the fake's own delivery mark is not emitted again.
+    let response = raw_http()
+        .post(format!("{}/_mock/events", mock.base_url()))
+        .basic_auth("api_user", Some("api_pass"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(thulium_mock::DELIVERY_HEADER, "1")
+        .body(TICKET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(codes_and_messages(&body)[0].0, 3002);
+    assert!(mock.deliveries().is_empty());
+}
+
+#[tokio::test]
+async fn the_delivery_log_keeps_only_the_newest_deliveries() {
+    let mock = mock_with(DeliveryPolicy {
+        log_capacity: 5,
+        max_attempts: 1,
+        ..quick_delivery()
+    })
+    .await;
+    mock.client_builder()
+        .build()
+        .unwrap()
+        .create_webhook(&NewWebhook::new(
+            "http://127.0.0.1:9/dead",
+            [Action::TicketCreated],
+        ))
+        .await
+        .unwrap();
+    let event = Event::parse(TICKET.as_bytes(), None).unwrap();
+    let mut last = 0;
+    for _ in 0..40 {
+        last = *mock.emit(&event).last().unwrap();
+    }
+    assert!(mock.wait_until_settled(Duration::from_secs(20)).await);
+    let kept: Vec<u64> = mock.deliveries().iter().map(|d| d.id).collect();
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    assert_eq!(*kept.last().unwrap(), last);
 }

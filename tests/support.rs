@@ -15,6 +15,11 @@ pub fn spec() -> OpenAPI {
 pub async fn serve(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(thulium::server::serve(
+        listener,
+        app,
+        thulium::server::ServerLimits::default(),
+        std::future::pending(),
+    ));
     addr
 }

@@ -48,7 +48,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hook_url = format!("http://{}/thulium", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(thulium::server::serve(
+        listener,
+        app,
+        thulium::server::ServerLimits::default(),
+        std::future::pending(),
+    ));
     println!("receiver at {hook_url}");
 
     // 3. Subscribe the receiver with the SDK, exactly as against the real Thulium.
@@ -91,7 +96,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         describe(&event);
     }
 
-    // 5. What Thulium now holds.
+    // 5. What Thulium now holds. The receiver hands an event over before its 200
+    //    reaches the fake, so wait until the fake has recorded every outcome.
+    if !thulium.wait_until_settled(Duration::from_secs(10)).await {
+        return Err("the fake still had deliveries in flight after 10 s".into());
+    }
     for webhook in client.list_webhooks().await? {
         println!(
             "subscription {}: {} actions -> {} (auth: {})",
@@ -102,14 +111,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let deliveries = thulium.deliveries();
+    let all_delivered = deliveries
+        .iter()
+        .all(|d| d.state == thulium_mock::DeliveryState::Delivered);
     println!(
-        "{} deliveries, {} attempts, all delivered: {}",
+        "{} deliveries, {} attempts, all delivered: {all_delivered}",
         deliveries.len(),
         deliveries.iter().map(|d| d.attempts.len()).sum::<usize>(),
-        deliveries
-            .iter()
-            .all(|d| d.state == thulium_mock::DeliveryState::Delivered)
     );
+    if !all_delivered {
+        return Err("some deliveries failed".into());
+    }
     Ok(())
 }
 

@@ -20,6 +20,9 @@ use crate::problem::{ErrorAnswer, Lang, Problem, json_response};
 
 /// Everything the handlers share.
 pub(crate) struct Shared {
+    /// Where the fake listens: subscriptions pointing here are refused, since every
+    /// event would be delivered back to the fake without end.
+    pub(crate) own_addr: std::net::SocketAddr,
     /// Checks the API user's Basic credentials, as the SDK's receiver checks a
     /// subscription's: one constant-time digest comparison, whatever the header's shape.
     pub(crate) api_auth: Receiver,
@@ -113,7 +116,7 @@ async fn create_webhook(State(shared): State<Arc<Shared>>, request: Request) -> 
             return ErrorAnswer::one(Problem::InvalidJson(error.to_string()), lang).into_response();
         }
     };
-    let fields = match validate(&object) {
+    let fields = match validate(&object, shared.own_addr) {
         Ok(fields) => fields,
         Err(problems) => return ErrorAnswer::new(problems, lang).into_response(),
     };
@@ -147,7 +150,10 @@ struct NewFields {
 
 /// Checks every field and reports every problem at once, as Thulium does.
 /// Fields it does not know are ignored.
-fn validate(object: &Map<String, Value>) -> Result<NewFields, Vec<Problem>> {
+fn validate(
+    object: &Map<String, Value>,
+    own_addr: std::net::SocketAddr,
+) -> Result<NewFields, Vec<Problem>> {
     let mut problems = Vec::new();
 
     let actions = match object.get("actions") {
@@ -159,7 +165,7 @@ fn validate(object: &Map<String, Value>) -> Result<NewFields, Vec<Problem>> {
             let names: Option<Vec<Action>> = items
                 .iter()
                 .map(|item| match item {
-                    Value::String(name) if !name.trim().is_empty() => {
+                    Value::String(name) if Action::from(name.as_str()).is_valid_name() => {
                         Some(Action::from(name.as_str()))
                     }
                     _ => None,
@@ -181,10 +187,10 @@ fn validate(object: &Map<String, Value>) -> Result<NewFields, Vec<Problem>> {
             problems.push(Problem::UrlRequired);
             String::new()
         }
-        Some(Value::String(text))
-            if url::Url::parse(text)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) =>
-        {
+        Some(Value::String(text)) if thulium::is_subscription_url(text) => {
+            if points_at(text, own_addr) {
+                problems.push(Problem::UrlLoop);
+            }
             text.clone()
         }
         Some(_) => {
@@ -193,8 +199,9 @@ fn validate(object: &Map<String, Value>) -> Result<NewFields, Vec<Problem>> {
         }
     };
 
+    // The spec says these are strings when present; null is not one.
     let mut optional_string = |field: &'static str| match object.get(field) {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::String(text)) => Some(text.clone()),
         Some(_) => {
             problems.push(Problem::NotAString(field));
@@ -216,6 +223,24 @@ fn validate(object: &Map<String, Value>) -> Result<NewFields, Vec<Problem>> {
     }
 }
 
+/// Whether `url` would reach the fake itself: its own port on a loopback or
+/// unspecified address, or on the address it is bound to.
+fn points_at(url: &str, own: std::net::SocketAddr) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    if url.port_or_known_default() != Some(own.port()) {
+        return false;
+    }
+    let same_ip = |ip: std::net::IpAddr| ip == own.ip() || ip.is_loopback() || ip.is_unspecified();
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => same_ip(ip.into()),
+        Some(url::Host::Ipv6(ip)) => same_ip(ip.into()),
+        Some(url::Host::Domain(_)) => thulium::config::is_loopback(&url),
+        None => false,
+    }
+}
+
 /// `POST /_mock/events`: the body is an event, form or JSON, as Thulium would send
 /// it; the fake delivers it to every subscriber of its action. Answers the ids of
 /// the deliveries started.
@@ -224,6 +249,11 @@ async fn emit_event(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         Ok(parts) => parts,
         Err(answer) => return answer,
     };
+    // A delivery of the fake's own reaching this endpoint (through a name or address
+    // the subscription check could not recognise) would loop: refuse it.
+    if headers.contains_key(crate::delivery::DELIVERY_HEADER) {
+        return ErrorAnswer::one(Problem::DeliveryLoop, lang).into_response();
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

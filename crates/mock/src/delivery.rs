@@ -10,6 +10,10 @@ use thulium::Webhook;
 use thulium::event::Event;
 use tokio::sync::Notify;
 
+/// The header the fake puts on its own deliveries, so that one reaching the fake's
+/// control endpoint is recognised and refused instead of looping.
+pub const DELIVERY_HEADER: &str = "x-thulium-mock-delivery";
+
 /// How the fake encodes the events it delivers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -32,16 +36,21 @@ pub struct DeliveryPolicy {
     pub initial_backoff: Duration,
     /// The longest one attempt may take.
     pub timeout: Duration,
+    /// How many deliveries the log keeps; past it the oldest finished ones go
+    /// (default 10,000), so a long-running fake does not grow without bound.
+    pub log_capacity: usize,
 }
 
 impl Default for DeliveryPolicy {
-    /// Form bodies, 4 attempts, 200 ms backoff doubling, 5 s per attempt.
+    /// Form bodies, 4 attempts, 200 ms backoff doubling, 5 s per attempt, the last
+    /// 10,000 deliveries logged.
     fn default() -> Self {
         Self {
             format: DeliveryFormat::Form,
             max_attempts: 4,
             initial_backoff: Duration::from_millis(200),
             timeout: Duration::from_secs(5),
+            log_capacity: 10_000,
         }
     }
 }
@@ -147,6 +156,24 @@ impl DeliveryLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Adds a delivery, dropping the oldest finished ones (or, if none is finished,
+    /// the oldest) while the log holds more than `capacity`.
+    fn insert(&self, delivery: Delivery, capacity: usize) {
+        let mut log = self.lock();
+        log.insert(delivery.id, delivery);
+        while log.len() > capacity.max(1) {
+            let oldest = log
+                .iter()
+                .find(|(_, d)| d.state != DeliveryState::Pending)
+                .or_else(|| log.iter().next())
+                .map(|(id, _)| *id);
+            match oldest {
+                Some(id) => log.remove(&id),
+                None => break,
+            };
+        }
+    }
+
     fn update(&self, id: u64, change: impl FnOnce(&mut Delivery)) {
         if let Some(delivery) = self.lock().get_mut(&id) {
             change(delivery);
@@ -195,8 +222,7 @@ impl Deliverer {
                 *next += 1;
                 *next
             };
-            self.log.lock().insert(
-                id,
+            self.log.insert(
                 Delivery {
                     id,
                     subscription_id: subscription.id,
@@ -205,6 +231,7 @@ impl Deliverer {
                     state: DeliveryState::Pending,
                     attempts: Vec::new(),
                 },
+                self.policy.log_capacity,
             );
             ids.push(id);
             tokio::spawn(deliver(
@@ -234,6 +261,7 @@ async fn deliver(
         let mut request = http
             .post(&subscription.subscription_url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(DELIVERY_HEADER, id.to_string())
             .body(body.clone());
         if subscription.has_auth() {
             request = request.basic_auth(

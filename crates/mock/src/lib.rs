@@ -38,11 +38,13 @@ use std::time::Duration;
 
 use thulium::event::Event;
 use thulium::receiver::Receiver;
+use thulium::server::ServerLimits;
 use thulium::{ClientBuilder, Password, Webhook};
 use tokio::sync::oneshot;
 
 pub use delivery::{
-    Attempt, AttemptOutcome, Delivery, DeliveryFormat, DeliveryPolicy, DeliveryState,
+    Attempt, AttemptOutcome, DELIVERY_HEADER, Delivery, DeliveryFormat, DeliveryPolicy,
+    DeliveryState,
 };
 pub use problem::{Lang, Problem};
 
@@ -57,6 +59,8 @@ pub struct MockConfig {
     pub body_limit: usize,
     /// How events are delivered.
     pub delivery: DeliveryPolicy,
+    /// Timeouts and the connection cap of the fake's HTTP server.
+    pub server: ServerLimits,
 }
 
 impl Default for MockConfig {
@@ -66,6 +70,7 @@ impl Default for MockConfig {
             api_password: Password::new("api_pass"),
             body_limit: 64 * 1024,
             delivery: DeliveryPolicy::default(),
+            server: ServerLimits::default(),
         }
     }
 }
@@ -107,6 +112,7 @@ impl MockThulium {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(api::Shared {
+            own_addr: addr,
             api_auth,
             body_limit: config.body_limit,
             subscriptions: Mutex::new(Vec::new()),
@@ -114,8 +120,9 @@ impl MockThulium {
         });
         let app = api::router(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
+        let limits = config.server.clone();
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let serve = thulium::server::serve(listener, app, limits, async {
                 let _ = stopped.await;
             });
             if let Err(error) = serve.await {

@@ -64,6 +64,10 @@ pub enum Problem {
     UrlRequired,
     /// `subscription_url` is not an absolute http(s) URL.
     UrlInvalid,
+    /// `subscription_url` points at the fake itself, so deliveries would loop.
+    UrlLoop,
+    /// An event reached the control endpoint from the fake's own delivery.
+    DeliveryLoop,
     /// An auth field is not a string; the field's name.
     NotAString(&'static str),
     /// An event given to the control endpoint could not be parsed.
@@ -86,6 +90,8 @@ impl Problem {
             Problem::UrlRequired => 2003,
             Problem::UrlInvalid => 2004,
             Problem::NotAString(_) => 2005,
+            Problem::UrlLoop => 2006,
+            Problem::DeliveryLoop => 3002,
             Problem::InvalidEvent(_) => 3001,
         }
     }
@@ -136,6 +142,19 @@ impl Problem {
             }
             (Problem::UrlInvalid, Lang::Pl) => {
                 "Pole subscription_url musi być bezwzględnym adresem URL http lub https".into()
+            }
+            (Problem::UrlLoop, Lang::En) => {
+                "Field subscription_url points at this server itself; deliveries would loop".into()
+            }
+            (Problem::UrlLoop, Lang::Pl) => {
+                "Pole subscription_url wskazuje na ten serwer; dostarczanie zapętliłoby się".into()
+            }
+            (Problem::DeliveryLoop, Lang::En) => {
+                "This event came from the fake's own delivery; emitting it again would loop".into()
+            }
+            (Problem::DeliveryLoop, Lang::Pl) => {
+                "To zdarzenie pochodzi z własnego dostarczania; ponowna emisja zapętliłaby się"
+                    .into()
             }
             (Problem::NotAString(field), Lang::En) => format!("Field {field} must be a string"),
             (Problem::NotAString(field), Lang::Pl) => format!("Pole {field} musi być tekstem"),
