@@ -1,16 +1,18 @@
 //! The command line, as clap parses it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Exit codes, also listed in `--help`.
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
+  0  success (also when the reader of the output went away, as with `| head`)
   2  usage error (bad flags or input; nothing was sent)
   3  refused: Thulium or the receiver answered with an error (including wrong credentials)
   4  network error (cannot connect, timeout)
+  5  the output could not be written (a full disk)
   1  anything else";
 
 const ROOT_AFTER_HELP: &str = "\
@@ -155,6 +157,12 @@ Examples:
         /// Read the subscription's password from stdin (first line).
         #[arg(long, requires = "auth_user")]
         auth_password_stdin: bool,
+
+        /// DANGEROUS: allow a plain http:// URL on another machine with --auth-user.
+        /// Thulium would then send the subscription's password in clear with every
+        /// event; use only on a network you trust end to end.
+        #[arg(long, requires = "auth_user")]
+        insecure_plain_http_auth: bool,
     },
 }
 
@@ -179,6 +187,62 @@ pub struct ListenArgs {
     /// The largest body accepted, in bytes.
     #[arg(long, default_value_t = thulium::receiver::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+
+    #[command(flatten)]
+    pub limits: ServerLimitArgs,
+}
+
+/// Bounds on what a client may hold of the server (see thulium::server::ServerLimits).
+#[derive(Debug, Args)]
+pub struct ServerLimitArgs {
+    /// How long a client may take to send request headers, and keep an idle
+    /// connection open (e.g. 10s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a client may take to send a whole request body.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// The most connections served at once; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+impl ServerLimitArgs {
+    /// The SDK's limits with these settings.
+    pub fn limits(&self) -> thulium::server::ServerLimits {
+        thulium::server::ServerLimits::default()
+            .header_read_timeout(self.header_timeout)
+            .body_read_timeout(self.body_timeout)
+            .max_connections(self.max_connections as usize)
+    }
+}
+
+/// `250ms`, `10s`, `2m` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s or 2m"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(value),
+        "" | "s" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration such as 500ms, 10s or 2m"
+            ));
+        }
+    };
+    if duration.is_zero() {
+        return Err("a duration must be above zero".into());
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +258,9 @@ pub struct MockArgs {
     /// How the fake encodes the events it delivers.
     #[arg(long, value_enum, default_value_t = Format::Form)]
     pub delivery_format: Format,
+
+    #[command(flatten)]
+    pub limits: ServerLimitArgs,
 }
 
 /// An event body encoding.

@@ -44,6 +44,14 @@ pub fn resolve(connection: &Connection) -> Result<Resolved, Failure> {
 }
 
 pub fn client(connection: &Connection) -> Result<Client, Failure> {
+    client_with(connection, |builder| builder)
+}
+
+/// Like [`client`], with further settings applied to the builder.
+pub fn client_with(
+    connection: &Connection,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> Result<Client, Failure> {
     let resolved = resolve(connection)?;
     let mut builder = ClientBuilder::new().credentials(resolved.user, resolved.password);
     builder = match &connection.account {
@@ -53,5 +61,5 @@ pub fn client(connection: &Connection) -> Result<Client, Failure> {
     if connection.polish {
         builder = builder.language(Language::Polish);
     }
-    Ok(builder.build()?)
+    Ok(configure(builder).build()?)
 }

@@ -4,9 +4,12 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 use thulium::event::Event;
 
+use thulium::secret::Redactor;
+
 use crate::args::{EventArgs, EventsCommand, Format, Output};
 use crate::connection;
 use crate::failure::Failure;
+use crate::output;
 use crate::secrets::{self, Source, WEBHOOK_PASSWORD_ENV};
 
 fn build(event: &EventArgs) -> Result<Event, Failure> {
@@ -50,6 +53,11 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
             let parsed = reqwest::Url::parse(&url).map_err(|e| {
                 Failure::usage(format!("--url `{url}` is not an absolute URL ({e})"))
             })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(Failure::usage(format!(
+                    "--url `{url}` must be an http:// or https:// URL with a host"
+                )));
+            }
             let (body, content_type) = match format {
                 Format::Form => (event.to_form(), "application/x-www-form-urlencoded"),
                 Format::Json => (event.to_json(), "application/json"),
@@ -58,8 +66,9 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
                 .post(parsed.clone())
                 .header(CONTENT_TYPE, content_type)
                 .body(body);
+            let mut redactor = Redactor::new();
             if let Some(user) = auth_user {
-                if parsed.scheme() != "https" && !thulium::config::is_loopback(&parsed) {
+                if !thulium::config::credentials_may_travel_to(&parsed) {
                     return Err(Failure::usage(
                         "refusing to send credentials over plain HTTP to a non-loopback host; use https://",
                     ));
@@ -69,18 +78,24 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
                     "receiver password",
                     Source::EnvOrPrompt,
                 )?;
-                request = request.basic_auth(user, Some(password.expose()));
+                request = request.basic_auth(&user, Some(password.expose()));
+                redactor = redactor.basic_credentials(&user, password);
             }
             let response = request.send().await.map_err(|e| network(e, &url))?;
             let status = response.status();
+            // The receiver's answer is its own text: cut, with our secrets removed.
             let answer = response.text().await.unwrap_or_default();
-            let answer: String = answer.chars().take(500).collect();
+            let answer = redactor.redact_string(answer);
+            let answer = output::truncate(&answer, 500);
             match output {
-                Output::Json => println!(
-                    "{}",
-                    json!({"action": event.action(), "status": status.as_u16(), "body": answer})
-                ),
-                Output::Table => println!("{} -> HTTP {status}: {answer}", event.action()),
+                Output::Json => output::print(
+                    json!({"action": event.action(), "status": status.as_u16(), "body": answer}),
+                )?,
+                Output::Table => output::print(format!(
+                    "{} -> HTTP {status}: {}",
+                    event.action(),
+                    output::escape(&answer)
+                ))?,
             }
             if !status.is_success() {
                 return Err(Failure::refused(format!(
@@ -92,8 +107,17 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
             let event = build(&event)?;
             let resolved = connection::resolve(&connection)?;
             let url = format!("{}/_mock/events", resolved.base_url.trim_end_matches('/'));
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| Failure::usage(format!("the base URL is not a URL ({e})")))?;
+            if !thulium::config::credentials_may_travel_to(&parsed) {
+                return Err(Failure::usage(
+                    "refusing to send the API credentials over plain HTTP to a non-loopback host; use https://",
+                ));
+            }
+            let redactor =
+                Redactor::new().basic_credentials(&resolved.user, resolved.password.clone());
             let response = http()?
-                .post(&url)
+                .post(parsed)
                 .basic_auth(&resolved.user, Some(resolved.password.expose()))
                 .header(CONTENT_TYPE, "application/json")
                 .body(event.to_json())
@@ -101,17 +125,26 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
                 .await
                 .map_err(|e| network(e, &url))?;
             let status = response.status();
-            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            let text = response.text().await.unwrap_or_default();
+            let answer: serde_json::Value = serde_json::from_str(&redactor.redact(&text))
+                .unwrap_or_else(|_| {
+                    serde_json::Value::String(
+                        output::truncate(&redactor.redact(&text), 500).into_owned(),
+                    )
+                });
             if !status.is_success() {
                 return Err(Failure::refused(format!(
                     "{url} answered HTTP {status}: {answer}; is THULIUM_BASE_URL the fake's (thulium mock)?"
                 )));
             }
             match output {
-                Output::Json => println!("{answer}"),
+                Output::Json => output::print(answer)?,
                 Output::Table => {
                     let count = answer["deliveries"].as_array().map_or(0, Vec::len);
-                    println!("{} emitted to {count} subscription(s)", event.action());
+                    output::print(format!(
+                        "{} emitted to {count} subscription(s)",
+                        event.action()
+                    ))?;
                 }
             }
         }

@@ -14,6 +14,11 @@ pub enum Kind {
     Network,
     /// Anything else. Exit 1.
     Other,
+    /// The output could not be written (a full disk, a broken device). Exit 5.
+    Output,
+    /// Whoever read our output stopped (`| head`): end quietly with 0, as Unix
+    /// tools do.
+    ClosedPipe,
 }
 
 /// A failure with a message that says what to do.
@@ -52,11 +57,33 @@ impl Failure {
         }
     }
 
+    /// Writing to stdout failed.
+    pub fn output(error: &std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            Self {
+                kind: Kind::ClosedPipe,
+                message: String::new(),
+            }
+        } else {
+            Self {
+                kind: Kind::Output,
+                message: format!("cannot write the output: {error}"),
+            }
+        }
+    }
+
+    /// Whether the failure is reported at all (a closed pipe is not).
+    pub fn is_silent(&self) -> bool {
+        self.kind == Kind::ClosedPipe
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self.kind {
             Kind::Usage => 2,
             Kind::Refused => 3,
             Kind::Network => 4,
+            Kind::Output => 5,
+            Kind::ClosedPipe => 0,
             Kind::Other => 1,
         })
     }

@@ -1,13 +1,22 @@
 //! `thulium listen`: the SDK's receiver, printing each event as it arrives.
 
 use std::io::Write;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
 
 use thulium::event::Event;
 use thulium::receiver::Receiver;
+use tokio::sync::oneshot;
 
 use crate::args::{ListenArgs, Output};
 use crate::failure::Failure;
+use crate::output;
 use crate::secrets::{self, Source, WEBHOOK_PASSWORD_ENV};
+
+/// Lines waiting for stdout; past this the reader is not keeping up.
+const OUTPUT_QUEUE: usize = 64;
+/// How long a delivery waits for its line to be written before it is refused.
+const OUTPUT_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     if !args.path.starts_with('/') {
@@ -29,14 +38,16 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     }
     .body_limit(args.body_limit);
 
-    let app = receiver.router(&args.path, move |event: Event| async move {
-        let line = match format {
-            Output::Json => event.to_json(),
-            Output::Table => human_line(&event),
-        };
-        let mut stdout = std::io::stdout().lock();
-        // If stdout is gone (a closed pipe), answer 500 so Thulium keeps the event.
-        writeln!(stdout, "{line}").and_then(|()| stdout.flush())
+    let stdout = StdoutWriter::spawn();
+    let app = receiver.router(&args.path, move |event: Event| {
+        let stdout = stdout.clone();
+        async move {
+            let line = match format {
+                Output::Json => event.to_json(),
+                Output::Table => human_line(&event),
+            };
+            stdout.write(line).await
+        }
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -48,23 +59,91 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
         if args.no_auth {
             "no auth".to_string()
         } else {
-            format!("Basic auth, user {}", args.auth_user)
+            format!("Basic auth, user {}", output::escape(&args.auth_user))
         }
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    thulium::server::serve(listener, app, args.limits.limits(), shutdown_signal()).await?;
     Ok(())
 }
 
-/// `date  ACTION  field=value ...`, one event a line.
+/// Ctrl-C, or SIGTERM (what service managers send).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Writes lines to stdout on a thread of its own, so that a reader that stops
+/// reading (a full pipe) can stall only that thread, never the server: deliveries
+/// then get `500` within [`OUTPUT_WAIT`] (Thulium keeps the event), other requests
+/// and Ctrl-C are served as usual.
+#[derive(Clone)]
+struct StdoutWriter {
+    lines: SyncSender<(String, oneshot::Sender<std::io::Result<()>>)>,
+}
+
+impl StdoutWriter {
+    fn spawn() -> Self {
+        let (lines, queue) =
+            sync_channel::<(String, oneshot::Sender<std::io::Result<()>>)>(OUTPUT_QUEUE);
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                for (line, written) in queue {
+                    let mut stdout = std::io::stdout().lock();
+                    let result = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+                    let _ = written.send(result);
+                }
+            })
+            .expect("spawning the stdout thread");
+        Self { lines }
+    }
+
+    /// Queues `line` and waits until it is written: `Ok` only once it is on stdout.
+    async fn write(&self, line: String) -> Result<(), String> {
+        let (written, done) = oneshot::channel();
+        match self.lines.try_send((line, written)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err("stdout is not being read; the event was not printed".into());
+            }
+            Err(TrySendError::Disconnected(_)) => return Err("stdout is closed".into()),
+        }
+        match tokio::time::timeout(OUTPUT_WAIT, done).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            // A closed pipe: answer 500 so Thulium keeps the event.
+            Ok(Ok(Err(error))) => Err(format!("cannot write the event to stdout: {error}")),
+            Ok(Err(_)) => Err("stdout is closed".into()),
+            Err(_) => Err(format!(
+                "stdout did not take the event within {OUTPUT_WAIT:?}; is anyone reading it?"
+            )),
+        }
+    }
+}
+
+/// `date  ACTION  field=value ...`, one event a line; control characters escaped,
+/// so an event cannot forge lines or drive the terminal.
 fn human_line(event: &Event) -> String {
     let date = event
         .occurred_at()
         .map_or_else(|| "-".repeat(19), |d| d.to_string());
-    let mut line = format!("{date}  {}", event.action());
+    let mut line = format!("{date}  {}", output::escape(event.action().as_str()));
     for (name, value) in event
         .fields()
         .into_iter()
@@ -74,7 +153,11 @@ fn human_line(event: &Event) -> String {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         };
-        line.push_str(&format!("  {name}={text}"));
+        line.push_str(&format!(
+            "  {}={}",
+            output::escape(&name),
+            output::escape(&text)
+        ));
     }
     line
 }

@@ -19,7 +19,10 @@ use crate::args::{Cli, Command};
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -33,11 +36,54 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {failure}");
-            failure.exit_code()
-        }
+        Err(failure) => report(&failure),
     }
+}
+
+/// One line on stderr (none for a closed pipe), and the failure's exit code.
+fn report(failure: &Failure) -> ExitCode {
+    if !failure.is_silent() {
+        // Server text can reach the message: escape it so it stays one line.
+        eprintln!("error: {}", output::escape(&failure.to_string()));
+    }
+    failure.exit_code()
+}
+
+/// Help and version go to stdout as clap prints them; a usage error is one line on
+/// stderr (clap's first line and its tip), then exit 2.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let text = error.render().to_string();
+        let code = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
+        return match output::print(text.trim_end()) {
+            Ok(()) => ExitCode::from(code),
+            Err(failure) => report(&failure),
+        };
+    }
+    let rendered = error.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    let tips: Vec<&str> = lines.filter(|l| l.starts_with("tip:")).collect();
+    let mut line = format!("error: {first}");
+    for tip in tips {
+        line.push_str("; ");
+        line.push_str(tip.trim_start_matches("tip: "));
+    }
+    eprintln!("{line} (see 'thulium --help')");
+    ExitCode::from(2)
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -47,13 +93,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mock(args) => mock::run(args, cli.output).await,
         Command::Events(command) => events::run(command, cli.output).await,
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "thulium",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            // Generated into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "thulium", &mut script);
+            output::print(String::from_utf8_lossy(&script).trim_end())
         }
     }
 }

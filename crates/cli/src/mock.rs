@@ -4,6 +4,7 @@ use thulium_mock::{DeliveryFormat, DeliveryPolicy, MockConfig, MockThulium};
 
 use crate::args::{Format, MockArgs, Output};
 use crate::failure::Failure;
+use crate::output;
 
 /// The environment variable that sets the fake's API password (default `api_pass`).
 const MOCK_PASSWORD_ENV: &str = "THULIUM_MOCK_PASSWORD";
@@ -18,6 +19,7 @@ pub async fn run(args: MockArgs, format: Output) -> Result<(), Failure> {
             },
             ..DeliveryPolicy::default()
         },
+        server: args.limits.limits(),
         ..MockConfig::default()
     };
     if let Some(password) = std::env::var(MOCK_PASSWORD_ENV)
@@ -33,22 +35,16 @@ pub async fn run(args: MockArgs, format: Output) -> Result<(), Failure> {
     // The fake's own demo credentials: printing them is the point of this command.
     let password = mock.api_password().expose().to_string();
     match format {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({"base_url": mock.base_url(), "api_user": mock.api_user(), "api_password": password})
-        ),
-        Output::Table => {
-            println!("fake Thulium at {}", mock.base_url());
-            println!("  API user:     {}", mock.api_user());
-            println!("  API password: {password}");
-            println!();
-            println!("point the other commands at it:");
-            println!(
-                "  export THULIUM_BASE_URL={} THULIUM_API_USER={} THULIUM_API_PASSWORD={password}",
-                mock.base_url(),
-                mock.api_user()
-            );
-        }
+        Output::Json => output::print(
+            serde_json::json!({"base_url": mock.base_url(), "api_user": mock.api_user(), "api_password": password}),
+        )?,
+        Output::Table => output::print(format!(
+            "fake Thulium at {url}\n  API user:     {user}\n  API password: {password}\n\n\
+             point the other commands at it:\n  \
+             export THULIUM_BASE_URL={url} THULIUM_API_USER={user} THULIUM_API_PASSWORD={password}",
+            url = mock.base_url(),
+            user = output::escape(mock.api_user()),
+        ))?,
     }
     eprintln!("serving; Ctrl-C stops");
     let _ = tokio::signal::ctrl_c().await;

@@ -1,13 +1,68 @@
 //! Tables for people, JSON for scripts. No colours: output is plain text either way,
 //! so it is the same in a terminal, a pipe or with NO_COLOR.
 
+use std::borrow::Cow;
+use std::io::Write as _;
+
 use serde_json::{Value, json};
 use thulium::Webhook;
 
-/// Left-aligned columns separated by two spaces, headers first.
+use crate::failure::Failure;
+
+/// The widest a table cell grows; longer text is cut with `…`, so one odd value
+/// cannot pad every row of a table to thousands of columns.
+pub const MAX_CELL_CHARS: usize = 60;
+
+/// Writes `text` and a newline to stdout. A reader that went away (`| head`) ends
+/// the command quietly; any other write error (a full disk) is a [`Failure`].
+pub fn print(text: impl std::fmt::Display) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::output(&e))
+}
+
+/// `text` with control characters written as escapes (`\n`, `\u{1b}`), so text from
+/// an event or a server can neither forge lines nor drive the terminal.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` cut to at most `max` characters, ending with `…` when cut.
+pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some(_) => {
+            let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+            Cow::Owned(kept + "…")
+        }
+    }
+}
+
+/// Left-aligned columns separated by two spaces, headers first. Cells are escaped
+/// and cut to [`MAX_CELL_CHARS`].
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| truncate(&escape(cell), MAX_CELL_CHARS).into_owned())
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -21,7 +76,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         padded.join("  ").trim_end().to_string()
     };
     let mut out = line(headers.to_vec());
-    for row in rows {
+    for row in &rows {
         out.push('\n');
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
@@ -35,11 +90,7 @@ pub fn webhooks_table(webhooks: &[Webhook]) -> String {
         .map(|w| {
             vec![
                 w.id.to_string(),
-                w.actions
-                    .iter()
-                    .map(|a| a.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                actions_cell(&w.actions),
                 w.subscription_url.clone(),
                 if w.has_auth() {
                     w.http_auth_user.clone()
@@ -50,6 +101,24 @@ pub fn webhooks_table(webhooks: &[Webhook]) -> String {
         })
         .collect();
     table(&["ID", "ACTIONS", "URL", "AUTH USER"], &rows)
+}
+
+/// The actions, comma-separated; past [`MAX_CELL_CHARS`] the rest is counted.
+fn actions_cell(actions: &[thulium::Action]) -> String {
+    let mut cell = String::new();
+    for (shown, action) in actions.iter().enumerate() {
+        let more = format!(",… (+{} more)", actions.len() - shown);
+        if !cell.is_empty() && cell.len() + 1 + action.as_str().len() + more.len() > MAX_CELL_CHARS
+        {
+            cell.push_str(&more);
+            return cell;
+        }
+        if !cell.is_empty() {
+            cell.push(',');
+        }
+        cell.push_str(action.as_str());
+    }
+    cell
 }
 
 /// One subscription as JSON, with its password redacted (the CLI prints no secret).
@@ -77,5 +146,27 @@ mod tests {
             ],
         );
         assert_eq!(out, "A          LONG HEADER\nwide cell  x\n1");
+    }
+
+    #[test]
+    fn cells_are_escaped_and_cut() {
+        let out = table(
+            &["A", "B"],
+            &[vec!["line\nforged\u{1b}[31m".into(), "x".repeat(500)]],
+        );
+        assert!(!out.contains('\u{1b}'));
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(out.contains("line\\nforged\\u{1b}[31m"));
+        assert!(out.lines().all(|l| l.chars().count() < 2 * MAX_CELL_CHARS));
+    }
+
+    #[test]
+    fn thousands_of_actions_fit_one_cell() {
+        let actions: Vec<thulium::Action> =
+            (0..3000).map(|i| format!("ACTION_{i}").into()).collect();
+        let cell = actions_cell(&actions);
+        assert!(cell.chars().count() <= MAX_CELL_CHARS, "{cell}");
+        assert!(cell.starts_with("ACTION_0,ACTION_1,"));
+        assert!(cell.ends_with(" more)"), "{cell}");
     }
 }

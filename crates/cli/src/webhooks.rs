@@ -13,10 +13,10 @@ pub async fn run(command: WebhooksCommand, format: Output) -> Result<(), Failure
         WebhooksCommand::List { connection } => {
             let webhooks = connection::client(&connection)?.list_webhooks().await?;
             match format {
-                Output::Table => println!("{}", output::webhooks_table(&webhooks)),
+                Output::Table => output::print(output::webhooks_table(&webhooks))?,
                 Output::Json => {
                     let list: Vec<_> = webhooks.iter().map(output::webhook_json).collect();
-                    println!("{}", serde_json::Value::Array(list));
+                    output::print(serde_json::Value::Array(list))?;
                 }
             }
         }
@@ -26,6 +26,7 @@ pub async fn run(command: WebhooksCommand, format: Output) -> Result<(), Failure
             url,
             auth_user,
             auth_password_stdin,
+            insecure_plain_http_auth,
         } => {
             let mut webhook = NewWebhook::new(url, actions);
             if let Some(user) = auth_user {
@@ -39,13 +40,17 @@ pub async fn run(command: WebhooksCommand, format: Output) -> Result<(), Failure
                 webhook = webhook.with_auth(user, password);
             }
             // Checked before asking for the API password or connecting.
-            webhook.validate()?;
-            let created = connection::client(&connection)?
-                .create_webhook(&webhook)
-                .await?;
+            if !insecure_plain_http_auth {
+                webhook.validate()?;
+            }
+            let created = connection::client_with(&connection, |builder| {
+                builder.allow_plain_http_subscription_auth(insecure_plain_http_auth)
+            })?
+            .create_webhook(&webhook)
+            .await?;
             match format {
-                Output::Table => println!("{}", output::webhooks_table(&[created])),
-                Output::Json => println!("{}", output::webhook_json(&created)),
+                Output::Table => output::print(output::webhooks_table(&[created]))?,
+                Output::Json => output::print(output::webhook_json(&created))?,
             }
         }
     }
