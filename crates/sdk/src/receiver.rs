@@ -189,6 +189,12 @@ impl Receiver {
     /// Checks the credentials, reads and parses one delivery: the building block of
     /// [`Self::router`] and of [`VerifiedEvent`], for applications with own handlers.
     pub async fn accept(&self, request: Request) -> Result<Event, Rejection> {
+        self.accept_delivery(request).await.map(|d| d.event)
+    }
+
+    /// Like [`Self::accept`], keeping the body and content type as received, for
+    /// those who store deliveries (such as a durable inbox).
+    pub async fn accept_delivery(&self, request: Request) -> Result<AcceptedDelivery, Rejection> {
         let (parts, body) = request.into_parts();
         if !self.is_authorized(&parts.headers) {
             tracing::debug!("delivery refused: missing or wrong credentials");
@@ -219,10 +225,15 @@ impl Receiver {
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        let event = Event::parse(&bytes, content_type).map_err(Rejection::Invalid)?;
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let event = Event::parse(&bytes, content_type.as_deref()).map_err(Rejection::Invalid)?;
         tracing::debug!(action = %event.action(), key = %event.dedup_key(), "event received");
-        Ok(event)
+        Ok(AcceptedDelivery {
+            event,
+            body: bytes,
+            content_type,
+        })
     }
 
     /// Whether the request carries the expected credentials: the digest of what was
@@ -247,6 +258,18 @@ fn basic_token(headers: &HeaderMap) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(token.trim_ascii())
         .ok()
+}
+
+/// A delivery that passed the checks: the event, and the body as it arrived.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AcceptedDelivery {
+    /// The parsed event.
+    pub event: Event,
+    /// The body exactly as received.
+    pub body: bytes::Bytes,
+    /// The `Content-Type` header, if one was sent.
+    pub content_type: Option<String>,
 }
 
 /// Why a delivery was refused, and the answer it gets.

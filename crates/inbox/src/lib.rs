@@ -1,0 +1,43 @@
+//! A durable inbox for Thulium's webhooks.
+//!
+//! Thulium sends each event once, with no event id, and documents no retry policy.
+//! A receiver that answers `200` only after the application handled an event ties
+//! every event's fate to the application being up at that moment. The inbox does
+//! what the best webhook systems advise instead: **verify, store durably, answer
+//! `200` fast, then hand the event over asynchronously**, with retries, dead letters
+//! and replay.
+//!
+//! - [`receiver::DurableReceiver`]: the SDK's checks (auth, body limit, parsing),
+//!   then [`Store::put`]; `200` only once the event is durable (or was stored before),
+//!   `503` with `Retry-After` when the store fails or is too full.
+//! - [`dispatcher::Dispatcher`]: workers claim due events under a lease, run the
+//!   application's handler with a timeout, and ack, retry with jittered exponential
+//!   backoff, or dead-letter.
+//! - [`Store`]: the storage boundary; [`EmbeddedStore`] is the default, one redb file.
+//!
+//! # The guarantee
+//!
+//! **At least once.** Every event answered `200` is stored durably and handed to the
+//! handler until it returns `Ok` (or the retry schedule ends and it is dead-lettered,
+//! from where a replay brings it back). An event can be handed over more than once:
+//! after a crash between the handler's `Ok` and the ack, after a lease ran out, or
+//! when Thulium sends it again after the dedup window (7 days by default). Handlers
+//! must be idempotent. Redeliveries are recognised by [`thulium::event::Event::dedup_key`]
+//! and content within the window; an event with a known key and other content is
+//! stored too, and counted as a conflict.
+
+pub mod conformance;
+pub mod dispatcher;
+pub mod embedded;
+pub mod forward;
+pub mod model;
+pub mod ops;
+pub mod receiver;
+pub mod store;
+
+pub use embedded::EmbeddedStore;
+pub use model::{
+    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Outcome, PutOutcome, Replay, State,
+    Stats, StoredEvent, UnixMs,
+};
+pub use store::{ClaimRequest, Store, StoreError};

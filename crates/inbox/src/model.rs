@@ -1,0 +1,396 @@
+//! What the inbox stores and hands out: events, their state, claims and attempts.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use thulium::event::Event;
+
+/// Milliseconds since the Unix epoch: how every time in the inbox is kept, so that
+/// backends compare and index times as plain integers.
+pub type UnixMs = u64;
+
+/// The current time as [`UnixMs`].
+pub fn now_ms() -> UnixMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `duration` in whole milliseconds, saturating.
+pub(crate) fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The inbox's own identifier of a stored event, from 1 upwards in the order events
+/// were stored. Thulium sends no event id; this is not one of Thulium's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub u64);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An event as received, ready to be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewEvent {
+    /// [`Event::dedup_key`]: the same for redeliveries of one event.
+    pub dedup_key: String,
+    /// The action, as sent.
+    pub action: String,
+    /// The event as its flat JSON object ([`Event::to_json`]): what identifies its
+    /// content, whether it came form-encoded or as JSON.
+    pub canonical: String,
+    /// The body exactly as received.
+    pub body: String,
+    /// The `Content-Type` it came with.
+    pub content_type: Option<String>,
+    /// When it was received.
+    pub received_at: UnixMs,
+}
+
+impl NewEvent {
+    /// An event received now with this body and content type.
+    pub fn from_event(event: &Event, body: String, content_type: Option<String>) -> Self {
+        Self {
+            dedup_key: event.dedup_key(),
+            action: event.action().to_string(),
+            canonical: event.to_json(),
+            body,
+            content_type,
+            received_at: now_ms(),
+        }
+    }
+
+    /// An event as Thulium would send it (form-encoded), received now: for tests and
+    /// for tools that inject events.
+    pub fn from_parsed(event: &Event) -> Self {
+        Self::from_event(
+            event,
+            event.to_form(),
+            Some("application/x-www-form-urlencoded".into()),
+        )
+    }
+
+    /// A digest of [`Self::canonical`]: two events with one dedup key and different
+    /// digests are a conflict, not a redelivery.
+    pub fn content_digest(&self) -> String {
+        content_digest(&self.canonical)
+    }
+}
+
+/// The SHA-256 of `canonical`, in hex.
+pub(crate) fn content_digest(canonical: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where an event stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum State {
+    /// Waiting to be handed over (now, or at `next_attempt_at` after a failure).
+    Pending,
+    /// Claimed by a worker under a lease.
+    InFlight,
+    /// The handler took it.
+    Done,
+    /// Every attempt failed, or an operator set it aside: waits for a replay.
+    Dead,
+}
+
+impl State {
+    /// The name used in the CLI and the console.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::InFlight => "in_flight",
+            State::Done => "done",
+            State::Dead => "dead",
+        }
+    }
+
+    /// Every state, in the order of an event's life.
+    pub const ALL: [State; 4] = [State::Pending, State::InFlight, State::Done, State::Dead];
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for State {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        State::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("`{text}` is not a state (pending, in_flight, done, dead)"))
+    }
+}
+
+/// How one attempt to hand an event over ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "error")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler returned `Ok`.
+    Delivered,
+    /// The handler failed, panicked or timed out; the reason.
+    Failed(String),
+    /// An operator dead-lettered the event by hand.
+    SetAside(String),
+}
+
+/// One attempt, as the console and `thulium inbox show` list them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// When it started.
+    pub started_at: UnixMs,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Attempt {
+    /// An attempt that started at `started_at` and ended now.
+    pub fn ended_now(number: u32, started_at: UnixMs, outcome: Outcome) -> Self {
+        Self {
+            number,
+            started_at,
+            duration_ms: now_ms().saturating_sub(started_at),
+            outcome,
+        }
+    }
+}
+
+/// The most attempts kept per event; older ones are counted, not kept, so that an
+/// event replayed many times stays small.
+pub const MAX_KEPT_ATTEMPTS: usize = 50;
+
+/// A stored event with its delivery history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoredEvent {
+    /// The inbox's id.
+    pub id: EventId,
+    /// [`Event::dedup_key`].
+    pub dedup_key: String,
+    /// The action.
+    pub action: String,
+    /// The event as its flat JSON object.
+    pub canonical: String,
+    /// The body as received.
+    pub body: String,
+    /// The content type it came with.
+    pub content_type: Option<String>,
+    /// When it was received.
+    pub received_at: UnixMs,
+    /// Where it stands.
+    pub state: State,
+    /// Attempts since it was stored or last replayed: what the retry schedule counts.
+    pub attempts: u32,
+    /// When it is due (pending), or when its lease runs out (in flight).
+    pub due_at: UnixMs,
+    /// When it was done or dead-lettered.
+    pub finished_at: Option<UnixMs>,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Whether another event with the same dedup key and other content came first.
+    pub conflict: bool,
+    /// The newest attempts (at most [`MAX_KEPT_ATTEMPTS`]), oldest first.
+    pub history: Vec<Attempt>,
+    /// The current claim's token, while in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) claim_token: Option<u64>,
+}
+
+impl StoredEvent {
+    /// The event, parsed again from its canonical JSON.
+    pub fn event(&self) -> Result<Event, thulium::event::ParseError> {
+        Event::parse(self.canonical.as_bytes(), Some("application/json"))
+    }
+
+    pub(crate) fn new(id: EventId, event: NewEvent, conflict: bool) -> Self {
+        Self {
+            id,
+            dedup_key: event.dedup_key,
+            action: event.action,
+            canonical: event.canonical,
+            body: event.body,
+            content_type: event.content_type,
+            received_at: event.received_at,
+            state: State::Pending,
+            attempts: 0,
+            due_at: event.received_at,
+            finished_at: None,
+            last_error: None,
+            conflict,
+            history: Vec::new(),
+            claim_token: None,
+        }
+    }
+
+    pub(crate) fn record(&mut self, attempt: Attempt) {
+        if let Outcome::Failed(reason) | Outcome::SetAside(reason) = &attempt.outcome {
+            self.last_error = Some(reason.clone());
+        }
+        self.history.push(attempt);
+        if self.history.len() > MAX_KEPT_ATTEMPTS {
+            self.history.remove(0);
+        }
+    }
+}
+
+/// What a put did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutOutcome {
+    /// A new event, stored.
+    Stored(EventId),
+    /// The same event (same dedup key and content) was stored before: nothing new.
+    Duplicate(EventId),
+    /// Another event with this dedup key but other content was stored before; this one
+    /// is stored too, marked as a conflict, and counted.
+    Conflict(EventId),
+}
+
+impl PutOutcome {
+    /// The id of the stored event (the earlier one, for a duplicate).
+    pub fn id(self) -> EventId {
+        match self {
+            PutOutcome::Stored(id) | PutOutcome::Duplicate(id) | PutOutcome::Conflict(id) => id,
+        }
+    }
+}
+
+/// Proof of a claim: refused once another worker has claimed the event since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimToken {
+    /// The claimed event.
+    pub id: EventId,
+    /// The claim's random token.
+    pub token: u64,
+}
+
+/// An event handed to a worker.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// Present it to extend, ack, retry or dead-letter.
+    pub token: ClaimToken,
+    /// The event, with `attempts` counting this one.
+    pub event: StoredEvent,
+}
+
+/// Counts and ages, for `thulium inbox stats`, `/metrics` and the console.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Events waiting.
+    pub pending: u64,
+    /// Events claimed by a worker.
+    pub in_flight: u64,
+    /// Events handed over (until purged).
+    pub done: u64,
+    /// Dead-lettered events.
+    pub dead: u64,
+    /// Deliveries received and accepted, duplicates included.
+    pub received: u64,
+    /// Redeliveries recognised by their dedup key.
+    pub duplicates: u64,
+    /// Events stored although their dedup key was known with other content.
+    pub conflicts: u64,
+    /// When the oldest event not yet done or dead was received.
+    pub oldest_open_received_at: Option<UnixMs>,
+}
+
+impl Stats {
+    /// Events not yet done or dead: the queue's depth.
+    pub fn open(&self) -> u64 {
+        self.pending + self.in_flight
+    }
+
+    /// How long the oldest open event has waited, at `now`.
+    pub fn oldest_open_age(&self, now: UnixMs) -> Option<Duration> {
+        self.oldest_open_received_at
+            .map(|at| Duration::from_millis(now.saturating_sub(at)))
+    }
+}
+
+/// Which events a replay brings back to pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Replay {
+    /// One event, whatever its state (unless in flight).
+    Id(EventId),
+    /// Every dead event.
+    AllDead,
+    /// Every done or dead event received in `[from, to)`.
+    ReceivedBetween {
+        /// Start, inclusive.
+        from: UnixMs,
+        /// End, exclusive.
+        to: UnixMs,
+    },
+}
+
+/// Which events a list returns: a page, newest first. Build it with
+/// `Filter { state: Some(State::Dead), ..Filter::default() }`; fields added later
+/// will default to "no condition".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only events in this state.
+    pub state: Option<State>,
+    /// Only events of this action.
+    pub action: Option<String>,
+    /// Only events received at or after this time.
+    pub received_from: Option<UnixMs>,
+    /// Only events received before this time.
+    pub received_to: Option<UnixMs>,
+    /// Only events whose body contains this text.
+    pub text: Option<String>,
+    /// Only events with an id below this one (the previous page's last id).
+    pub before: Option<EventId>,
+    /// At most this many (default 50, at most 1000).
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    /// The page size in force.
+    pub fn page_size(&self) -> usize {
+        self.limit.unwrap_or(50).clamp(1, 1000)
+    }
+
+    /// Whether `event` passes every condition but the cursor.
+    pub fn matches(&self, event: &StoredEvent) -> bool {
+        self.state.is_none_or(|s| s == event.state)
+            && self.action.as_ref().is_none_or(|a| *a == event.action)
+            && self.received_from.is_none_or(|t| event.received_at >= t)
+            && self.received_to.is_none_or(|t| event.received_at < t)
+            && self.text.as_ref().is_none_or(|t| {
+                event.body.contains(t.as_str()) || event.canonical.contains(t.as_str())
+            })
+    }
+}
+
+/// What a purge removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Purged {
+    /// Done events removed.
+    pub events: u64,
+    /// Dedup keys forgotten (older than the window).
+    pub keys: u64,
+}

@@ -1,0 +1,206 @@
+//! [`Store`]: the storage boundary. The receiver and the dispatcher use nothing else,
+//! so a backend (the embedded redb file, PostgreSQL) slots in without touching them.
+//!
+//! Every operation is atomic. `put` returns only once the event is durable. Operations
+//! on a claim are refused with [`StoreError::StaleClaim`] once the claim's token is no
+//! longer the event's, so a worker whose lease ran out can never ack, retry or
+//! dead-letter an event another worker now holds.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::{
+    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay, Stats,
+    StoredEvent, UnixMs,
+};
+
+/// Why a store operation failed. `Display` says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The claim's token is stale: the lease ran out and another worker (or a replay)
+    /// took the event. Nothing was changed.
+    #[error(
+        "event {0}: the claim is no longer valid (its lease ran out or it was replayed); nothing was changed"
+    )]
+    StaleClaim(EventId),
+    /// No such event.
+    #[error("no event {0} in the inbox")]
+    NotFound(EventId),
+    /// The operation does not apply to the event in its state.
+    #[error("event {id} is {state}: {reason}")]
+    WrongState {
+        /// The event.
+        id: EventId,
+        /// Its state.
+        state: crate::model::State,
+        /// Why that forbids the operation.
+        reason: &'static str,
+    },
+    /// The file was written by a version of the inbox with another schema.
+    #[error(
+        "{path}: the inbox schema is version {found}, this program reads version {expected}; use the matching thulium version or a new file"
+    )]
+    SchemaVersion {
+        /// The store's path.
+        path: PathBuf,
+        /// The schema version found.
+        found: u64,
+        /// The schema version this code reads.
+        expected: u64,
+    },
+    /// The store cannot be opened (missing directory, no permission, corrupt file,
+    /// another program's file).
+    #[error("cannot open the inbox at {path}: {reason}")]
+    Open {
+        /// The store's path.
+        path: PathBuf,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+    /// The store failed while reading or writing (a full disk, an I/O error, a lost
+    /// database connection). Nothing of the failed operation was applied.
+    #[error("the inbox store failed: {message}")]
+    Storage {
+        /// What failed.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The store was closed.
+    #[error("the inbox store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// A storage failure with its cause.
+    pub fn storage(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Storage {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Whether trying again later may succeed (the store is unavailable rather than
+    /// the request wrong).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Storage { .. } | StoreError::Closed)
+    }
+}
+
+/// What a claim asks for.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClaimRequest {
+    /// At most this many events.
+    pub max: usize,
+    /// How long the claims last unless extended.
+    pub lease: Duration,
+    /// The time to compare due dates and leases with (normally now).
+    pub now: UnixMs,
+}
+
+impl ClaimRequest {
+    /// Up to `max` events due now, each for `lease`.
+    pub fn now(max: usize, lease: Duration) -> Self {
+        Self {
+            max,
+            lease,
+            now: crate::model::now_ms(),
+        }
+    }
+}
+
+/// A durable queue of Thulium events: the storage boundary of the inbox.
+///
+/// Implementations must make each method atomic, and `put` durable before it
+/// returns. See the module docs for the claim rules; `crate::conformance` holds the
+/// tests every implementation must pass.
+pub trait Store: Send + Sync + 'static {
+    /// Stores `event` unless an event with the same dedup key and content is stored
+    /// (one atomic put-if-absent); returns once it is durable.
+    fn put(&self, event: NewEvent) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    /// Claims up to `request.max` due events (pending and due, or in flight with an
+    /// expired lease), oldest due first, each with a fresh token and a lease.
+    fn claim(
+        &self,
+        request: ClaimRequest,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+
+    /// Extends a claim's lease to `lease` from now (a heartbeat).
+    fn extend(
+        &self,
+        claim: ClaimToken,
+        lease: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The handler took the event: it is done.
+    fn ack(
+        &self,
+        claim: ClaimToken,
+        attempt: Attempt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The attempt failed: the event is pending again, due at `at`.
+    fn retry_at(
+        &self,
+        claim: ClaimToken,
+        at: UnixMs,
+        attempt: Attempt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The last attempt failed: the event is dead until replayed.
+    fn dead_letter(
+        &self,
+        claim: ClaimToken,
+        attempt: Attempt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// An operator sets a pending or dead event aside by hand (it becomes dead).
+    fn set_aside(
+        &self,
+        id: EventId,
+        reason: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Makes the selected events pending and due now, with their attempt count reset;
+    /// returns how many. Events in flight are left alone.
+    fn replay(&self, selection: Replay) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Counts per state, totals and the oldest open event.
+    fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+
+    /// Removes done events finished before `finished_before`, and forgets dedup keys
+    /// of events received before `keys_received_before` (so that late redeliveries
+    /// are still recognised within the window).
+    fn purge(
+        &self,
+        finished_before: UnixMs,
+        keys_received_before: UnixMs,
+    ) -> impl Future<Output = Result<Purged, StoreError>> + Send;
+
+    /// One event.
+    fn get(
+        &self,
+        id: EventId,
+    ) -> impl Future<Output = Result<Option<StoredEvent>, StoreError>> + Send;
+
+    /// A page of events matching `filter`, newest first.
+    fn list(
+        &self,
+        filter: Filter,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// Makes every in-flight event due now: for a process that knows no other holds
+    /// claims on the store (the embedded store at start-up). Returns how many.
+    fn release_claims(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Proves the store can commit a write now (for `/readyz`).
+    fn check_writable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

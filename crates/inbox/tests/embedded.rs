@@ -1,0 +1,260 @@
+//! The embedded (redb) store on real files: the shared conformance suite, the model
+//! test, and what only a file has: reopening, group commit, versions, corruption,
+//! read-only paths and a full disk.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use proptest::prelude::*;
+use support::{Faults, FaultyBackend};
+use thulium_inbox::conformance::{self, ModelOp, ticket};
+use thulium_inbox::{EmbeddedStore, PutOutcome, Store, StoreError};
+
+fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    (dir, store)
+}
+
+/// A store on `path` whose syncs and writes `faults` controls.
+fn faulty(path: &std::path::Path, faults: &Arc<Faults>) -> EmbeddedStore {
+    let (path, faults) = (path.to_path_buf(), Arc::clone(faults));
+    EmbeddedStore::open_on(
+        move || FaultyBackend::open(&path, Arc::clone(&faults)),
+        "inbox.redb",
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_on_disk() {
+    for (name, case) in conformance::cases::<EmbeddedStore>() {
+        let (_dir, store) = fresh();
+        eprintln!("case {name}");
+        case(store).await;
+    }
+}
+
+fn model_op() -> impl Strategy<Value = ModelOp> {
+    prop_oneof![
+        4 => (0u64..12, 0u32..2).prop_map(|(id, variant)| ModelOp::Put { id, variant }),
+        3 => (1usize..5).prop_map(ModelOp::Claim),
+        2 => any::<usize>().prop_map(ModelOp::Ack),
+        1 => any::<usize>().prop_map(ModelOp::Retry),
+        1 => any::<usize>().prop_map(ModelOp::Dead),
+        1 => Just(ModelOp::ReplayDead),
+        1 => Just(ModelOp::Release),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn random_operations_match_the_model(ops in prop::collection::vec(model_op(), 1..60)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (_dir, store) = fresh();
+        runtime.block_on(conformance::check_against_model(&store, &ops));
+    }
+}
+
+#[tokio::test]
+async fn events_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.redb");
+    let id = {
+        let store = EmbeddedStore::open(&path).unwrap();
+        store.put(ticket(7, 0)).await.unwrap().id()
+    };
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.backlog(), 1);
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().dedup_key,
+        ticket(7, 0).dedup_key
+    );
+    assert_eq!(
+        store.put(ticket(7, 0)).await.unwrap(),
+        PutOutcome::Duplicate(id)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_share_fsyncs_and_each_waits_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let path = dir.path().join("inbox.redb");
+    let store = {
+        let faults = Arc::clone(&faults);
+        EmbeddedStore::open_on(
+            move || FaultyBackend::open(&path, Arc::clone(&faults)),
+            "inbox.redb",
+        )
+        .unwrap()
+    };
+    faults.sync_delay_ms.store(20, Ordering::SeqCst);
+    let before = faults.syncs.load(Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for ticket_id in 0..400 {
+        let (store, faults) = (store.clone(), Arc::clone(&faults));
+        tasks.push(tokio::spawn(async move {
+            store.put(ticket(ticket_id, 0)).await.unwrap();
+            // The put returned: a sync must have completed after it was asked for.
+            faults.last_sync_done_ns.load(Ordering::SeqCst)
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap() > 0);
+    }
+    let syncs = faults.syncs.load(Ordering::SeqCst) - before;
+    assert!(syncs >= 1);
+    assert!(syncs < 100, "400 puts took {syncs} syncs: no group commit");
+    assert_eq!(store.stats().await.unwrap().pending, 400);
+}
+
+#[tokio::test]
+async fn a_failed_fsync_fails_the_put_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.redb");
+    let faults = Arc::new(Faults::default());
+    {
+        let store = faulty(&path, &faults);
+        store.put(ticket(1, 0)).await.unwrap();
+        faults.fail_sync.store(true, Ordering::SeqCst);
+        let error = store.put(ticket(2, 0)).await.unwrap_err();
+        assert!(matches!(error, StoreError::Storage { .. }), "{error:?}");
+        assert!(error.is_transient());
+    }
+    // After the failure, the file holds what was committed before it, and only that.
+    let store = EmbeddedStore::open(&path).unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.pending, 1, "{stats:?}");
+    assert!(matches!(
+        store.put(ticket(2, 0)).await.unwrap(),
+        PutOutcome::Stored(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_full_disk_is_a_storage_error_and_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.redb");
+    let faults = Arc::new(Faults::default());
+    let store = faulty(&path, &faults);
+    store.put(ticket(1, 0)).await.unwrap();
+    faults.disk_full.store(true, Ordering::SeqCst);
+    let mut failures = 0;
+    for ticket_id in 2..200 {
+        match store.put(ticket(ticket_id, 0)).await {
+            Ok(_) => {}
+            Err(error) => {
+                assert!(error.to_string().contains("inbox store failed"), "{error}");
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures > 0, "no write failed although the disk is full");
+    faults.disk_full.store(false, Ordering::SeqCst);
+    // The disk has room again: the store reopens the file by itself and works, and
+    // every count is consistent.
+    let mut recovered = false;
+    for _ in 0..100 {
+        if store.put(ticket(1000, 0)).await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        recovered,
+        "the store did not recover once the disk had room"
+    );
+    let stats = store.stats().await.unwrap();
+    let listed = store
+        .list(thulium_inbox::Filter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.pending as usize, listed.len());
+}
+
+#[test]
+fn bad_files_and_paths_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(
+        &garbage,
+        b"this is not a redb file, but it is long enough to look like one".repeat(100),
+    )
+    .unwrap();
+    let error = EmbeddedStore::open(&garbage).unwrap_err();
+    assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
+    assert!(error.to_string().contains("garbage.redb"), "{error}");
+
+    let missing = dir.path().join("no/such/dir/inbox.redb");
+    let error = EmbeddedStore::open(&missing).unwrap_err();
+    assert!(
+        error.to_string().contains("does the directory exist"),
+        "{error}"
+    );
+
+    // A read-only directory (root ignores permissions, so check that it is honoured).
+    let read_only = dir.path().join("ro");
+    std::fs::create_dir(&read_only).unwrap();
+    let mut permissions = std::fs::metadata(&read_only).unwrap().permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&read_only, permissions).unwrap();
+    if std::fs::write(read_only.join("probe"), b"x").is_err() {
+        let error = EmbeddedStore::open(read_only.join("inbox.redb")).unwrap_err();
+        assert!(
+            error.to_string().contains("needs a file it can write"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", 99).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let error = EmbeddedStore::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::SchemaVersion {
+                found: 99,
+                expected: 1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_one_process_dispatches_and_others_may_still_write() {
+    let (dir, store) = fresh();
+    let lock = store.lock_for_dispatch().unwrap();
+    // A second handle (as `thulium inbox replay` opens one) may write...
+    let other = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    other.put(ticket(1, 0)).await.unwrap();
+    assert_eq!(store.stats().await.unwrap().pending, 1);
+    // ...but not take the dispatch lock while it is held.
+    assert!(other.lock_for_dispatch().is_err());
+    drop(lock);
+    assert!(other.lock_for_dispatch().is_ok());
+}
