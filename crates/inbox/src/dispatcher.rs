@@ -1,1 +1,419 @@
-//! todo
+//! [`Dispatcher`]: hands stored events to the application's [`Handler`].
+//!
+//! Workers claim due events under a lease, at most `concurrency` at a time, and run
+//! the handler with a per-attempt timeout. `Ok` acks the event. An `Err`, a panic or a
+//! timeout schedules a retry after a jittered, exponentially growing delay
+//! ([`RetrySchedule`]); after the last attempt the event is dead-lettered, from where
+//! a replay brings it back. The lease is longer than the handler timeout and is
+//! extended while the handler runs, so no other worker takes the event meanwhile; a
+//! worker that lost its claim (its lease ran out) cannot ack it, the store refuses.
+//!
+//! On shutdown the dispatcher stops claiming, lets running handlers finish within a
+//! grace period, and leaves everything else pending for the next start.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use thulium::event::Event;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::model::{Attempt, ClaimToken, Claimed, EventId, Outcome, UnixMs, ms, now_ms};
+use crate::store::{ClaimRequest, Store, StoreError};
+
+/// What the handler learns about a delivery besides the event.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The inbox's id of the event.
+    pub id: EventId,
+    /// 1 for the first attempt (since it was stored or last replayed).
+    pub attempt: u32,
+    /// When Thulium's delivery was first received.
+    pub first_received_at: UnixMs,
+    /// The event's dedup key.
+    pub dedup_key: String,
+    /// The body as Thulium sent it.
+    pub body: String,
+    /// The content type Thulium sent it with.
+    pub content_type: Option<String>,
+}
+
+/// Why a handler did not take an event.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The application's side: take one event. `Ok` means taken for good; anything else
+/// is retried. Must be idempotent: an event can come more than once.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one event.
+    fn handle(
+        &self,
+        event: Event,
+        delivery: Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+impl<F, Fut, E> Handler for F
+where
+    F: Fn(Event, Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<HandlerError>,
+{
+    fn handle(
+        &self,
+        event: Event,
+        delivery: Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let future = self(event, delivery);
+        async move { future.await.map_err(Into::into) }
+    }
+}
+
+/// When failed attempts are tried again.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RetrySchedule {
+    /// Attempts in all, the first included (default 15); then the event is dead.
+    pub max_attempts: u32,
+    /// The wait after the first failure (default 1 s); it doubles after each.
+    pub initial: Duration,
+    /// The longest wait (default 1 h).
+    pub max: Duration,
+    /// Each wait is drawn from ±this fraction around its nominal value (default 0.2),
+    /// so that events that failed together are not all retried together.
+    pub jitter: f64,
+}
+
+impl Default for RetrySchedule {
+    /// 15 attempts over about 6.6 hours: 1 s, 2 s, 4 s ... 2048 s, then 1 h four times.
+    fn default() -> Self {
+        Self {
+            max_attempts: 15,
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetrySchedule {
+    /// A schedule of `max_attempts` attempts, starting at `initial` and doubling up
+    /// to `max`, with the default jitter.
+    pub fn new(max_attempts: u32, initial: Duration, max: Duration) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            initial,
+            max,
+            ..Self::default()
+        }
+    }
+
+    /// The wait after failed attempt number `attempt` (1 for the first).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(40);
+        let nominal = self
+            .initial
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.max);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 - jitter + 2.0 * jitter * fastrand::f64();
+        nominal.mul_f64(factor).min(self.max)
+    }
+}
+
+/// How the dispatcher works.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DispatchConfig {
+    /// Handlers running at once (default 16).
+    pub concurrency: usize,
+    /// The longest one attempt may take (default 30 s).
+    pub handler_timeout: Duration,
+    /// How long a claim lasts unless extended (default 90 s; at least twice the
+    /// handler timeout is sensible). It is extended every third of itself.
+    pub lease: Duration,
+    /// When failed attempts are repeated.
+    pub schedule: RetrySchedule,
+    /// How often to look for due events when the store gives no signal (default 250 ms).
+    pub poll_interval: Duration,
+    /// How long a shutdown waits for running handlers (default 10 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            handler_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(90),
+            schedule: RetrySchedule::default(),
+            poll_interval: Duration::from_millis(250),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// Sets [`Self::concurrency`] (at least 1).
+    pub fn concurrency(mut self, handlers: usize) -> Self {
+        self.concurrency = handlers.max(1);
+        self
+    }
+
+    /// Sets [`Self::handler_timeout`], and the lease to three times it if shorter.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout;
+        self.lease = self.lease.max(timeout.saturating_mul(3));
+        self
+    }
+
+    /// Sets [`Self::lease`].
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets [`Self::schedule`].
+    pub fn schedule(mut self, schedule: RetrySchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Sets [`Self::poll_interval`].
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets [`Self::shutdown_grace`].
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+/// Runs handlers over a store's due events.
+#[derive(Debug)]
+pub struct Dispatcher<S> {
+    store: S,
+    config: DispatchConfig,
+}
+
+impl<S: Store + Clone> Dispatcher<S> {
+    /// A dispatcher over `store`.
+    pub fn new(store: S, config: DispatchConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// Dispatches until `shutdown` completes, then stops claiming, waits up to the
+    /// grace period for running handlers, and returns. Store failures are logged and
+    /// retried, never fatal: events stay stored until the store is back.
+    pub async fn run<H: Handler>(self, handler: H, shutdown: impl Future<Output = ()> + Send) {
+        let handler = Arc::new(handler);
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let signal = self.store.work_signal();
+        let mut running = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            while running.try_join_next().is_some() {}
+            // Wait for a free slot (or the end).
+            let first = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let free = slots.available_permits() + 1;
+            // Register interest before claiming, so a put between the claim and the
+            // wait still wakes us.
+            let notified = signal.as_ref().map(Arc::clone);
+            let mut wake = notified.as_ref().map(|s| Box::pin(s.notified()));
+            if let Some(wake) = wake.as_mut() {
+                wake.as_mut().enable();
+            }
+            let claimed = match self
+                .store
+                .claim(ClaimRequest::now(free, self.config.lease))
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::error!(%error, "cannot claim events; trying again");
+                    drop(first);
+                    tokio::select! {
+                        () = tokio::time::sleep(self.config.poll_interval.max(Duration::from_millis(100))) => {}
+                        () = &mut shutdown => break,
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                drop(first);
+                let poll = tokio::time::sleep(self.config.poll_interval);
+                tokio::select! {
+                    () = poll => {}
+                    () = async { match wake { Some(w) => w.await, None => std::future::pending().await } } => {}
+                    () = &mut shutdown => break,
+                }
+                continue;
+            }
+            let mut permit = Some(first);
+            for claim in claimed {
+                let permit = match permit.take() {
+                    Some(permit) => permit,
+                    None => match Arc::clone(&slots).acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                };
+                let (store, handler, config) = (
+                    self.store.clone(),
+                    Arc::clone(&handler),
+                    self.config.clone(),
+                );
+                running.spawn(async move {
+                    attempt(&store, &*handler, &config, claim).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Stop claiming; let running handlers finish within the grace period. Those
+        // cut off keep their claims, which run out (or are released at the next start).
+        let grace = self.config.shutdown_grace;
+        let finished = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                running = running.len(),
+                ?grace,
+                "handlers still running after the shutdown grace period; their events stay in the inbox"
+            );
+            running.abort_all();
+        }
+    }
+}
+
+/// Why one attempt did not end with `Ok`.
+enum Failure {
+    Handler(String),
+    Panic,
+    Timeout(Duration),
+    Unreadable(String),
+    LostClaim,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Handler(reason) => write!(f, "the handler failed: {reason}"),
+            Failure::Panic => f.write_str("the handler panicked"),
+            Failure::Timeout(limit) => write!(f, "the handler did not finish within {limit:?}"),
+            Failure::Unreadable(reason) => write!(f, "the stored event cannot be read: {reason}"),
+            Failure::LostClaim => f.write_str("the claim was lost while the handler ran"),
+        }
+    }
+}
+
+/// Runs the handler once for a claimed event and records the outcome.
+async fn attempt<S: Store, H: Handler>(
+    store: &S,
+    handler: &H,
+    config: &DispatchConfig,
+    claimed: Claimed,
+) {
+    let Claimed {
+        token,
+        event: stored,
+    } = claimed;
+    let number = stored.attempts;
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let outcome = match stored.event() {
+        Err(error) => Err(Failure::Unreadable(error.to_string())),
+        Ok(event) => {
+            let delivery = Delivery {
+                id: stored.id,
+                attempt: number,
+                first_received_at: stored.received_at,
+                dedup_key: stored.dedup_key.clone(),
+                body: stored.body.clone(),
+                content_type: stored.content_type.clone(),
+            };
+            let run = AssertUnwindSafe(handler.handle(event, delivery)).catch_unwind();
+            tokio::select! {
+                result = tokio::time::timeout(config.handler_timeout, run) => match result {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    Ok(Ok(Err(error))) => Err(Failure::Handler(error.to_string())),
+                    Ok(Err(_)) => Err(Failure::Panic),
+                    Err(_) => Err(Failure::Timeout(config.handler_timeout)),
+                },
+                () = keep_claim(store, token, config.lease) => Err(Failure::LostClaim),
+            }
+        }
+    };
+    let elapsed = clock.elapsed();
+    metrics::histogram!("thulium_inbox_handler_duration_seconds").record(elapsed.as_secs_f64());
+    let record = |outcome| Attempt {
+        number,
+        started_at,
+        duration_ms: ms(elapsed),
+        outcome,
+    };
+    let result = match outcome {
+        Ok(()) => {
+            metrics::counter!("thulium_inbox_dispatched_total").increment(1);
+            store.ack(token, record(Outcome::Delivered)).await
+        }
+        Err(Failure::LostClaim) => {
+            tracing::warn!(id = %token.id, "lost the claim while the handler ran; another worker has the event");
+            return;
+        }
+        Err(failure) => {
+            let reason = failure.to_string();
+            if number >= config.schedule.max_attempts {
+                tracing::error!(id = %token.id, attempt = number, %reason, "last attempt failed; the event is dead until replayed");
+                metrics::counter!("thulium_inbox_dead_total").increment(1);
+                store
+                    .dead_letter(token, record(Outcome::Failed(reason)))
+                    .await
+            } else {
+                let wait = config.schedule.delay(number);
+                tracing::warn!(id = %token.id, attempt = number, %reason, retry_in = ?wait, "attempt failed; retrying later");
+                metrics::counter!("thulium_inbox_retried_total").increment(1);
+                store
+                    .retry_at(token, now_ms() + ms(wait), record(Outcome::Failed(reason)))
+                    .await
+            }
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(StoreError::StaleClaim(id)) => {
+            tracing::warn!(%id, "the claim ran out before the outcome was recorded; the event will be handed over again");
+        }
+        Err(error) => {
+            tracing::error!(id = %token.id, %error, "cannot record the outcome; the event will be handed over again once its lease runs out");
+        }
+    }
+}
+
+/// Extends the claim every third of the lease; returns only if the claim is lost.
+async fn keep_claim<S: Store>(store: &S, token: ClaimToken, lease: Duration) {
+    let every = (lease / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        match store.extend(token, lease).await {
+            Ok(()) => {}
+            Err(StoreError::StaleClaim(_) | StoreError::NotFound(_)) => return,
+            // The store is down: keep the handler running; the next beat may work.
+            Err(error) => tracing::warn!(id = %token.id, %error, "cannot extend the claim"),
+        }
+    }
+}

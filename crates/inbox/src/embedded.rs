@@ -421,11 +421,9 @@ fn writer_loop(
         match committed {
             Ok((replies, open)) => {
                 backlog.store(open, Ordering::Relaxed);
+                // Not after a claim: the dispatcher that claimed would wake itself.
                 if ops.iter().any(|op| {
-                    matches!(
-                        op,
-                        Op::Put(_) | Op::Retry(..) | Op::Replay(_) | Op::Release | Op::Claim(_)
-                    )
+                    matches!(op, Op::Put(_) | Op::Retry(..) | Op::Replay(_) | Op::Release)
                 }) {
                     work.notify_waiters();
                 }
@@ -940,6 +938,28 @@ impl Store for EmbeddedStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        // Idle dispatchers poll: answer "nothing due" from a read, without a commit.
+        let now = request.now;
+        let anything_due = self
+            .read(move |db| {
+                let txn = db.begin_read().map_err(storage)?;
+                let due = txn.open_table(DUE).map_err(storage)?;
+                let leases = txn.open_table(LEASES).map_err(storage)?;
+                Ok(due
+                    .range(..=(now, u64::MAX))
+                    .map_err(storage)?
+                    .next()
+                    .is_some()
+                    || leases
+                        .range(..=(now, u64::MAX))
+                        .map_err(storage)?
+                        .next()
+                        .is_some())
+            })
+            .await?;
+        if !anything_due {
+            return Ok(Vec::new());
+        }
         match self.send(Op::Claim(request)).await? {
             Reply::Claimed(claimed) => Ok(claimed),
             _ => unreachable_reply(),
@@ -1021,6 +1041,14 @@ impl Store for EmbeddedStore {
 
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.send(Op::Ping).await.map(drop)
+    }
+
+    fn backlog_hint(&self) -> Option<u64> {
+        Some(self.backlog())
+    }
+
+    fn work_signal(&self) -> Option<Arc<Notify>> {
+        Some(self.work_notify())
     }
 }
 

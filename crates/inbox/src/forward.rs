@@ -1,1 +1,130 @@
-//! todo
+//! [`Forwarder`]: a [`Handler`] that POSTs each event to the application's own HTTP
+//! endpoint, as Thulium would have: the same body and content type (or re-encoded),
+//! with optional Basic auth. A `2xx` answer is success; anything else is retried by
+//! the dispatcher. This is `thulium listen --inbox ... --forward-to URL`: a durable
+//! relay in front of an application in any language.
+
+use std::time::Duration;
+
+use thulium::event::{BodyFormat, Event};
+use thulium::secret::Redactor;
+use thulium::{Password, config};
+use url::Url;
+
+use crate::dispatcher::{Delivery, Handler, HandlerError};
+
+/// How forwarded events are encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardFormat {
+    /// The body and content type exactly as Thulium sent them.
+    #[default]
+    AsReceived,
+    /// Re-encoded as Thulium's form body.
+    Form,
+    /// Re-encoded as a flat JSON object.
+    Json,
+}
+
+/// Why a forwarder cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// The URL is not an http(s) URL.
+    #[error("--forward-to `{0}` must be an http:// or https:// URL")]
+    BadUrl(String),
+    /// Credentials would travel in clear.
+    #[error(
+        "refusing to send credentials to `{0}` over plain HTTP; use https:// (plain HTTP is allowed only to loopback addresses)"
+    )]
+    PlainHttp(String),
+    /// The HTTP client could not be set up.
+    #[error("cannot set up HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// POSTs events to one URL.
+#[derive(Clone, Debug)]
+pub struct Forwarder {
+    http: reqwest::Client,
+    url: Url,
+    auth: Option<(String, Password)>,
+    format: ForwardFormat,
+    redactor: Redactor,
+}
+
+impl Forwarder {
+    /// A forwarder to `url`, with optional Basic auth, each attempt bounded by
+    /// `timeout`.
+    pub fn new(
+        url: &str,
+        auth: Option<(String, Password)>,
+        format: ForwardFormat,
+        timeout: Duration,
+    ) -> Result<Self, ForwardError> {
+        let parsed = Url::parse(url).map_err(|_| ForwardError::BadUrl(url.into()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(ForwardError::BadUrl(url.into()));
+        }
+        if auth.is_some() && !config::credentials_may_travel_to(&parsed) {
+            return Err(ForwardError::PlainHttp(url.into()));
+        }
+        thulium::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("thulium-inbox/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let redactor = match &auth {
+            Some((user, password)) => Redactor::new().basic_credentials(user, password.clone()),
+            None => Redactor::new(),
+        };
+        Ok(Self {
+            http,
+            url: parsed,
+            auth,
+            format,
+            redactor,
+        })
+    }
+}
+
+impl Handler for Forwarder {
+    async fn handle(&self, event: Event, delivery: Delivery) -> Result<(), HandlerError> {
+        let (body, content_type) = match self.format {
+            ForwardFormat::AsReceived => (
+                delivery.body,
+                delivery
+                    .content_type
+                    .unwrap_or_else(|| BodyFormat::Form.content_type().to_string()),
+            ),
+            ForwardFormat::Form => (event.to_form(), BodyFormat::Form.content_type().into()),
+            ForwardFormat::Json => (event.to_json(), BodyFormat::Json.content_type().into()),
+        };
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header("x-thulium-inbox-id", delivery.id.to_string())
+            .header("x-thulium-inbox-attempt", delivery.attempt.to_string())
+            .body(body);
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        let response = request.send().await.map_err(|e| {
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            format!("cannot reach {}: {cause}", self.url)
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        let text = self.redactor.redact(&text);
+        let excerpt: String = text.chars().take(200).collect();
+        Err(format!("{} answered HTTP {status}: {excerpt}", self.url).into())
+    }
+}

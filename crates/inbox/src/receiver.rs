@@ -1,1 +1,126 @@
-//! todo
+//! [`DurableReceiver`]: Thulium's deliveries checked by the SDK's receiver, stored
+//! durably, and answered `200` only once stored.
+//!
+//! Per request: the SDK's checks (Basic auth in constant time, body limit, body read
+//! timeout, parsing: `401`, `413`, `408`, `400` as today), then back-pressure (`503`
+//! with `Retry-After` while more than `max_backlog` events wait), then
+//! [`Store::put`]: `200` once the event is durable or was stored before; `503` with
+//! `Retry-After` if the store fails, so that Thulium sends the event again. No event
+//! answered `200` is lost: the put has returned only after its commit was synced.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use thulium::receiver::Receiver;
+
+use crate::model::{NewEvent, PutOutcome};
+use crate::store::Store;
+
+/// Receives into a [`Store`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DurableReceiver<S> {
+    receiver: Receiver,
+    store: S,
+    max_backlog: u64,
+    retry_after: Duration,
+}
+
+/// The backlog past which deliveries are refused with `503` unless configured.
+pub const DEFAULT_MAX_BACKLOG: u64 = 1_000_000;
+
+impl<S: Store + Clone> DurableReceiver<S> {
+    /// Checks deliveries with `receiver` and stores them in `store`.
+    pub fn new(receiver: Receiver, store: S) -> Self {
+        Self {
+            receiver,
+            store,
+            max_backlog: DEFAULT_MAX_BACKLOG,
+            retry_after: Duration::from_secs(30),
+        }
+    }
+
+    /// Refuse deliveries (`503`) while more than `events` wait to be handed over.
+    pub fn max_backlog(mut self, events: u64) -> Self {
+        self.max_backlog = events;
+        self
+    }
+
+    /// The `Retry-After` of a `503` (default 30 s).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// A router that answers `POST path`.
+    pub fn router(self, path: &str) -> Router {
+        let this = Arc::new(self);
+        Router::new().route(
+            path,
+            post(move |request: Request| {
+                let this = Arc::clone(&this);
+                async move { this.receive(request).await }
+            }),
+        )
+    }
+
+    /// Checks, stores and answers one delivery.
+    pub async fn receive(&self, request: Request) -> Response {
+        let delivery = match self.receiver.accept_delivery(request).await {
+            Ok(delivery) => delivery,
+            Err(rejection) => {
+                metrics::counter!("thulium_inbox_rejected_total", "status" => rejection.status().as_str().to_string()).increment(1);
+                return rejection.into_response();
+            }
+        };
+        if let Some(backlog) = self.store.backlog_hint()
+            && backlog >= self.max_backlog
+        {
+            tracing::warn!(
+                backlog,
+                max = self.max_backlog,
+                "inbox full; refusing the delivery"
+            );
+            metrics::counter!("thulium_inbox_refused_total", "reason" => "full").increment(1);
+            return self.unavailable("the inbox is full; deliver again later");
+        }
+        let body = String::from_utf8_lossy(&delivery.body).into_owned();
+        let event = NewEvent::from_event(&delivery.event, body, delivery.content_type);
+        metrics::counter!("thulium_inbox_received_total").increment(1);
+        match self.store.put(event).await {
+            Ok(PutOutcome::Stored(id)) => {
+                metrics::counter!("thulium_inbox_stored_total").increment(1);
+                tracing::debug!(%id, "event stored");
+                (StatusCode::OK, "stored").into_response()
+            }
+            Ok(PutOutcome::Conflict(id)) => {
+                metrics::counter!("thulium_inbox_stored_total").increment(1);
+                metrics::counter!("thulium_inbox_conflicts_total").increment(1);
+                tracing::warn!(%id, "an event with a known dedup key and other content; stored as a conflict");
+                (StatusCode::OK, "stored").into_response()
+            }
+            Ok(PutOutcome::Duplicate(id)) => {
+                metrics::counter!("thulium_inbox_duplicates_total").increment(1);
+                tracing::debug!(%id, "redelivery of a stored event");
+                (StatusCode::OK, "duplicate").into_response()
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot store the delivery; answering 503 so Thulium delivers again");
+                metrics::counter!("thulium_inbox_refused_total", "reason" => "store").increment(1);
+                self.unavailable("the event could not be stored; deliver again later")
+            }
+        }
+    }
+
+    fn unavailable(&self, message: &'static str) -> Response {
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        if let Ok(value) = HeaderValue::from_str(&self.retry_after.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

@@ -203,4 +203,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Proves the store can commit a write now (for `/readyz`).
     fn check_writable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Pending plus in-flight events, if the backend knows it without a query (the
+    /// receiver reads it on every request to apply back-pressure).
+    fn backlog_hint(&self) -> Option<u64> {
+        None
+    }
+
+    /// Signalled when events may have become due (after a put, retry or replay), if
+    /// the backend can tell; the dispatcher polls otherwise.
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }

@@ -21,6 +21,16 @@ pub enum BodyFormat {
     Json,
 }
 
+impl BodyFormat {
+    /// The `Content-Type` of a body in this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            BodyFormat::Form => "application/x-www-form-urlencoded",
+            BodyFormat::Json => "application/json",
+        }
+    }
+}
+
 impl fmt::Display for BodyFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -1,0 +1,389 @@
+//! The dispatcher and the durable receiver over a real embedded store: retries, dead
+//! letters and replay, timeouts, panics, two dispatchers on one store, shutdown, and
+//! what a delivery is answered.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thulium::event::Event;
+use thulium::receiver::Receiver;
+use thulium_inbox::conformance::ticket;
+use thulium_inbox::dispatcher::{DispatchConfig, Dispatcher, RetrySchedule};
+use thulium_inbox::receiver::DurableReceiver;
+use thulium_inbox::{EmbeddedStore, Replay, State, Store};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    (dir, store)
+}
+
+fn quick(max_attempts: u32) -> DispatchConfig {
+    DispatchConfig::default()
+        .concurrency(8)
+        .schedule(RetrySchedule::new(
+            max_attempts,
+            Duration::from_millis(10),
+            Duration::from_millis(40),
+        ))
+        .poll_interval(Duration::from_millis(20))
+}
+
+/// Runs a dispatcher in the background; dropping the returned sender stops it.
+fn spawn<H: thulium_inbox::dispatcher::Handler>(
+    store: &EmbeddedStore,
+    config: DispatchConfig,
+    handler: H,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let dispatcher = Dispatcher::new(store.clone(), config);
+    let task = tokio::spawn(dispatcher.run(handler, async {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+/// Waits until `check` holds for the store's stats.
+async fn until(store: &EmbeddedStore, what: &str, check: impl Fn(&thulium_inbox::Stats) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = store.stats().await.unwrap();
+        if check(&stats) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_fails_twice_gets_three_attempts_and_one_ack() {
+    let (_dir, store) = fresh();
+    let id = store.put(ticket(1, 0)).await.unwrap().id();
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&calls);
+    let (stop, task) = spawn(
+        &store,
+        quick(15),
+        move |_event: Event, delivery: thulium_inbox::dispatcher::Delivery| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                assert_eq!(delivery.attempt, n);
+                if n < 3 { Err("not yet") } else { Ok(()) }
+            }
+        },
+    );
+    until(&store, "done", |s| s.done == 1).await;
+    drop(stop);
+    task.await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let event = store.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (event.state, event.attempts, event.history.len()),
+        (State::Done, 3, 3)
+    );
+    assert!(event.history[0].outcome != thulium_inbox::Outcome::Delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_always_failing_handler_dead_letters_and_replay_brings_it_back() {
+    let (_dir, store) = fresh();
+    let id = store.put(ticket(1, 0)).await.unwrap().id();
+    let healthy = Arc::new(AtomicU32::new(0));
+    let switch = Arc::clone(&healthy);
+    let (stop, task) = spawn(
+        &store,
+        quick(4),
+        move |_: Event, _: thulium_inbox::dispatcher::Delivery| {
+            let switch = Arc::clone(&switch);
+            async move {
+                if switch.load(Ordering::SeqCst) == 0 {
+                    Err("database is down")
+                } else {
+                    Ok(())
+                }
+            }
+        },
+    );
+    until(&store, "dead", |s| s.dead == 1).await;
+    let dead = store.get(id).await.unwrap().unwrap();
+    assert_eq!((dead.state, dead.attempts), (State::Dead, 4));
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap()
+            .contains("database is down")
+    );
+    healthy.store(1, Ordering::SeqCst);
+    assert_eq!(store.replay(Replay::AllDead).await.unwrap(), 1);
+    until(&store, "done after the replay", |s| s.done == 1).await;
+    drop(stop);
+    task.await.unwrap();
+    assert_eq!(store.get(id).await.unwrap().unwrap().history.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_or_panicking_handler_is_cut_off_and_retried() {
+    let (_dir, store) = fresh();
+    let hang = store.put(ticket(1, 0)).await.unwrap().id();
+    let panic = store.put(ticket(2, 0)).await.unwrap().id();
+    let config = quick(5).handler_timeout(Duration::from_millis(200));
+    let (stop, task) = spawn(
+        &store,
+        config,
+        move |_: Event, delivery: thulium_inbox::dispatcher::Delivery| async move {
+            if delivery.attempt == 1 {
+                if delivery.id == hang {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                } else {
+                    panic!("a bug in the handler");
+                }
+            }
+            Ok::<_, std::convert::Infallible>(())
+        },
+    );
+    until(&store, "both done", |s| s.done == 2).await;
+    drop(stop);
+    task.await.unwrap();
+    let hung = store.get(hang).await.unwrap().unwrap();
+    assert!(
+        matches!(&hung.history[0].outcome, thulium_inbox::Outcome::Failed(r) if r.contains("did not finish")),
+        "{hung:?}"
+    );
+    let panicked = store.get(panic).await.unwrap().unwrap();
+    assert!(
+        matches!(&panicked.history[0].outcome, thulium_inbox::Outcome::Failed(r) if r.contains("panicked")),
+        "{panicked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_on_one_store_never_run_one_event_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.redb");
+    // Two handles on one file, as two processes would have.
+    let first = EmbeddedStore::open(&path).unwrap();
+    let second = EmbeddedStore::open(&path).unwrap();
+    for ticket_id in 0..150 {
+        first.put(ticket(ticket_id, 0)).await.unwrap();
+    }
+    let running: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let runs: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let overlaps = Arc::new(AtomicU32::new(0));
+    let handler = |running: Arc<Mutex<HashSet<u64>>>,
+                   runs: Arc<Mutex<HashMap<u64, u32>>>,
+                   overlaps: Arc<AtomicU32>| {
+        move |_: Event, delivery: thulium_inbox::dispatcher::Delivery| {
+            let (running, runs, overlaps) = (
+                Arc::clone(&running),
+                Arc::clone(&runs),
+                Arc::clone(&overlaps),
+            );
+            async move {
+                if !running.lock().unwrap().insert(delivery.id.0) {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                *runs.lock().unwrap().entry(delivery.id.0).or_default() += 1;
+                // Longer than the lease: only the heartbeat keeps the claim.
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..250))).await;
+                running.lock().unwrap().remove(&delivery.id.0);
+                Ok::<_, std::convert::Infallible>(())
+            }
+        }
+    };
+    let config = quick(5).lease(Duration::from_millis(150));
+    let (stop_a, task_a) = spawn(
+        &first,
+        config.clone(),
+        handler(
+            Arc::clone(&running),
+            Arc::clone(&runs),
+            Arc::clone(&overlaps),
+        ),
+    );
+    let (stop_b, task_b) = spawn(
+        &second,
+        config,
+        handler(
+            Arc::clone(&running),
+            Arc::clone(&runs),
+            Arc::clone(&overlaps),
+        ),
+    );
+    until(&first, "all done", |s| s.done == 150).await;
+    drop((stop_a, stop_b));
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "an event ran twice at once"
+    );
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.len(), 150);
+    assert!(
+        runs.values().all(|n| *n == 1),
+        "an event ran more than once: {runs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_handlers_finish_and_leaves_the_rest_pending() {
+    let (_dir, store) = fresh();
+    for ticket_id in 0..20 {
+        store.put(ticket(ticket_id, 0)).await.unwrap();
+    }
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = Arc::clone(&started);
+    let config = quick(5)
+        .concurrency(2)
+        .shutdown_grace(Duration::from_secs(10));
+    let (stop, task) = spawn(
+        &store,
+        config,
+        move |_: Event, _: thulium_inbox::dispatcher::Delivery| {
+            let signal = Arc::clone(&signal);
+            async move {
+                signal.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, std::convert::Infallible>(())
+            }
+        },
+    );
+    started.notified().await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("shutdown hung")
+        .unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.in_flight, 0, "{stats:?}");
+    assert!(stats.done >= 1 && stats.done <= 4, "{stats:?}");
+    assert_eq!(stats.pending + stats.done, 20);
+}
+
+async fn post(url: &str, body: &str, auth: bool) -> (u16, Option<String>) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string());
+    if auth {
+        request = request.basic_auth("thulium", Some("s3cret"));
+    }
+    let response = request.send().await.unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (response.status().as_u16(), retry_after)
+}
+
+async fn serve(receiver: DurableReceiver<EmbeddedStore>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/thulium", listener.local_addr().unwrap());
+    tokio::spawn(thulium::server::serve(
+        listener,
+        receiver.router("/thulium"),
+        thulium::server::ServerLimits::default(),
+        std::future::pending(),
+    ));
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_answers_200_once_stored_and_503_when_it_cannot_store() {
+    thulium::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(support::Faults::default());
+    let store = {
+        let (path, faults) = (dir.path().join("inbox.redb"), Arc::clone(&faults));
+        EmbeddedStore::open_on(
+            move || support::FaultyBackend::open(&path, Arc::clone(&faults)),
+            "inbox.redb",
+        )
+        .unwrap()
+    };
+    let receiver = Receiver::with_basic_auth("thulium", "s3cret").unwrap();
+    let url = serve(DurableReceiver::new(receiver, store.clone()).max_backlog(3)).await;
+    let body = |id: u64| ticket(id, 0).body;
+
+    assert_eq!(post(&url, &body(1), true).await, (200, None));
+    assert_eq!(
+        post(&url, &body(1), true).await,
+        (200, None),
+        "a redelivery"
+    );
+    assert_eq!(post(&url, &body(2), false).await.0, 401);
+    assert_eq!(post(&url, "action=TICKET_CREATED", true).await.0, 400);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.duplicates), (1, 1));
+
+    // The fsync fails: nothing is answered 200, nothing is stored.
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    let (status, retry_after) = post(&url, &body(3), true).await;
+    assert_eq!((status, retry_after.as_deref()), (503, Some("30")));
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if post(&url, &body(3), true).await.0 == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        recovered,
+        "the receiver did not recover once syncs worked again"
+    );
+
+    // Full: the backlog bound refuses, with Retry-After.
+    assert_eq!(post(&url, &body(4), true).await.0, 200);
+    assert_eq!(post(&url, &body(5), true).await, (503, Some("30".into())));
+    assert_eq!(store.stats().await.unwrap().pending, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_is_sent_only_after_the_fsync_that_made_the_event_durable() {
+    thulium::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(support::Faults::default());
+    let store = {
+        let (path, faults) = (dir.path().join("inbox.redb"), Arc::clone(&faults));
+        EmbeddedStore::open_on(
+            move || support::FaultyBackend::open(&path, Arc::clone(&faults)),
+            "inbox.redb",
+        )
+        .unwrap()
+    };
+    // Every sync takes 200 ms: a 200 that came before the sync would come quickly.
+    faults.sync_delay_ms.store(200, Ordering::SeqCst);
+    let receiver = Receiver::with_basic_auth("thulium", "s3cret").unwrap();
+    let url = serve(DurableReceiver::new(receiver, store.clone())).await;
+    for ticket_id in 0..3 {
+        let syncs_before = faults.syncs.load(Ordering::SeqCst);
+        let sent_ns = faults.now_ns();
+        let (status, _) = post(&url, &ticket(ticket_id, 0).body, true).await;
+        let answered_ns = faults.now_ns();
+        assert_eq!(status, 200);
+        let last_sync = faults.last_sync_done_ns.load(Ordering::SeqCst);
+        assert!(
+            faults.syncs.load(Ordering::SeqCst) > syncs_before,
+            "answered 200 without a sync"
+        );
+        assert!(
+            last_sync > sent_ns && last_sync <= answered_ns,
+            "the 200 came before the sync finished"
+        );
+    }
+}
