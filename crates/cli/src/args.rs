@@ -82,6 +82,10 @@ Examples:
     #[command(subcommand)]
     Events(EventsCommand),
 
+    /// Look into a durable inbox (thulium listen --inbox): counts, events, replays, purges.
+    #[command(subcommand)]
+    Inbox(InboxCommand),
+
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  thulium completions bash > ~/.local/share/bash-completion/completions/thulium"
@@ -190,6 +194,148 @@ pub struct ListenArgs {
 
     #[command(flatten)]
     pub limits: ServerLimitArgs,
+
+    #[command(flatten)]
+    pub inbox: InboxArgs,
+}
+
+/// Durable receiving: store each event before answering, then hand it over.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Receive durably into this inbox file: each event is stored (and synced to disk)
+    /// before the 200, then printed or forwarded with retries. Created if missing.
+    #[arg(long, value_name = "PATH")]
+    pub inbox: Option<std::path::PathBuf>,
+
+    /// With --inbox: POST each event to this URL (a 2xx is success), as Thulium would.
+    #[arg(long, value_name = "URL", requires = "inbox")]
+    pub forward_to: Option<String>,
+
+    /// With --forward-to: send HTTP Basic auth with this user (password from
+    /// THULIUM_FORWARD_PASSWORD or a prompt).
+    #[arg(long, value_name = "USER", requires = "forward_to")]
+    pub forward_auth_user: Option<String>,
+
+    /// With --forward-to: the body sent.
+    #[arg(long, value_enum, default_value_t = ForwardFormat::AsReceived, requires = "forward_to")]
+    pub forward_format: ForwardFormat,
+
+    /// With --inbox: events handed over at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+
+    /// With --inbox: the longest one attempt (one forward, one print) may take.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub handler_timeout: Duration,
+
+    /// With --inbox: attempts before an event is dead (replay brings it back).
+    #[arg(long, value_name = "N", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+
+    /// With --inbox: answer 503 while more than this many events wait.
+    #[arg(long, value_name = "N", default_value_t = thulium_inbox::receiver::DEFAULT_MAX_BACKLOG)]
+    pub max_backlog: u64,
+
+    /// With --inbox: remove handed-over events this old, and forget their dedup keys
+    /// this long after they were received (late redeliveries are recognised until then).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub keep: Duration,
+}
+
+/// How forwarded events are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ForwardFormat {
+    /// Exactly the body and content type Thulium sent.
+    AsReceived,
+    /// Re-encoded as a form body.
+    Form,
+    /// Re-encoded as JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// Counts per state, totals and the oldest waiting event.
+    Stats {
+        #[command(flatten)]
+        at: InboxAt,
+    },
+    /// Events, newest first.
+    #[command(
+        after_help = "Examples:\n  thulium inbox list --inbox events.redb --state dead\n  thulium inbox list --inbox events.redb --action TICKET_CREATED --output json | jq .id"
+    )]
+    List {
+        #[command(flatten)]
+        at: InboxAt,
+        /// Only events in this state.
+        #[arg(long, value_parser = ["pending", "in_flight", "done", "dead"])]
+        state: Option<String>,
+        /// Only events of this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events whose body contains this text.
+        #[arg(long)]
+        text: Option<String>,
+        /// Only events with an id below this (the last id of the previous page).
+        #[arg(long, value_name = "ID")]
+        before: Option<u64>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// One event: its fields, its body as received and every attempt.
+    Show {
+        #[command(flatten)]
+        at: InboxAt,
+        /// The event's id.
+        id: u64,
+    },
+    /// Hand events over again: one, every dead one, or those received in a time range.
+    #[command(
+        after_help = "Examples:\n  thulium inbox replay --inbox events.redb 42\n  thulium inbox replay --inbox events.redb --all-dead\n  thulium inbox replay --inbox events.redb --since 2h"
+    )]
+    Replay {
+        #[command(flatten)]
+        at: InboxAt,
+        /// The event's id.
+        #[arg(conflicts_with_all = ["all_dead", "since"], required_unless_present_any = ["all_dead", "since"])]
+        id: Option<u64>,
+        /// Every dead event.
+        #[arg(long)]
+        all_dead: bool,
+        /// Every done or dead event received within this long (e.g. 2h, 1d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "all_dead")]
+        since: Option<Duration>,
+    },
+    /// Set an event aside by hand: it becomes dead, and waits for a replay.
+    SetAside {
+        #[command(flatten)]
+        at: InboxAt,
+        /// The event's id.
+        id: u64,
+        /// Why (kept with the event).
+        #[arg(long, default_value = "set aside by hand")]
+        reason: String,
+    },
+    /// Remove handed-over events, keeping their dedup keys for the window.
+    Purge {
+        #[command(flatten)]
+        at: InboxAt,
+        /// Remove events handed over this long ago or more.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+        older_than: Duration,
+        /// Forget dedup keys of events received this long ago or more.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+        keep_keys: Duration,
+    },
+}
+
+/// Which inbox.
+#[derive(Debug, Args)]
+pub struct InboxAt {
+    /// The inbox file (works while a listener uses it).
+    #[arg(long, value_name = "PATH", env = "THULIUM_INBOX")]
+    pub inbox: std::path::PathBuf,
 }
 
 /// Bounds on what a client may hold of the server (see thulium::server::ServerLimits).
@@ -219,7 +365,7 @@ impl ServerLimitArgs {
     }
 }
 
-/// `250ms`, `10s`, `2m` or a bare number of seconds.
+/// `250ms`, `10s`, `2m`, `3h`, `7d` or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -228,14 +374,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s or 2m"))?;
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s, 2m, 3h or 7d"))?;
     let duration = match unit {
         "ms" => Duration::from_millis(value),
         "" | "s" => Duration::from_secs(value),
         "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        "d" => Duration::from_secs(value.saturating_mul(86_400)),
         _ => {
             return Err(format!(
-                "`{text}` is not a duration such as 500ms, 10s or 2m"
+                "`{text}` is not a duration such as 500ms, 10s, 2m, 3h or 7d"
             ));
         }
     };

@@ -116,3 +116,17 @@ impl From<std::io::Error> for Failure {
         Self::other(error.to_string())
     }
 }
+
+impl From<thulium_inbox::StoreError> for Failure {
+    fn from(error: thulium_inbox::StoreError) -> Self {
+        use thulium_inbox::StoreError as E;
+        let kind = match &error {
+            E::NotFound(_) | E::WrongState { .. } => Kind::Usage,
+            _ => Kind::Other,
+        };
+        Self {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}

@@ -9,6 +9,7 @@ use thulium::receiver::Receiver;
 use tokio::sync::oneshot;
 
 use crate::args::{ListenArgs, Output};
+use crate::durable;
 use crate::failure::Failure;
 use crate::output;
 use crate::secrets::{self, Source, WEBHOOK_PASSWORD_ENV};
@@ -39,31 +40,36 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     .body_limit(args.body_limit);
 
     let stdout = StdoutWriter::spawn();
-    let app = receiver.router(&args.path, move |event: Event| {
-        let stdout = stdout.clone();
-        async move {
-            let line = match format {
-                Output::Json => event.to_json(),
-                Output::Table => human_line(&event),
-            };
-            stdout.write(line).await
-        }
-    });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| Failure::usage(format!("cannot listen on {}: {e}", args.addr)))?;
     let addr = listener.local_addr()?;
+    let auth = if args.no_auth {
+        "no auth".to_string()
+    } else {
+        format!("Basic auth, user {}", output::escape(&args.auth_user))
+    };
+    if args.inbox.inbox.is_some() {
+        return durable::run(args, receiver, listener, stdout, format).await;
+    }
+    let app = receiver.router(&args.path, move |event: Event| {
+        let stdout = stdout.clone();
+        async move { stdout.write(line(&event, format)).await }
+    });
     eprintln!(
-        "listening on http://{addr}{} ({}); Ctrl-C stops",
-        args.path,
-        if args.no_auth {
-            "no auth".to_string()
-        } else {
-            format!("Basic auth, user {}", output::escape(&args.auth_user))
-        }
+        "listening on http://{addr}{} ({auth}); Ctrl-C stops",
+        args.path
     );
     thulium::server::serve(listener, app, args.limits.limits(), shutdown_signal()).await?;
     Ok(())
+}
+
+/// One event as printed: JSON, or the human line.
+pub fn line(event: &Event, format: Output) -> String {
+    match format {
+        Output::Json => event.to_json(),
+        Output::Table => human_line(event),
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what service managers send).
@@ -94,12 +100,12 @@ pub async fn shutdown_signal() {
 /// then get `500` within [`OUTPUT_WAIT`] (Thulium keeps the event), other requests
 /// and Ctrl-C are served as usual.
 #[derive(Clone)]
-struct StdoutWriter {
+pub struct StdoutWriter {
     lines: SyncSender<(String, oneshot::Sender<std::io::Result<()>>)>,
 }
 
 impl StdoutWriter {
-    fn spawn() -> Self {
+    pub fn spawn() -> Self {
         let (lines, queue) =
             sync_channel::<(String, oneshot::Sender<std::io::Result<()>>)>(OUTPUT_QUEUE);
         std::thread::Builder::new()
@@ -116,7 +122,7 @@ impl StdoutWriter {
     }
 
     /// Queues `line` and waits until it is written: `Ok` only once it is on stdout.
-    async fn write(&self, line: String) -> Result<(), String> {
+    pub async fn write(&self, line: String) -> Result<(), String> {
         let (written, done) = oneshot::channel();
         match self.lines.try_send((line, written)) {
             Ok(()) => {}

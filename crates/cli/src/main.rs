@@ -3,8 +3,10 @@
 
 mod args;
 mod connection;
+mod durable;
 mod events;
 mod failure;
+mod inbox;
 mod listen;
 mod mock;
 mod output;
@@ -92,6 +94,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Listen(args) => listen::run(args, cli.output).await,
         Command::Mock(args) => mock::run(args, cli.output).await,
         Command::Events(command) => events::run(command, cli.output).await,
+        Command::Inbox(command) => inbox::run(command, cli.output).await,
         Command::Completions { shell } => {
             // Generated into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();

@@ -1,0 +1,245 @@
+//! `thulium inbox stats|list|show|replay|set-aside|purge`: the inbox file, read and
+//! changed while a listener uses it or not (redb's multi-writer mode).
+
+use serde_json::{Value, json};
+use thulium_inbox::model::now_ms;
+use thulium_inbox::{
+    EmbeddedStore, EventId, Filter, Replay, State, Stats, Store, StoredEvent, UnixMs,
+};
+
+use crate::args::{InboxCommand, Output};
+use crate::failure::Failure;
+use crate::output;
+
+pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
+    match command {
+        InboxCommand::Stats { at } => {
+            let stats = open(&at.inbox)?.stats().await?;
+            match format {
+                Output::Json => output::print(stats_json(&stats)),
+                Output::Table => output::print(stats_table(&stats)),
+            }
+        }
+        InboxCommand::List {
+            at,
+            state,
+            action,
+            text,
+            before,
+            limit,
+        } => {
+            let filter = Filter {
+                state: state
+                    .map(|s| s.parse::<State>())
+                    .transpose()
+                    .map_err(Failure::usage)?,
+                action,
+                text,
+                before: before.map(EventId),
+                limit: Some(limit as usize),
+                ..Filter::default()
+            };
+            let events = open(&at.inbox)?.list(filter).await?;
+            match format {
+                Output::Json => {
+                    output::print(Value::Array(events.iter().map(event_json).collect()))
+                }
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = events
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.id.to_string(),
+                                e.state.to_string(),
+                                e.action.clone(),
+                                time(e.received_at),
+                                e.attempts.to_string(),
+                                e.last_error.clone().unwrap_or_else(|| "-".into()),
+                            ]
+                        })
+                        .collect();
+                    output::print(output::table(
+                        &[
+                            "ID",
+                            "STATE",
+                            "ACTION",
+                            "RECEIVED",
+                            "ATTEMPTS",
+                            "LAST ERROR",
+                        ],
+                        &rows,
+                    ))
+                }
+            }
+        }
+        InboxCommand::Show { at, id } => {
+            let event = open(&at.inbox)?
+                .get(EventId(id))
+                .await?
+                .ok_or_else(|| Failure::usage(format!("no event {id} in the inbox")))?;
+            match format {
+                Output::Json => output::print(event_json(&event)),
+                Output::Table => output::print(show(&event)),
+            }
+        }
+        InboxCommand::Replay {
+            at,
+            id,
+            all_dead,
+            since,
+        } => {
+            let selection = match (id, all_dead, since) {
+                (Some(id), _, _) => Replay::Id(EventId(id)),
+                (None, true, _) => Replay::AllDead,
+                (None, false, Some(since)) => Replay::ReceivedBetween {
+                    from: now_ms()
+                        .saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
+                    to: u64::MAX,
+                },
+                (None, false, None) => {
+                    return Err(Failure::usage("give an id, --all-dead or --since"));
+                }
+            };
+            let count = open(&at.inbox)?.replay(selection).await?;
+            match format {
+                Output::Json => output::print(json!({ "replayed": count })),
+                Output::Table => output::print(format!(
+                    "{count} event(s) pending again; a running listener hands them over now"
+                )),
+            }
+        }
+        InboxCommand::SetAside { at, id, reason } => {
+            open(&at.inbox)?.set_aside(EventId(id), reason).await?;
+            match format {
+                Output::Json => output::print(json!({ "set_aside": id })),
+                Output::Table => output::print(format!("event {id} is dead until replayed")),
+            }
+        }
+        InboxCommand::Purge {
+            at,
+            older_than,
+            keep_keys,
+        } => {
+            let cut = |d: std::time::Duration| {
+                now_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            };
+            let purged = open(&at.inbox)?
+                .purge(cut(older_than), cut(keep_keys))
+                .await?;
+            match format {
+                Output::Json => {
+                    output::print(json!({ "events": purged.events, "keys": purged.keys }))
+                }
+                Output::Table => output::print(format!(
+                    "removed {} handed-over event(s), forgot {} dedup key(s)",
+                    purged.events, purged.keys
+                )),
+            }
+        }
+    }
+}
+
+fn open(path: &std::path::Path) -> Result<EmbeddedStore, Failure> {
+    if !path.exists() {
+        return Err(Failure::usage(format!(
+            "no inbox at {}; `thulium listen --inbox {}` creates it",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(EmbeddedStore::open(path)?)
+}
+
+/// A time as RFC 3339 in UTC, to the second.
+fn time(at: UnixMs) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp((at / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn stats_json(stats: &Stats) -> Value {
+    json!({
+        "pending": stats.pending,
+        "in_flight": stats.in_flight,
+        "done": stats.done,
+        "dead": stats.dead,
+        "received": stats.received,
+        "duplicates": stats.duplicates,
+        "conflicts": stats.conflicts,
+        "oldest_open_age_seconds": stats.oldest_open_age(now_ms()).map(|a| a.as_secs()),
+    })
+}
+
+fn stats_table(stats: &Stats) -> String {
+    let age = stats
+        .oldest_open_age(now_ms())
+        .map_or_else(|| "-".to_string(), |a| format!("{} s", a.as_secs()));
+    let rows = vec![
+        vec!["pending".into(), stats.pending.to_string()],
+        vec!["in flight".into(), stats.in_flight.to_string()],
+        vec!["done".into(), stats.done.to_string()],
+        vec!["dead".into(), stats.dead.to_string()],
+        vec!["received".into(), stats.received.to_string()],
+        vec!["duplicates".into(), stats.duplicates.to_string()],
+        vec!["conflicts".into(), stats.conflicts.to_string()],
+        vec!["oldest waiting".into(), age],
+    ];
+    output::table(&["", "COUNT"], &rows)
+}
+
+fn event_json(event: &StoredEvent) -> Value {
+    json!({
+        "id": event.id,
+        "state": event.state,
+        "action": event.action,
+        "dedup_key": event.dedup_key,
+        "received_at": time(event.received_at),
+        "attempts": event.attempts,
+        "due_at": time(event.due_at),
+        "finished_at": event.finished_at.map(time),
+        "last_error": event.last_error,
+        "conflict": event.conflict,
+        "content_type": event.content_type,
+        "body": event.body,
+        "event": serde_json::from_str::<Value>(&event.canonical).unwrap_or(Value::Null),
+        "history": event.history,
+    })
+}
+
+fn show(event: &StoredEvent) -> String {
+    let mut out = format!(
+        "event {}  {}  {}\nreceived  {}\nattempts  {}{}\ndedup key {}\nbody ({})\n  {}\n",
+        event.id,
+        event.state,
+        output::escape(&event.action),
+        time(event.received_at),
+        event.attempts,
+        if event.conflict {
+            "  (conflict: another event had this dedup key)"
+        } else {
+            ""
+        },
+        output::escape(&event.dedup_key),
+        output::escape(event.content_type.as_deref().unwrap_or("no content type")),
+        output::escape(&event.body),
+    );
+    if !event.history.is_empty() {
+        out.push_str("\nattempts\n");
+        for attempt in &event.history {
+            let outcome = match &attempt.outcome {
+                thulium_inbox::Outcome::Delivered => "delivered".to_string(),
+                thulium_inbox::Outcome::Failed(e) => format!("failed: {}", output::escape(e)),
+                thulium_inbox::Outcome::SetAside(e) => format!("set aside: {}", output::escape(e)),
+                _ => "other".to_string(),
+            };
+            out.push_str(&format!(
+                "  #{}  {}  {} ms  {outcome}\n",
+                attempt.number,
+                time(attempt.started_at),
+                attempt.duration_ms
+            ));
+        }
+    }
+    out
+}

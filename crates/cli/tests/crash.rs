@@ -1,0 +1,269 @@
+//! The durable inbox under real crashes: a `thulium listen --inbox --forward-to`
+//! process receives 20,000 distinct events from 32 concurrent connections while it is
+//! killed with SIGKILL at random moments, at least 20 times, and restarted each time.
+//! Every event answered `200` must be stored and forwarded at least once, and sending
+//! all 20,000 again must store nothing new.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const EVENTS: usize = 20_000;
+const CONNECTIONS: usize = 32;
+const KILLS: usize = 20;
+
+fn body(ticket_id: usize) -> String {
+    format!(
+        "action=TICKET_CREATED&ticket_id={ticket_id}&agent_login=jkowalski&direction=in_behalf_of\
+         &date=2014-11-17+12%3A59%3A32&customer_id=154"
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_listener(inbox: &Path, addr: SocketAddr, sink: SocketAddr, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_thulium"))
+        .args([
+            "listen",
+            "--no-auth",
+            "--addr",
+            &addr.to_string(),
+            "--inbox",
+            inbox.to_str().unwrap(),
+            "--forward-to",
+            &format!("http://{sink}/app"),
+            "--concurrency",
+            "32",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+fn inbox_stats(inbox: &Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_thulium"))
+        .args([
+            "inbox",
+            "stats",
+            "--output",
+            "json",
+            "--inbox",
+            inbox.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn stored(stats: &serde_json::Value) -> u64 {
+    ["pending", "in_flight", "done", "dead"]
+        .iter()
+        .map(|k| stats[k].as_u64().unwrap())
+        .sum()
+}
+
+/// The application behind the relay: records the ticket id of every event it gets.
+async fn start_sink(seen: Arc<Mutex<HashSet<usize>>>, forwarded: Arc<AtomicUsize>) -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::post(move |body: String| {
+            let (seen, forwarded) = (Arc::clone(&seen), Arc::clone(&forwarded));
+            async move {
+                let ticket = body
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("ticket_id="))
+                    .and_then(|id| id.parse::<usize>().ok());
+                if let Some(ticket) = ticket {
+                    seen.lock().unwrap().insert(ticket);
+                }
+                forwarded.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(thulium::server::serve(
+        listener,
+        app,
+        thulium::server::ServerLimits::default(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// Sends every event until it is answered 200 (as a patient sender would), over
+/// `CONNECTIONS` concurrent connections; returns the ids answered 200. With `kills`,
+/// event `i` waits until `i * KILLS / EVENTS` kills have happened, so that the kills
+/// are spread over the stream however fast the machine is.
+async fn send_all(url: &str, stop_after: Duration, kills: Option<Arc<AtomicUsize>>) -> Vec<bool> {
+    thulium::install_crypto_provider();
+    let next = Arc::new(AtomicUsize::new(0));
+    let answered: Arc<Vec<AtomicBool>> =
+        Arc::new((0..EVENTS).map(|_| AtomicBool::new(false)).collect());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + stop_after;
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (next, answered, http, url) = (
+            Arc::clone(&next),
+            Arc::clone(&answered),
+            http.clone(),
+            url.to_string(),
+        );
+        let kills = kills.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= EVENTS {
+                    return;
+                }
+                if let Some(kills) = &kills {
+                    while kills.load(Ordering::SeqCst) < i * KILLS / EVENTS
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                while Instant::now() < deadline {
+                    let result = http
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body(i))
+                        .send()
+                        .await;
+                    if matches!(&result, Ok(r) if r.status().as_u16() == 200) {
+                        answered[i].store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    // Refused while the listener is down or restarting: send again.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    answered.iter().map(|a| a.load(Ordering::SeqCst)).collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_event_answered_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("events.redb");
+    let log = dir.path().join("listener.log");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen: Arc<Mutex<HashSet<usize>>> = Arc::default();
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let sink = runtime.block_on(start_sink(Arc::clone(&seen), Arc::clone(&forwarded)));
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}/thulium");
+
+    let child = Arc::new(Mutex::new(start_listener(&inbox, addr, sink, &log)));
+    let kills = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let (child, kills, inbox, log) = (
+            Arc::clone(&child),
+            Arc::clone(&kills),
+            inbox.clone(),
+            log.clone(),
+        );
+        std::thread::spawn(move || {
+            for _ in 0..KILLS {
+                std::thread::sleep(Duration::from_millis(fastrand::u64(100..400)));
+                let mut running = child.lock().unwrap();
+                running.kill().unwrap(); // SIGKILL
+                running.wait().unwrap();
+                kills.fetch_add(1, Ordering::SeqCst);
+                *running = start_listener(&inbox, addr, sink, &log);
+            }
+        })
+    };
+    let answered = runtime.block_on(send_all(
+        &url,
+        Duration::from_secs(240),
+        Some(Arc::clone(&kills)),
+    ));
+    killer.join().unwrap();
+    assert!(kills.load(Ordering::SeqCst) >= KILLS);
+    let acked: Vec<usize> = (0..EVENTS).filter(|i| answered[*i]).collect();
+    assert_eq!(
+        acked.len(),
+        EVENTS,
+        "a sender gave up: the listener never came back"
+    );
+
+    // Every event answered 200 reaches the application (at least once).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let missing = acked
+            .iter()
+            .filter(|i| !seen.lock().unwrap().contains(i))
+            .count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} events answered 200 never reached the application; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats = inbox_stats(&inbox);
+    assert_eq!(stored(&stats), EVENTS as u64, "{stats}");
+    let redelivered = forwarded.load(Ordering::SeqCst) - EVENTS;
+    eprintln!(
+        "{} kills; {} events forwarded {} times ({redelivered} redeliveries); stats {stats}",
+        kills.load(Ordering::SeqCst),
+        EVENTS,
+        EVENTS + redelivered
+    );
+
+    // Sending everything again stores nothing new.
+    let again = runtime.block_on(send_all(&url, Duration::from_secs(120), None));
+    assert!(again.iter().all(|a| *a));
+    let after = inbox_stats(&inbox);
+    assert_eq!(stored(&after), EVENTS as u64, "{after}");
+    assert!(
+        after["duplicates"].as_u64().unwrap() >= EVENTS as u64,
+        "{after}"
+    );
+    let mut running = child.lock().unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &running.id().to_string()])
+        .status();
+    let _ = running.wait();
+}
