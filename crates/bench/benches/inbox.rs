@@ -1,0 +1,429 @@
+//! `cargo bench -p thulium-bench --bench inbox`: the durable inbox beside its
+//! baselines, written into BENCHMARKS.md between the inbox markers.
+//!
+//! 1. Ingest over loopback at 64 connections, every event distinct: the SDK's
+//!    non-durable receiver; the inbox on redb (group commit); SQLite in WAL mode with
+//!    `synchronous=FULL` and one transaction per event (the naive way); SQLite with
+//!    the same group commit as the inbox. Events/s and per-request p50/p99.
+//! 2. Dispatch: claim, a no-op handler, ack, from a store holding N pending events.
+//! 3. Reopening a store that holds 1,000,000 pending events.
+//!
+//! Flags after `--`: `--quick` (small counts), `--no-write` (print only).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use thulium::event::Event;
+use thulium::receiver::Receiver;
+use thulium_bench::{Stats, serve};
+use thulium_inbox::conformance::ticket;
+use thulium_inbox::dispatcher::{DispatchConfig, Dispatcher};
+use thulium_inbox::receiver::DurableReceiver;
+use thulium_inbox::{EmbeddedStore, Store};
+use tokio::sync::oneshot;
+
+const START: &str = "<!-- inbox:start -->";
+const END: &str = "<!-- inbox:end -->";
+const CONNECTIONS: usize = 64;
+const AUTH: &str = "Basic dGh1bGl1bTpiZW5jaC1wYXNzd29yZA=="; // thulium:bench-password
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let write = !args.iter().any(|a| a == "--no-write");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Measured {} on {} cores, disk under {}. Command: `cargo bench -p thulium-bench --bench inbox{}`. Release build; the load generator runs in the same process as the server.\n",
+        now_utc(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        dir.path().display(),
+        if quick { " -- --quick" } else { "" }
+    );
+    runtime.block_on(ingest_section(&mut out, dir.path(), quick));
+    runtime.block_on(dispatch_section(&mut out, dir.path(), quick));
+    runtime.block_on(reopen_section(&mut out, dir.path(), quick));
+    let _ = writeln!(out, "\nWhole run: {:.0} s.", started.elapsed().as_secs_f64());
+    println!("{out}");
+    if write {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
+        let text = std::fs::read_to_string(&path).expect("BENCHMARKS.md");
+        let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+            panic!("BENCHMARKS.md has no inbox markers");
+        };
+        let updated = format!("{}{START}\n{out}\n{}", &text[..a], &text[b..]);
+        std::fs::write(&path, updated).expect("BENCHMARKS.md is writable");
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+fn now_utc() -> String {
+    let output = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output();
+    output.map_or_else(|_| "?".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+// ---- 1. ingest ----
+
+/// How many 4 KiB write-and-fdatasync rounds this disk does per second (for a second).
+fn fsyncs_per_second(dir: &Path) -> f64 {
+    use std::io::{Seek, Write};
+    let mut file = std::fs::File::create(dir.join("fsync.probe")).expect("a probe file");
+    let block = [7u8; 4096];
+    let started = Instant::now();
+    let mut rounds = 0u32;
+    while started.elapsed() < Duration::from_secs(1) {
+        file.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        file.write_all(&block).expect("write");
+        file.sync_data().expect("fdatasync");
+        rounds += 1;
+    }
+    f64::from(rounds) / started.elapsed().as_secs_f64()
+}
+
+/// One distinct TICKET_CREATED body per number.
+fn event_body(number: u64) -> String {
+    format!(
+        "action=TICKET_CREATED&ticket_id={number}&agent_login=jkowalski&direction=in_behalf_of\
+         &date=2014-11-17+12%3A59%3A32&customer_id=154"
+    )
+}
+
+/// `count` distinct events over `CONNECTIONS` connections; events/s and latencies.
+async fn load(url: &str, count: usize, numbers: &Arc<AtomicU64>) -> (f64, Stats) {
+    thulium::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .expect("a client");
+    let per_task = count.div_ceil(CONNECTIONS);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (http, url, numbers) = (http.clone(), url.to_string(), Arc::clone(numbers));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let body = event_body(numbers.fetch_add(1, Ordering::Relaxed));
+                let sent = Instant::now();
+                let status = http
+                    .post(&url)
+                    .header("authorization", AUTH)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("a delivery")
+                    .status();
+                latencies.push(sent.elapsed());
+                assert_eq!(status, 200, "every delivery is taken");
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("a load task"));
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    (rate, Stats::of(&mut all).expect("samples"))
+}
+
+fn receiver() -> Receiver {
+    Receiver::with_basic_auth("thulium", "bench-password").expect("a receiver")
+}
+
+/// SQLite in WAL mode with `synchronous=FULL`, as one would use it for an inbox.
+fn sqlite(path: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).expect("sqlite opens");
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, dedup_key TEXT NOT NULL UNIQUE,
+               body TEXT NOT NULL, state INTEGER NOT NULL, due INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS events_due ON events (state, due);",
+        )
+        .expect("the schema");
+    connection
+}
+
+fn insert(connection: &rusqlite::Connection, event: &Event, body: &str) -> rusqlite::Result<usize> {
+    connection.execute(
+        "INSERT OR IGNORE INTO events (dedup_key, body, state, due) VALUES (?1, ?2, 0, 0)",
+        (event.dedup_key(), body),
+    )
+}
+
+/// The naive way: one autocommit transaction (one fsync) per event.
+fn naive_sqlite_app(path: &Path) -> axum::Router {
+    let connection = Arc::new(Mutex::new(sqlite(path)));
+    receiver().router("/hook", move |event: Event| {
+        let connection = Arc::clone(&connection);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let body = event.to_form();
+                insert(&connection.lock().expect("the connection"), &event, &body).map(drop)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+        }
+    })
+}
+
+type Job = (Event, oneshot::Sender<Result<(), String>>);
+
+/// SQLite with the inbox's group commit: a writer thread takes every waiting insert
+/// into one transaction and answers all of them after its commit.
+fn grouped_sqlite_app(path: &Path) -> axum::Router {
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let connection = sqlite(path);
+    std::thread::spawn(move || {
+        let mut connection = connection;
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while let Ok(job) = queue.try_recv() {
+                batch.push(job);
+                if batch.len() >= 4096 {
+                    break;
+                }
+            }
+            let result = (|| {
+                let transaction = connection.transaction()?;
+                for (event, _) in &batch {
+                    insert(&transaction, event, &event.to_form())?;
+                }
+                transaction.commit()
+            })();
+            let result = result.map_err(|e| e.to_string());
+            for (_, reply) in batch {
+                let _ = reply.send(result.clone());
+            }
+        }
+    });
+    let jobs = Arc::new(Mutex::new(jobs));
+    receiver().router("/hook", move |event: Event| {
+        let jobs = Arc::clone(&jobs);
+        async move {
+            let (reply, answer) = oneshot::channel();
+            jobs.lock()
+                .expect("the queue")
+                .send((event, reply))
+                .map_err(|e| e.to_string())?;
+            answer.await.map_err(|e| e.to_string())?
+        }
+    })
+}
+
+struct Row {
+    name: &'static str,
+    rate: f64,
+    stats: Stats,
+}
+
+async fn ingest_section(out: &mut String, dir: &Path, quick: bool) {
+    let (count, naive_count, rounds) = if quick { (2_000, 300, 1) } else { (20_000, 1_500, 3) };
+    let numbers = Arc::new(AtomicU64::new(0));
+    let bare_url = format!(
+        "http://{}/hook",
+        serve(receiver().router("/hook", |event: Event| async move {
+            std::hint::black_box(event);
+            Ok::<_, std::convert::Infallible>(())
+        }))
+        .await
+    );
+    let store = EmbeddedStore::open(dir.join("ingest.redb")).expect("the inbox");
+    let inbox_url = format!(
+        "http://{}/hook",
+        serve(DurableReceiver::new(receiver(), store.clone()).max_backlog(u64::MAX).router("/hook")).await
+    );
+    let grouped_url = format!("http://{}/hook", serve(grouped_sqlite_app(&dir.join("grouped.sqlite"))).await);
+    let naive_url = format!("http://{}/hook", serve(naive_sqlite_app(&dir.join("naive.sqlite"))).await);
+
+    // Warm up every side, then alternate the order in rounds; keep each side's median.
+    for url in [&bare_url, &inbox_url, &grouped_url, &naive_url] {
+        load(url, 256, &numbers).await;
+    }
+    let mut results: Vec<Vec<(f64, Stats)>> = vec![Vec::new(); 4];
+    for round in 0..rounds {
+        let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [3, 2, 1, 0] };
+        for side in order {
+            eprintln!("ingest round {round}, side {side}");
+            let result = match side {
+                0 => load(&bare_url, count, &numbers).await,
+                1 => load(&inbox_url, count, &numbers).await,
+                2 => load(&grouped_url, count, &numbers).await,
+                _ => load(&naive_url, naive_count, &numbers).await,
+            };
+            results[side].push(result);
+        }
+    }
+    let names = [
+        "SDK receiver, not durable (baseline)",
+        "inbox on redb, group commit (default)",
+        "SQLite WAL synchronous=FULL, group commit",
+        "SQLite WAL synchronous=FULL, one transaction per event (naive)",
+    ];
+    let rows: Vec<Row> = results
+        .into_iter()
+        .zip(names)
+        .map(|(mut runs, name)| {
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (rate, stats) = runs[runs.len() / 2];
+            Row { name, rate, stats }
+        })
+        .collect();
+    assert!(store.stats().await.expect("stats").pending > 0);
+
+    let fsyncs = fsyncs_per_second(dir);
+    let _ = writeln!(out, "## 5. Durable inbox: ingest\n");
+    let _ = writeln!(
+        out,
+        "{CONNECTIONS} concurrent connections POST distinct `TICKET_CREATED` events over loopback with Basic auth; each side behind the same SDK receiver checks. {count} events per run ({naive_count} for the naive side, which is slow), {rounds} runs per side in alternating order, median run shown. Latency is per request, from sending to the answer.\n"
+    );
+    let _ = writeln!(out, "| receiver | durable | events/s | p50 | p99 |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (i, row) in rows.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+            row.name,
+            if i == 0 { "no" } else { "yes" },
+            row.rate,
+            row.stats.p50.as_secs_f64() * 1e3,
+            row.stats.p99.as_secs_f64() * 1e3
+        );
+    }
+    let (bare, inbox, grouped, naive) = (&rows[0], &rows[1], &rows[2], &rows[3]);
+    let verdict = |met: bool| if met { "met" } else { "**missed**" };
+    let _ = writeln!(
+        out,
+        "\nThis disk does {fsyncs:.0} write-and-fdatasync rounds per second (4 KiB, one thread, measured just before), which bounds the naive side.\n\nTargets: at least 15,000 durable events/s: {} ({:.0}); at least 0.25x the non-durable receiver: {} ({:.2}x); at least 30x naive SQLite: {} ({:.1}x); p99 under 15 ms: {} ({:.2} ms). Group-commit SQLite reaches {:.2}x of the inbox.",
+        verdict(inbox.rate >= 15_000.0),
+        inbox.rate,
+        verdict(inbox.rate / bare.rate >= 0.25),
+        inbox.rate / bare.rate,
+        verdict(inbox.rate / naive.rate >= 30.0),
+        inbox.rate / naive.rate,
+        verdict(inbox.stats.p99 < Duration::from_millis(15)),
+        inbox.stats.p99.as_secs_f64() * 1e3,
+        grouped.rate / inbox.rate,
+    );
+}
+
+// ---- 2. dispatch ----
+
+async fn fill(store: &EmbeddedStore, from: u64, count: u64) {
+    let mut tasks = Vec::new();
+    let per_task = count.div_ceil(256);
+    for task in 0..256u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_task {
+                let number = from + task * per_task + i;
+                if number < from + count {
+                    store.put(ticket(number, 0)).await.expect("a put");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a fill task");
+    }
+}
+
+async fn dispatch_section(out: &mut String, dir: &Path, quick: bool) {
+    let count: u64 = if quick { 5_000 } else { 50_000 };
+    let path = dir.join("dispatch.redb");
+    let store = EmbeddedStore::open(&path).expect("the inbox");
+    fill(&store, 0, count).await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = DispatchConfig::default().concurrency(256).poll_interval(Duration::from_millis(5));
+    let started = Instant::now();
+    let task = tokio::spawn(Dispatcher::new(store.clone(), config).run(
+        |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
+            std::hint::black_box(event);
+            Ok::<_, std::convert::Infallible>(())
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    loop {
+        if store.stats().await.expect("stats").done >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    task.await.expect("the dispatcher");
+    let rate = count as f64 / elapsed.as_secs_f64();
+    let _ = writeln!(out, "\n## 6. Durable inbox: dispatch\n");
+    let _ = writeln!(
+        out,
+        "{count} pending events, one dispatcher with 256 handlers (the default is 16: more handlers in flight let each group commit take more claims and acks); each event is claimed (lease and token), handed to a no-op handler, and acked; claims and acks are group-committed like puts.\n"
+    );
+    let _ = writeln!(out, "| events | time | events/s |");
+    let _ = writeln!(out, "|---|---|---|");
+    let _ = writeln!(out, "| {count} | {:.2} s | {rate:.0} |", elapsed.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "\nTarget at least 30,000 events/s: {} ({rate:.0}).",
+        if rate >= 30_000.0 { "met" } else { "**missed**" }
+    );
+}
+
+// ---- 3. reopen ----
+
+async fn reopen_section(out: &mut String, dir: &Path, quick: bool) {
+    let count: u64 = if quick { 20_000 } else { 1_000_000 };
+    let path: PathBuf = dir.join("reopen.redb");
+    let filled = Instant::now();
+    {
+        let store = EmbeddedStore::open(&path).expect("the inbox");
+        fill(&store, 0, count).await;
+        assert_eq!(store.stats().await.expect("stats").pending, count);
+    }
+    let fill_time = filled.elapsed();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let store = EmbeddedStore::open(&path).expect("the inbox");
+        let stats = store.stats().await.expect("stats");
+        let released = store.release_claims().await.expect("release");
+        times.push(started.elapsed());
+        assert_eq!((stats.pending, released), (count, 0));
+    }
+    times.sort();
+    let median = times[1];
+    let _ = writeln!(out, "\n## 7. Durable inbox: reopening\n");
+    let _ = writeln!(
+        out,
+        "A store holding {count} pending events ({:.0} MB, filled in {:.1} s by 256 concurrent puts, {:.0} events/s) is opened, its stats read and its claims released, as `thulium listen --inbox` does at start (median of 3).\n",
+        size as f64 / 1e6,
+        fill_time.as_secs_f64(),
+        count as f64 / fill_time.as_secs_f64()
+    );
+    let _ = writeln!(out, "| events | reopen |");
+    let _ = writeln!(out, "|---|---|");
+    let _ = writeln!(out, "| {count} | {:.0} ms |", median.as_secs_f64() * 1e3);
+    let _ = writeln!(
+        out,
+        "\nTarget under 1 s: {} ({:.0} ms).",
+        if median < Duration::from_secs(1) { "met" } else { "**missed**" },
+        median.as_secs_f64() * 1e3
+    );
+}
