@@ -53,7 +53,11 @@ fn main() {
     runtime.block_on(ingest_section(&mut out, dir.path(), quick));
     runtime.block_on(dispatch_section(&mut out, dir.path(), quick));
     runtime.block_on(reopen_section(&mut out, dir.path(), quick));
-    let _ = writeln!(out, "\nWhole run: {:.0} s.", started.elapsed().as_secs_f64());
+    let _ = writeln!(
+        out,
+        "\nWhole run: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
     println!("{out}");
     if write {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
@@ -71,7 +75,10 @@ fn now_utc() -> String {
     let output = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output();
-    output.map_or_else(|_| "?".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    output.map_or_else(
+        |_| "?".into(),
+        |o| String::from_utf8_lossy(&o.stdout).trim().to_string(),
+    )
 }
 
 // ---- 1. ingest ----
@@ -233,7 +240,11 @@ struct Row {
 }
 
 async fn ingest_section(out: &mut String, dir: &Path, quick: bool) {
-    let (count, naive_count, rounds) = if quick { (2_000, 300, 1) } else { (20_000, 1_500, 3) };
+    let (count, naive_count, rounds) = if quick {
+        (2_000, 300, 1)
+    } else {
+        (20_000, 1_500, 3)
+    };
     let numbers = Arc::new(AtomicU64::new(0));
     let bare_url = format!(
         "http://{}/hook",
@@ -246,10 +257,21 @@ async fn ingest_section(out: &mut String, dir: &Path, quick: bool) {
     let store = EmbeddedStore::open(dir.join("ingest.redb")).expect("the inbox");
     let inbox_url = format!(
         "http://{}/hook",
-        serve(DurableReceiver::new(receiver(), store.clone()).max_backlog(u64::MAX).router("/hook")).await
+        serve(
+            DurableReceiver::new(receiver(), store.clone())
+                .max_backlog(u64::MAX)
+                .router("/hook")
+        )
+        .await
     );
-    let grouped_url = format!("http://{}/hook", serve(grouped_sqlite_app(&dir.join("grouped.sqlite"))).await);
-    let naive_url = format!("http://{}/hook", serve(naive_sqlite_app(&dir.join("naive.sqlite"))).await);
+    let grouped_url = format!(
+        "http://{}/hook",
+        serve(grouped_sqlite_app(&dir.join("grouped.sqlite"))).await
+    );
+    let naive_url = format!(
+        "http://{}/hook",
+        serve(naive_sqlite_app(&dir.join("naive.sqlite"))).await
+    );
 
     // Warm up every side, then alternate the order in rounds; keep each side's median.
     for url in [&bare_url, &inbox_url, &grouped_url, &naive_url] {
@@ -257,7 +279,11 @@ async fn ingest_section(out: &mut String, dir: &Path, quick: bool) {
     }
     let mut results: Vec<Vec<(f64, Stats)>> = vec![Vec::new(); 4];
     for round in 0..rounds {
-        let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [3, 2, 1, 0] };
+        let order: [usize; 4] = if round % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [3, 2, 1, 0]
+        };
         for side in order {
             eprintln!("ingest round {round}, side {side}");
             let result = match side {
@@ -349,7 +375,9 @@ async fn dispatch_section(out: &mut String, dir: &Path, quick: bool) {
     let store = EmbeddedStore::open(&path).expect("the inbox");
     fill(&store, 0, count).await;
     let (stop, stopped) = oneshot::channel::<()>();
-    let config = DispatchConfig::default().concurrency(256).poll_interval(Duration::from_millis(5));
+    let config = DispatchConfig::default()
+        .concurrency(256)
+        .poll_interval(Duration::from_millis(5));
     let started = Instant::now();
     let task = tokio::spawn(Dispatcher::new(store.clone(), config).run(
         |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
@@ -377,11 +405,19 @@ async fn dispatch_section(out: &mut String, dir: &Path, quick: bool) {
     );
     let _ = writeln!(out, "| events | time | events/s |");
     let _ = writeln!(out, "|---|---|---|");
-    let _ = writeln!(out, "| {count} | {:.2} s | {rate:.0} |", elapsed.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "| {count} | {:.2} s | {rate:.0} |",
+        elapsed.as_secs_f64()
+    );
     let _ = writeln!(
         out,
         "\nTarget at least 30,000 events/s: {} ({rate:.0}).",
-        if rate >= 30_000.0 { "met" } else { "**missed**" }
+        if rate >= 30_000.0 {
+            "met"
+        } else {
+            "**missed**"
+        }
     );
 }
 
@@ -423,7 +459,11 @@ async fn reopen_section(out: &mut String, dir: &Path, quick: bool) {
     let _ = writeln!(
         out,
         "\nTarget under 1 s: {} ({:.0} ms).",
-        if median < Duration::from_secs(1) { "met" } else { "**missed**" },
+        if median < Duration::from_secs(1) {
+            "met"
+        } else {
+            "**missed**"
+        },
         median.as_secs_f64() * 1e3
     );
 }

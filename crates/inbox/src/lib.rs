@@ -25,6 +25,38 @@
 //! must be idempotent. Redeliveries are recognised by [`thulium::event::Event::dedup_key`]
 //! and content within the window; an event with a known key and other content is
 //! stored too, and counted as a conflict.
+//!
+//! # In your own server
+//!
+//! ```no_run
+//! use thulium::event::Event;
+//! use thulium::receiver::Receiver;
+//! use thulium_inbox::dispatcher::{Delivery, DispatchConfig, Dispatcher};
+//! use thulium_inbox::receiver::DurableReceiver;
+//! use thulium_inbox::{EmbeddedStore, Store};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = EmbeddedStore::open("events.redb")?;
+//! // One process dispatches from a file; claims a dead process left are released now.
+//! let _lock = store.lock_for_dispatch()?;
+//! store.release_claims().await?;
+//!
+//! let receiver = Receiver::with_basic_auth("thulium", "a-long-random-password")?;
+//! let app = DurableReceiver::new(receiver, store.clone())
+//!     .router("/thulium")
+//!     .merge(thulium_inbox::ops::router(store.clone(), None));
+//! let dispatcher = Dispatcher::new(store.clone(), DispatchConfig::default());
+//! tokio::spawn(dispatcher.run(
+//!     |event: Event, delivery: Delivery| async move {
+//!         println!("{} (attempt {})", event.action(), delivery.attempt);
+//!         Ok::<_, std::io::Error>(()) // an Err is retried later
+//!     },
+//!     std::future::pending(),
+//! ));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! thulium::server::serve(listener, app, Default::default(), std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
 
 pub mod conformance;
 pub mod dispatcher;
