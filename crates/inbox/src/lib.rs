@@ -64,6 +64,8 @@ pub mod embedded;
 pub mod forward;
 pub mod model;
 pub mod ops;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod receiver;
 pub mod store;
 

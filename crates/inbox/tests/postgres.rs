@@ -1,0 +1,247 @@
+//! The PostgreSQL store against a real server: the shared conformance suite, the model
+//! test, migrations, lost connections, read-only databases and refused plain-text
+//! credentials. Each test works in a schema of its own and drops it at the end.
+//!
+//! The server is `THULIUM_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). If it cannot be reached the tests say
+//! so and are not run, unless `CI` or `THULIUM_REQUIRE_POSTGRES` is set: then they
+//! fail, so that CI never skips them silently.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use thulium_inbox::conformance::{self, ModelOp, ticket};
+use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
+use thulium_inbox::{PutOutcome, Store, StoreError};
+
+fn url() -> String {
+    std::env::var("THULIUM_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("THULIUM_REQUIRE_POSTGRES").is_some()
+}
+
+/// A store in a fresh schema, or `None` (with the reason printed) when PostgreSQL is
+/// not reachable and not required.
+async fn fresh(test: &str) -> Option<(PostgresStore, String)> {
+    let schema = format!("t_{}_{:x}", test, fastrand::u32(..));
+    match PostgresStore::connect(&url(), PostgresOptions::default().schema(&schema)).await {
+        Ok(store) => Some((store, schema)),
+        Err(error) if !required() => {
+            // Written to stderr directly, not with eprintln!, which the test harness
+            // captures: the developer must see that these tests did not run.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nNOT RUN: {test}: PostgreSQL at {} is not reachable ({error}). Start it (see README), or set THULIUM_TEST_POSTGRES; CI requires it.",
+                url()
+            );
+            None
+        }
+        Err(error) => panic!(
+            "PostgreSQL at {} is required (CI) but not reachable: {error}",
+            url()
+        ),
+    }
+}
+
+/// A plain client for what the tests do to the server behind the store's back.
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("an admin connection");
+    tokio::spawn(connection);
+    client
+}
+
+async fn drop_schema(schema: &str) {
+    let _ = admin()
+        .await
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_on_postgres() {
+    for (name, case) in conformance::cases::<PostgresStore>() {
+        let Some((store, schema)) = fresh("conformance").await else {
+            return;
+        };
+        eprintln!("case {name}");
+        case(store).await;
+        drop_schema(&schema).await;
+    }
+}
+
+fn model_op() -> impl Strategy<Value = ModelOp> {
+    prop_oneof![
+        4 => (0u64..12, 0u32..2).prop_map(|(id, variant)| ModelOp::Put { id, variant }),
+        3 => (1usize..5).prop_map(ModelOp::Claim),
+        2 => any::<usize>().prop_map(ModelOp::Ack),
+        1 => any::<usize>().prop_map(ModelOp::Retry),
+        1 => any::<usize>().prop_map(ModelOp::Dead),
+        1 => Just(ModelOp::ReplayDead),
+        1 => Just(ModelOp::Release),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #[test]
+    fn random_operations_match_the_model_on_postgres(ops in prop::collection::vec(model_op(), 1..50)) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let Some((store, schema)) = fresh("model").await else { return };
+            conformance::check_against_model(&store, &ops).await;
+            drop_schema(&schema).await;
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_of_one_event_from_several_stores_store_it_once() {
+    let Some((first, schema)) = fresh("concurrent").await else {
+        return;
+    };
+    let second = PostgresStore::connect(&url(), PostgresOptions::default().schema(&schema))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for round in 0..200u64 {
+        for store in [first.clone(), second.clone()] {
+            tasks.push(tokio::spawn(async move {
+                store.put(ticket(round % 50, 0)).await.unwrap()
+            }));
+        }
+    }
+    let mut stored = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), PutOutcome::Stored(_)) {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 50);
+    let stats = first.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.received, stats.duplicates),
+        (50, 400, 350)
+    );
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_run_once_and_a_newer_schema_is_refused() {
+    let Some((store, schema)) = fresh("migrate").await else {
+        return;
+    };
+    // Several hosts starting at once on an existing schema: nothing to apply, no error.
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let schema = schema.clone();
+        starts.push(tokio::spawn(async move {
+            PostgresStore::connect(&url(), PostgresOptions::default().schema(schema)).await
+        }));
+    }
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
+    drop(store);
+    let admin = admin().await;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO \"{schema}\".\"migrations\" (version) VALUES (99)"
+        ))
+        .await
+        .unwrap();
+    let error = PostgresStore::connect(&url(), PostgresOptions::default().schema(&schema))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::SchemaVersion { found: 99, .. }),
+        "{error:?}"
+    );
+    let missing = PostgresStore::connect(
+        &url(),
+        PostgresOptions::default()
+            .schema("t_never_created")
+            .migrate(false),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        missing.to_string().contains("thulium inbox migrate"),
+        "{missing}"
+    );
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_fail_one_operation_at_most_then_recover() {
+    let Some((_, schema)) = fresh("terminate").await else {
+        return;
+    };
+    // Its own application name, so that only its connections are terminated.
+    let name = format!("terminate_{:x}", fastrand::u32(..));
+    let tagged = format!(
+        "{}{}application_name={name}",
+        url(),
+        if url().contains('?') { "&" } else { "?" }
+    );
+    let store = PostgresStore::connect(&tagged, PostgresOptions::default().schema(&schema))
+        .await
+        .unwrap();
+    store.put(ticket(1, 0)).await.unwrap();
+    let admin = admin().await;
+    let terminated = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    assert!(!terminated.is_empty(), "no connection was terminated");
+    let mut ok = 0;
+    for ticket_id in 2..20 {
+        match store.put(ticket(ticket_id, 0)).await {
+            Ok(_) => ok += 1,
+            Err(error) => assert!(error.is_transient(), "{error:?}"),
+        }
+    }
+    assert!(ok >= 16, "the store did not recover: {ok} of 18 puts");
+    assert!(store.stats().await.unwrap().pending >= 17);
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_not_ready_and_plain_text_to_a_remote_host_is_refused() {
+    let Some((_store, schema)) = fresh("readonly").await else {
+        return;
+    };
+    let read_only_url = format!(
+        "{}{}options=-c%20default_transaction_read_only%3Don",
+        url(),
+        if url().contains('?') { "&" } else { "?" }
+    );
+    let read_only = PostgresStore::connect(
+        &read_only_url,
+        PostgresOptions::default().schema(&schema).migrate(false),
+    )
+    .await
+    .unwrap();
+    let error = read_only.check_writable().await.unwrap_err();
+    assert!(error.to_string().contains("read-only"), "{error}");
+    assert!(read_only.put(ticket(1, 0)).await.is_err());
+
+    let remote = PostgresStore::connect(
+        "postgres://inbox:secret@db.example.invalid/inbox",
+        PostgresOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(remote.to_string().contains("sslmode=require"), "{remote}");
+    assert!(!remote.to_string().contains("secret"), "{remote}");
+    drop_schema(&schema).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
