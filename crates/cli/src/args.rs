@@ -202,10 +202,16 @@ pub struct ListenArgs {
 /// Durable receiving: store each event before answering, then hand it over.
 #[derive(Debug, Args)]
 pub struct InboxArgs {
-    /// Receive durably into this inbox file: each event is stored (and synced to disk)
-    /// before the 200, then printed or forwarded with retries. Created if missing.
-    #[arg(long, value_name = "PATH")]
-    pub inbox: Option<std::path::PathBuf>,
+    /// Receive durably into this inbox: a file (created if missing) or a PostgreSQL
+    /// URL (postgres://user@host/db; password in THULIUM_INBOX_PASSWORD). Each event is
+    /// stored durably before the 200, then printed or forwarded with retries.
+    #[arg(long, value_name = "PATH|URL")]
+    pub inbox: Option<String>,
+
+    /// With a PostgreSQL inbox: the schema of its tables (several inboxes may share a
+    /// database in different schemas).
+    #[arg(long, value_name = "NAME", default_value = "thulium_inbox")]
+    pub inbox_schema: String,
 
     /// With --inbox: POST each event to this URL (a 2xx is success), as Thulium would.
     #[arg(long, value_name = "URL", requires = "inbox")]
@@ -317,6 +323,11 @@ pub enum InboxCommand {
         #[arg(long, default_value = "set aside by hand")]
         reason: String,
     },
+    /// Create or upgrade a PostgreSQL inbox's tables (listeners also do it at start).
+    Migrate {
+        #[command(flatten)]
+        at: InboxAt,
+    },
     /// Remove handed-over events, keeping their dedup keys for the window.
     Purge {
         #[command(flatten)]
@@ -333,9 +344,19 @@ pub enum InboxCommand {
 /// Which inbox.
 #[derive(Debug, Args)]
 pub struct InboxAt {
-    /// The inbox file (works while a listener uses it).
-    #[arg(long, value_name = "PATH", env = "THULIUM_INBOX")]
-    pub inbox: std::path::PathBuf,
+    /// The inbox: a file, or a PostgreSQL URL (password in THULIUM_INBOX_PASSWORD).
+    /// Works while listeners use it.
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "THULIUM_INBOX",
+        hide_env_values = true
+    )]
+    pub inbox: String,
+
+    /// With a PostgreSQL inbox: the schema of its tables.
+    #[arg(long, value_name = "NAME", default_value = "thulium_inbox")]
+    pub inbox_schema: String,
 }
 
 /// Bounds on what a client may hold of the server (see thulium::server::ServerLimits).

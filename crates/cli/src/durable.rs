@@ -8,12 +8,13 @@ use thulium::receiver::Receiver;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, Dispatcher, RetrySchedule};
 use thulium_inbox::forward::{ForwardFormat, Forwarder};
 use thulium_inbox::receiver::DurableReceiver;
-use thulium_inbox::{EmbeddedStore, Store, model::now_ms};
+use thulium_inbox::{Store, model::now_ms};
 use tokio::sync::watch;
 
 use crate::args::{ForwardFormat as FormatArg, ListenArgs, Output};
 use crate::failure::Failure;
 use crate::listen::{StdoutWriter, line, shutdown_signal};
+use crate::location::{self, Opened};
 use crate::output;
 use crate::secrets::{self, Source};
 
@@ -30,7 +31,7 @@ pub async fn run(
     format: Output,
 ) -> Result<(), Failure> {
     let inbox = &args.inbox;
-    let path = inbox.inbox.clone().expect("called with --inbox");
+    let location = inbox.inbox.clone().expect("called with --inbox");
     let forwarder = match &inbox.forward_to {
         Some(url) => {
             let auth = match &inbox.forward_auth_user {
@@ -57,14 +58,45 @@ pub async fn run(
         None => None,
     };
 
-    let store = EmbeddedStore::open(&path)?;
-    let _lock = store.lock_for_dispatch()?;
-    // Only this process dispatches from the file: claims left by a process that
-    // died are released now rather than when their leases run out.
-    let released = store.release_claims().await?;
-    if released > 0 {
-        eprintln!("released {released} event(s) a previous listener was handing over");
+    match location::open(&location, &inbox.inbox_schema, true, true).await? {
+        Opened::File(store) => {
+            let _lock = store.lock_for_dispatch()?;
+            // Only this process dispatches from the file: claims left by a process
+            // that died are released now rather than when their leases run out.
+            let released = store.release_claims().await?;
+            if released > 0 {
+                eprintln!("released {released} event(s) a previous listener was handing over");
+            }
+            let label = store.path().display().to_string();
+            serve(
+                args, receiver, listener, stdout, format, forwarder, store, label,
+            )
+            .await
+        }
+        // Other listeners may hold claims in a shared database: theirs run out by
+        // their leases, never released by us.
+        Opened::Postgres(store) => {
+            let label = store.label().to_string();
+            serve(
+                args, receiver, listener, stdout, format, forwarder, store, label,
+            )
+            .await
+        }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve<S: Store + Clone>(
+    args: ListenArgs,
+    receiver: Receiver,
+    listener: tokio::net::TcpListener,
+    stdout: StdoutWriter,
+    format: Output,
+    forwarder: Option<Forwarder>,
+    store: S,
+    label: String,
+) -> Result<(), Failure> {
+    let inbox = &args.inbox;
     let metrics = thulium_inbox::ops::install_prometheus()
         .map_err(|e| tracing::warn!("{e}"))
         .ok();
@@ -109,7 +141,7 @@ pub async fn run(
     eprintln!(
         "listening on http://{addr}{} into the inbox {}; {}; /healthz /readyz /metrics; Ctrl-C stops",
         args.path,
-        path.display(),
+        output::escape(&label),
         match &inbox.forward_to {
             Some(url) => format!("forwarding to {}", output::escape(url)),
             None => "printing each event".to_string(),
@@ -128,8 +160,8 @@ pub async fn run(
 
 /// Purges at start and every [`PURGE_EVERY`]: done events older than `keep`, dedup
 /// keys of events received more than `keep` ago.
-async fn purge_now_and_then(
-    store: EmbeddedStore,
+async fn purge_now_and_then<S: Store>(
+    store: S,
     keep: Duration,
     stopped: impl std::future::Future<Output = ()>,
 ) {

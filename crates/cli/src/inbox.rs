@@ -1,32 +1,67 @@
-//! `thulium inbox stats|list|show|replay|set-aside|purge`: the inbox file, read and
-//! changed while a listener uses it or not (redb's multi-writer mode).
+//! `thulium inbox stats|list|show|replay|set-aside|purge|migrate`: an inbox (a file or
+//! a PostgreSQL schema), read and changed while listeners use it or not (a file is
+//! opened in redb's multi-writer mode).
 
 use serde_json::{Value, json};
 use thulium_inbox::model::now_ms;
-use thulium_inbox::{
-    EmbeddedStore, EventId, Filter, Replay, State, Stats, Store, StoredEvent, UnixMs,
-};
+use thulium_inbox::{EventId, Filter, Replay, State, Stats, Store, StoredEvent, UnixMs};
 
 use crate::args::{InboxCommand, Output};
 use crate::failure::Failure;
+use crate::location::{self, Opened};
 use crate::output;
 
 pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
+    let at = match &command {
+        InboxCommand::Stats { at }
+        | InboxCommand::List { at, .. }
+        | InboxCommand::Show { at, .. }
+        | InboxCommand::Replay { at, .. }
+        | InboxCommand::SetAside { at, .. }
+        | InboxCommand::Migrate { at }
+        | InboxCommand::Purge { at, .. } => at,
+    };
+    if let InboxCommand::Migrate { at } = &command {
+        if !location::is_postgres(&at.inbox) {
+            return output::print("an inbox file migrates itself when opened; nothing to do");
+        }
+        let Opened::Postgres(store) =
+            location::open(&at.inbox, &at.inbox_schema, false, true).await?
+        else {
+            unreachable!("a PostgreSQL URL opens a PostgreSQL store")
+        };
+        return output::print(format!(
+            "{} schema {} is at version {}",
+            store.label(),
+            at.inbox_schema,
+            thulium_inbox::postgres::SCHEMA_VERSION
+        ));
+    }
+    // The commands that read or replay never create or migrate: they find the
+    // inbox a listener made.
+    match location::open(&at.inbox, &at.inbox_schema, false, false).await? {
+        Opened::File(store) => run_on(&store, command, format).await,
+        Opened::Postgres(store) => run_on(&store, command, format).await,
+    }
+}
+
+async fn run_on<S: Store>(store: &S, command: InboxCommand, format: Output) -> Result<(), Failure> {
     match command {
-        InboxCommand::Stats { at } => {
-            let stats = open(&at.inbox)?.stats().await?;
+        InboxCommand::Migrate { .. } => Ok(()),
+        InboxCommand::Stats { .. } => {
+            let stats = store.stats().await?;
             match format {
                 Output::Json => output::print(stats_json(&stats)),
                 Output::Table => output::print(stats_table(&stats)),
             }
         }
         InboxCommand::List {
-            at,
             state,
             action,
             text,
             before,
             limit,
+            ..
         } => {
             let filter = Filter {
                 state: state
@@ -39,7 +74,7 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
                 limit: Some(limit as usize),
                 ..Filter::default()
             };
-            let events = open(&at.inbox)?.list(filter).await?;
+            let events = store.list(filter).await?;
             match format {
                 Output::Json => {
                     output::print(Value::Array(events.iter().map(event_json).collect()))
@@ -72,8 +107,8 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
                 }
             }
         }
-        InboxCommand::Show { at, id } => {
-            let event = open(&at.inbox)?
+        InboxCommand::Show { id, .. } => {
+            let event = store
                 .get(EventId(id))
                 .await?
                 .ok_or_else(|| Failure::usage(format!("no event {id} in the inbox")))?;
@@ -83,10 +118,10 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
             }
         }
         InboxCommand::Replay {
-            at,
             id,
             all_dead,
             since,
+            ..
         } => {
             let selection = match (id, all_dead, since) {
                 (Some(id), _, _) => Replay::Id(EventId(id)),
@@ -100,7 +135,7 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
                     return Err(Failure::usage("give an id, --all-dead or --since"));
                 }
             };
-            let count = open(&at.inbox)?.replay(selection).await?;
+            let count = store.replay(selection).await?;
             match format {
                 Output::Json => output::print(json!({ "replayed": count })),
                 Output::Table => output::print(format!(
@@ -108,24 +143,22 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
                 )),
             }
         }
-        InboxCommand::SetAside { at, id, reason } => {
-            open(&at.inbox)?.set_aside(EventId(id), reason).await?;
+        InboxCommand::SetAside { id, reason, .. } => {
+            store.set_aside(EventId(id), reason).await?;
             match format {
                 Output::Json => output::print(json!({ "set_aside": id })),
                 Output::Table => output::print(format!("event {id} is dead until replayed")),
             }
         }
         InboxCommand::Purge {
-            at,
             older_than,
             keep_keys,
+            ..
         } => {
             let cut = |d: std::time::Duration| {
                 now_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             };
-            let purged = open(&at.inbox)?
-                .purge(cut(older_than), cut(keep_keys))
-                .await?;
+            let purged = store.purge(cut(older_than), cut(keep_keys)).await?;
             match format {
                 Output::Json => {
                     output::print(json!({ "events": purged.events, "keys": purged.keys }))
@@ -137,17 +170,6 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
             }
         }
     }
-}
-
-fn open(path: &std::path::Path) -> Result<EmbeddedStore, Failure> {
-    if !path.exists() {
-        return Err(Failure::usage(format!(
-            "no inbox at {}; `thulium listen --inbox {}` creates it",
-            path.display(),
-            path.display()
-        )));
-    }
-    Ok(EmbeddedStore::open(path)?)
 }
 
 /// A time as RFC 3339 in UTC, to the second.

@@ -8,6 +8,7 @@ mod events;
 mod failure;
 mod inbox;
 mod listen;
+mod location;
 mod mock;
 mod output;
 mod secrets;

@@ -133,8 +133,9 @@ pub struct DispatchConfig {
     pub concurrency: usize,
     /// The longest one attempt may take (default 30 s).
     pub handler_timeout: Duration,
-    /// How long a claim lasts unless extended (default 90 s; at least twice the
-    /// handler timeout is sensible). It is extended every third of itself.
+    /// How long a claim lasts unless extended (default 90 s, three times the handler
+    /// timeout). It is extended every third of itself while the handler runs; after a
+    /// crash, the events a worker held wait this long before another claims them.
     pub lease: Duration,
     /// When failed attempts are repeated.
     pub schedule: RetrySchedule,
@@ -164,10 +165,12 @@ impl DispatchConfig {
         self
     }
 
-    /// Sets [`Self::handler_timeout`], and the lease to three times it if shorter.
+    /// Sets [`Self::handler_timeout`], and the lease to three times it (so that a
+    /// claim outlives the longest attempt, and a crashed worker's events come back
+    /// after that long).
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = timeout;
-        self.lease = self.lease.max(timeout.saturating_mul(3));
+        self.lease = timeout.saturating_mul(3);
         self
     }
 

@@ -57,6 +57,9 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// Apply missing migrations at connect (default true); else check the version.
     pub migrate: bool,
+    /// The database password, if the URL has none (so that it need not be on a
+    /// command line).
+    pub password: Option<thulium::Password>,
 }
 
 impl Default for PostgresOptions {
@@ -66,6 +69,7 @@ impl Default for PostgresOptions {
             table_prefix: String::new(),
             pool_size: 8,
             migrate: true,
+            password: None,
         }
     }
 }
@@ -94,12 +98,19 @@ impl PostgresOptions {
         self.migrate = migrate;
         self
     }
+
+    /// Sets [`Self::password`].
+    pub fn password(mut self, password: impl Into<thulium::Password>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
 }
 
 /// Fully qualified table names.
 #[derive(Debug)]
 struct Names {
     schema: String,
+    prefix: String,
     events: String,
     dedup: String,
     counters: String,
@@ -126,6 +137,7 @@ impl Names {
             |name: &str| format!("\"{}\".\"{}{name}\"", options.schema, options.table_prefix);
         Ok(Self {
             schema: format!("\"{}\"", options.schema),
+            prefix: options.table_prefix.clone(),
             events: table("events"),
             dedup: table("dedup"),
             counters: table("counters"),
@@ -139,9 +151,9 @@ impl Names {
             events,
             dedup,
             counters,
+            prefix,
             ..
         } = self;
-        let index = |name: &str| name.replace('"', "").replace('.', "_");
         vec![(
             1,
             format!(
@@ -162,11 +174,11 @@ impl Names {
                    history JSONB NOT NULL DEFAULT '[]',
                    claim_token BIGINT
                  );
-                 CREATE INDEX {due} ON {events} (due_at, id) WHERE state IN (0, 1);
-                 CREATE INDEX {open} ON {events} (id) WHERE state IN (0, 1);
-                 CREATE INDEX {dead} ON {events} (id) WHERE state = 3;
-                 CREATE INDEX {done} ON {events} (finished_at) WHERE state = 2;
-                 CREATE INDEX {action} ON {events} (action, id);
+                 CREATE INDEX \"{prefix}events_due\" ON {events} (due_at, id) WHERE state IN (0, 1);
+                 CREATE INDEX \"{prefix}events_open\" ON {events} (id) WHERE state IN (0, 1);
+                 CREATE INDEX \"{prefix}events_dead\" ON {events} (id) WHERE state = 3;
+                 CREATE INDEX \"{prefix}events_done\" ON {events} (finished_at) WHERE state = 2;
+                 CREATE INDEX \"{prefix}events_action\" ON {events} (action, id);
                  CREATE TABLE {dedup} (
                    dedup_key TEXT NOT NULL,
                    digest TEXT NOT NULL,
@@ -174,19 +186,13 @@ impl Names {
                    received_at BIGINT NOT NULL,
                    PRIMARY KEY (dedup_key, digest)
                  );
-                 CREATE INDEX {dedup_received} ON {dedup} (received_at);
+                 CREATE INDEX \"{prefix}dedup_received\" ON {dedup} (received_at);
                  CREATE TABLE {counters} (
                    name TEXT NOT NULL,
                    shard SMALLINT NOT NULL,
                    value BIGINT NOT NULL,
                    PRIMARY KEY (name, shard)
                  );",
-                due = format!("\"{}_due\"", index(events)).replace("\"\"", "\""),
-                open = format!("\"{}_open\"", index(events)),
-                dead = format!("\"{}_dead\"", index(events)),
-                done = format!("\"{}_done\"", index(events)),
-                action = format!("\"{}_action\"", index(events)),
-                dedup_received = format!("\"{}_received\"", index(dedup)),
             ),
         )]
     }
@@ -284,10 +290,13 @@ impl PostgresStore {
     /// migrations (unless disabled) and starts the group-commit writer.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let names = Names::new(&options)?;
-        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Open {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Open {
             path: "postgres".into(),
             reason: format!("not a PostgreSQL URL: {e}"),
         })?;
+        if let (None, Some(password)) = (config.get_password(), &options.password) {
+            config.password(password.expose());
+        }
         let host = config
             .get_hosts()
             .iter()
@@ -770,6 +779,11 @@ async fn backlog_refresher(inner: std::sync::Weak<Inner>) {
 }
 
 impl PostgresStore {
+    /// Where the store is, without credentials: `postgres://host:port/db`.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
     /// Runs one statement that changes the event under `claim`; refuses stale claims.
     async fn on_claim(
         &self,

@@ -1,0 +1,52 @@
+//! Where an inbox is: a file (the embedded store) or a PostgreSQL URL.
+
+use thulium_inbox::EmbeddedStore;
+use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
+
+use crate::failure::Failure;
+
+/// The environment variable with the PostgreSQL password, so that it need not be in
+/// the URL on a command line.
+pub const INBOX_PASSWORD_ENV: &str = "THULIUM_INBOX_PASSWORD";
+
+/// An opened inbox.
+pub enum Opened {
+    /// One redb file.
+    File(EmbeddedStore),
+    /// A PostgreSQL schema.
+    Postgres(PostgresStore),
+}
+
+/// Whether `location` names a PostgreSQL database rather than a file.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// Opens the inbox at `location`. A file must exist unless `create`; a PostgreSQL
+/// schema is migrated unless `migrate` is false.
+pub async fn open(
+    location: &str,
+    schema: &str,
+    create: bool,
+    migrate: bool,
+) -> Result<Opened, Failure> {
+    if is_postgres(location) {
+        let mut options = PostgresOptions::default().schema(schema).migrate(migrate);
+        if let Some(password) = std::env::var(INBOX_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+        {
+            options = options.password(password);
+        }
+        return Ok(Opened::Postgres(
+            PostgresStore::connect(location, options).await?,
+        ));
+    }
+    let path = std::path::Path::new(location);
+    if !create && !path.exists() {
+        return Err(Failure::usage(format!(
+            "no inbox at {location}; `thulium listen --inbox {location}` creates it"
+        )));
+    }
+    Ok(Opened::File(EmbeddedStore::open(path)?))
+}
