@@ -24,8 +24,8 @@ use thulium::receiver::Receiver;
 use thulium_bench::{Stats, serve};
 use thulium_inbox::conformance::ticket;
 use thulium_inbox::dispatcher::{DispatchConfig, Dispatcher};
-use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
+use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::{EmbeddedStore, Store};
 use tokio::sync::oneshot;
 
@@ -496,7 +496,9 @@ async fn load_spread(urls: &[String], count: usize, numbers: &Arc<AtomicU64>) ->
     let mut tasks = Vec::new();
     for url in urls {
         let (url, numbers) = (url.clone(), Arc::clone(numbers));
-        tasks.push(tokio::spawn(async move { load_with(&url, per_url, &numbers, CONNECTIONS / 2).await }));
+        tasks.push(tokio::spawn(async move {
+            load_with(&url, per_url, &numbers, CONNECTIONS / 2).await
+        }));
     }
     let mut all = Vec::new();
     for task in tasks {
@@ -507,7 +509,12 @@ async fn load_spread(urls: &[String], count: usize, numbers: &Arc<AtomicU64>) ->
 }
 
 /// Latencies of `count` distinct events over `connections` connections to `url`.
-async fn load_with(url: &str, count: usize, numbers: &Arc<AtomicU64>, connections: usize) -> Vec<Duration> {
+async fn load_with(
+    url: &str,
+    count: usize,
+    numbers: &Arc<AtomicU64>,
+    connections: usize,
+) -> Vec<Duration> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
@@ -549,20 +556,45 @@ async fn postgres_section(out: &mut String, dir: &Path, quick: bool) {
     let (first, second) = match (postgres_store(&schema).await, postgres_store(&schema).await) {
         (Ok(first), Ok(second)) => (first, second),
         (Err(error), _) | (_, Err(error)) => {
-            let _ = writeln!(out, "Not run: PostgreSQL at {} is not reachable ({error}).", postgres_url());
+            let _ = writeln!(
+                out,
+                "Not run: PostgreSQL at {} is not reachable ({error}).",
+                postgres_url()
+            );
             return;
         }
     };
     let (count, rounds) = if quick { (2_000, 1) } else { (20_000, 3) };
     let numbers = Arc::new(AtomicU64::new(1 << 40));
     let pg_urls = [
-        format!("http://{}/hook", serve(DurableReceiver::new(receiver(), first.clone()).max_backlog(u64::MAX).router("/hook")).await),
-        format!("http://{}/hook", serve(DurableReceiver::new(receiver(), second.clone()).max_backlog(u64::MAX).router("/hook")).await),
+        format!(
+            "http://{}/hook",
+            serve(
+                DurableReceiver::new(receiver(), first.clone())
+                    .max_backlog(u64::MAX)
+                    .router("/hook")
+            )
+            .await
+        ),
+        format!(
+            "http://{}/hook",
+            serve(
+                DurableReceiver::new(receiver(), second.clone())
+                    .max_backlog(u64::MAX)
+                    .router("/hook")
+            )
+            .await
+        ),
     ];
     let embedded = EmbeddedStore::open(dir.join("beside-postgres.redb")).expect("the inbox");
     let embedded_url = format!(
         "http://{}/hook",
-        serve(DurableReceiver::new(receiver(), embedded.clone()).max_backlog(u64::MAX).router("/hook")).await
+        serve(
+            DurableReceiver::new(receiver(), embedded.clone())
+                .max_backlog(u64::MAX)
+                .router("/hook")
+        )
+        .await
     );
     load_spread(&pg_urls, 512, &numbers).await;
     load_spread(std::slice::from_ref(&embedded_url), 512, &numbers).await;
@@ -572,9 +604,11 @@ async fn postgres_section(out: &mut String, dir: &Path, quick: bool) {
         eprintln!("postgres ingest round {round}");
         if round % 2 == 0 {
             pg_runs.push(load_spread(&pg_urls, count, &numbers).await);
-            embedded_runs.push(load_spread(std::slice::from_ref(&embedded_url), count, &numbers).await);
+            embedded_runs
+                .push(load_spread(std::slice::from_ref(&embedded_url), count, &numbers).await);
         } else {
-            embedded_runs.push(load_spread(std::slice::from_ref(&embedded_url), count, &numbers).await);
+            embedded_runs
+                .push(load_spread(std::slice::from_ref(&embedded_url), count, &numbers).await);
             pg_runs.push(load_spread(&pg_urls, count, &numbers).await);
         }
     }
@@ -620,7 +654,9 @@ async fn postgres_section(out: &mut String, dir: &Path, quick: bool) {
         let store = postgres_store(&schema).await.expect("a dispatcher's store");
         let (stop, stopped) = oneshot::channel::<()>();
         stops.push(stop);
-        let config = DispatchConfig::default().concurrency(64).poll_interval(Duration::from_millis(5));
+        let config = DispatchConfig::default()
+            .concurrency(64)
+            .poll_interval(Duration::from_millis(5));
         dispatchers.push(tokio::spawn(Dispatcher::new(store, config).run(
             |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
                 std::hint::black_box(event);
@@ -670,9 +706,13 @@ async fn postgres_section(out: &mut String, dir: &Path, quick: bool) {
         wal_after.saturating_sub(wal) as f64 / 1e6,
         commits_after.saturating_sub(commits) as f64 / pending.max(1) as f64
     );
-    if let Ok((client, connection)) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await {
+    if let Ok((client, connection)) =
+        tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await
+    {
         tokio::spawn(connection);
-        let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await;
     }
 }
 
@@ -681,12 +721,17 @@ async fn postgres_section(out: &mut String, dir: &Path, quick: bool) {
 async fn postgres_counters() -> (u64, u64) {
     // Backends report their statistics at most once a second when idle.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let Ok((client, connection)) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await else {
+    let Ok((client, connection)) =
+        tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await
+    else {
         return (0, 0);
     };
     tokio::spawn(connection);
     let commits = client
-        .query_one("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", &[])
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
         .await
         .map_or(0, |row| row.get::<_, i64>(0) as u64);
     let wal = client
