@@ -242,10 +242,26 @@ pub struct InboxArgs {
     #[arg(long, value_name = "N", default_value_t = thulium_inbox::receiver::DEFAULT_MAX_BACKLOG)]
     pub max_backlog: u64,
 
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
     /// With --inbox: remove handed-over events this old, and forget their dedup keys
     /// this long after they were received (late redeliveries are recognised until then).
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
     pub keep: Duration,
+}
+
+/// The inbox console (a web page to see, search and replay events).
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Serve the inbox console on this address (loopback unless --console-user is given).
+    #[arg(long, value_name = "ADDR")]
+    pub console: Option<SocketAddr>,
+
+    /// Require HTTP Basic auth on the console with this user (password from
+    /// THULIUM_CONSOLE_PASSWORD or a prompt); required off loopback.
+    #[arg(long, value_name = "USER", requires = "console")]
+    pub console_user: Option<String>,
 }
 
 /// How forwarded events are encoded.
@@ -322,6 +338,16 @@ pub enum InboxCommand {
         /// Why (kept with the event).
         #[arg(long, default_value = "set aside by hand")]
         reason: String,
+    },
+    /// Serve the inbox console alone (a web page to see, search and replay events).
+    #[command(
+        after_help = "Example:\n  thulium inbox console --inbox events.redb --console 127.0.0.1:8081"
+    )]
+    Console {
+        #[command(flatten)]
+        at: InboxAt,
+        #[command(flatten)]
+        console: ConsoleArgs,
     },
     /// Create or upgrade a PostgreSQL inbox's tables (listeners also do it at start).
     Migrate {

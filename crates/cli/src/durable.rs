@@ -136,6 +136,21 @@ async fn serve<S: Store + Clone>(
         inbox.keep,
         until_stopped(),
     ));
+    let console = match crate::console::prepare(&inbox.console, store.clone()).await? {
+        Some((console_listener, router)) => {
+            eprintln!(
+                "inbox console at http://{}/",
+                console_listener.local_addr()?
+            );
+            Some(tokio::spawn(thulium::server::serve(
+                console_listener,
+                router,
+                args.limits.limits(),
+                until_stopped(),
+            )))
+        }
+        None => None,
+    };
 
     let addr = listener.local_addr()?;
     eprintln!(
@@ -153,6 +168,9 @@ async fn serve<S: Store + Clone>(
     })
     .await;
     let _ = dispatching.await;
+    if let Some(console) = console {
+        let _ = console.await;
+    }
     purging.abort();
     serving?;
     Ok(())

@@ -19,6 +19,7 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
         | InboxCommand::Replay { at, .. }
         | InboxCommand::SetAside { at, .. }
         | InboxCommand::Migrate { at }
+        | InboxCommand::Console { at, .. }
         | InboxCommand::Purge { at, .. } => at,
     };
     if let InboxCommand::Migrate { at } = &command {
@@ -45,9 +46,33 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
     }
 }
 
-async fn run_on<S: Store>(store: &S, command: InboxCommand, format: Output) -> Result<(), Failure> {
+async fn run_on<S: Store + Clone>(
+    store: &S,
+    command: InboxCommand,
+    format: Output,
+) -> Result<(), Failure> {
     match command {
         InboxCommand::Migrate { .. } => Ok(()),
+        InboxCommand::Console { console, .. } => {
+            let Some((listener, router)) = crate::console::prepare(&console, store.clone()).await?
+            else {
+                return Err(Failure::usage(
+                    "give the console's address with --console 127.0.0.1:8081",
+                ));
+            };
+            eprintln!(
+                "inbox console at http://{}/; Ctrl-C stops",
+                listener.local_addr()?
+            );
+            thulium::server::serve(
+                listener,
+                router,
+                thulium::server::ServerLimits::default(),
+                crate::listen::shutdown_signal(),
+            )
+            .await?;
+            Ok(())
+        }
         InboxCommand::Stats { .. } => {
             let stats = store.stats().await?;
             match format {

@@ -3,6 +3,7 @@
 
 mod args;
 mod connection;
+mod console;
 mod durable;
 mod events;
 mod failure;

@@ -213,3 +213,21 @@ fn a_missing_inbox_is_a_usage_error() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("does the directory exist"), "{stderr}");
 }
+
+#[test]
+fn the_console_refuses_to_serve_off_loopback_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("events.redb");
+    let (code, _, stderr) = thulium(&[
+        "listen",
+        "--no-auth",
+        "--addr",
+        "127.0.0.1:0",
+        "--inbox",
+        inbox.to_str().unwrap(),
+        "--console",
+        "0.0.0.0:0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("without credentials"), "{stderr}");
+}

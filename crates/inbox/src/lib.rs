@@ -59,6 +59,7 @@
 //! ```
 
 pub mod conformance;
+pub mod console;
 pub mod dispatcher;
 pub mod embedded;
 pub mod forward;

@@ -1,0 +1,42 @@
+//! The inbox console, served beside a listener or alone.
+
+use thulium_inbox::Store;
+use thulium_inbox::console::{self, ConsoleAuth};
+
+use crate::args::ConsoleArgs;
+use crate::failure::Failure;
+use crate::secrets::{self, Source};
+
+/// The environment variable with the console's Basic-auth password.
+const CONSOLE_PASSWORD_ENV: &str = "THULIUM_CONSOLE_PASSWORD";
+
+/// Binds the console's address and checks its safety rule; the bound listener and
+/// the router, to serve.
+pub async fn prepare<S: Store + Clone>(
+    args: &ConsoleArgs,
+    store: S,
+) -> Result<Option<(tokio::net::TcpListener, axum::Router)>, Failure> {
+    let Some(addr) = args.console else {
+        return Ok(None);
+    };
+    let auth = match &args.console_user {
+        Some(user) => {
+            let password = secrets::read(
+                CONSOLE_PASSWORD_ENV,
+                "console password",
+                Source::EnvOrPrompt,
+            )?;
+            Some(ConsoleAuth::basic(user, password).map_err(|e| Failure::usage(e.to_string()))?)
+        }
+        None if !addr.ip().is_loopback() => {
+            return Err(Failure::usage(format!(
+                "refusing to serve the console on {addr} without credentials: anyone who reaches it could replay events; add --console-user (password in {CONSOLE_PASSWORD_ENV}) or bind to 127.0.0.1"
+            )));
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::usage(format!("cannot serve the console on {addr}: {e}")))?;
+    Ok(Some((listener, console::router(store, auth))))
+}

@@ -1,0 +1,332 @@
+//! The console's pages and actions over real HTTP, with JavaScript off (as a plain
+//! HTTP client sees them): every page, every bad input, CSRF, credentials, escaping.
+
+use std::time::Duration;
+
+use thulium::Password;
+use thulium::event::Event;
+use thulium_inbox::conformance::ticket;
+use thulium_inbox::console::{self, ConsoleAuth};
+use thulium_inbox::{ClaimRequest, EmbeddedStore, NewEvent, Outcome, State, Store};
+
+async fn serve(store: EmbeddedStore, auth: Option<ConsoleAuth>) -> String {
+    thulium::install_crypto_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(thulium::server::serve(
+        listener,
+        console::router(store, auth),
+        Default::default(),
+        std::future::pending(),
+    ));
+    url
+}
+
+/// A store with two done events, two dead ones and one whose body tries to inject HTML.
+async fn seeded() -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    for ticket_id in 1..=4 {
+        store.put(ticket(ticket_id, 0)).await.unwrap();
+    }
+    let claimed = store
+        .claim(ClaimRequest::now(4, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    for (i, claim) in claimed.into_iter().enumerate() {
+        let attempt =
+            |outcome| thulium_inbox::Attempt::ended_now(1, thulium_inbox::model::now_ms(), outcome);
+        if i < 2 {
+            store
+                .ack(claim.token, attempt(Outcome::Delivered))
+                .await
+                .unwrap();
+        } else {
+            store
+                .dead_letter(
+                    claim.token,
+                    attempt(Outcome::Failed("<b>database</b> is down".into())),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let hostile = "action=CUSTOM_ACTION&note=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let event = Event::parse(hostile.as_bytes(), None).unwrap();
+    store
+        .put(NewEvent::from_event(&event, hostile.into(), None))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let csp = response.headers().get("content-security-policy").is_some();
+    let text = response.text().await.unwrap();
+    assert!(csp || status == 404, "no CSP on {url}");
+    (status, text)
+}
+
+fn csrf(page: &str) -> String {
+    let start = page
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF token")
+        + 19;
+    page[start..start + 32].to_string()
+}
+
+/// A form body.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        body.append_pair(key, value);
+    }
+    body.finish()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_on_the_server_and_escapes_what_events_carry() {
+    thulium::install_crypto_provider();
+    let (_dir, store) = seeded().await;
+    let url = serve(store, None).await;
+
+    let (status, overview) = get(&format!("{url}/")).await;
+    assert_eq!(status, 200);
+    assert!(overview.contains(r#"data-stat="dead">2<"#), "{overview}");
+    assert!(overview.contains("2 dead event(s)"));
+
+    let (status, all) = get(&format!("{url}/events")).await;
+    assert_eq!(status, 200);
+    assert_eq!(all.matches("<tr data-id=").count(), 5);
+    assert!(!all.contains("<b>database</b>") && all.contains("&lt;b&gt;database&lt;/b&gt;"));
+
+    let (_, dead) = get(&format!("{url}/events?state=dead")).await;
+    assert_eq!(dead.matches("<tr data-id=").count(), 2);
+    let (_, by_action) = get(&format!("{url}/events?action=CUSTOM_ACTION")).await;
+    assert_eq!(by_action.matches("<tr data-id=").count(), 1);
+    let (_, by_text) = get(&format!("{url}/events?q=ticket_id%3D3%26")).await;
+    assert_eq!(by_text.matches("<tr data-id=").count(), 1);
+    let (_, paged) = get(&format!("{url}/events?limit=2")).await;
+    assert_eq!(paged.matches("<tr data-id=").count(), 2);
+    assert!(paged.contains("before=4"), "the next page link: {paged}");
+    let (_, next) = get(&format!("{url}/events?limit=2&before=4")).await;
+    assert_eq!(next.matches("<tr data-id=").count(), 2);
+    let (_, ranged) = get(&format!("{url}/events?from=2000-01-01T00:00&to=2000-01-02")).await;
+    assert!(ranged.contains("No event matches."));
+
+    let (status, hostile) = get(&format!("{url}/events/5")).await;
+    assert_eq!(status, 200);
+    assert!(
+        !hostile.contains("<script>alert"),
+        "unescaped payload: {hostile}"
+    );
+    assert!(hostile.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let (_, dead_event) = get(&format!("{url}/events/3")).await;
+    assert!(dead_event.contains(r#"class="state dead""#) && dead_event.contains("Replay"));
+    assert!(dead_event.contains("failed"));
+
+    let (status, css) = get(&format!("{url}/assets/console.css")).await;
+    assert!(status == 200 && css.contains("prefers-color-scheme: dark"));
+    let (status, stats) = get(&format!("{url}/api/stats")).await;
+    assert_eq!(status, 200);
+    assert!(stats.contains(r#""dead":2"#), "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_get_a_page_that_says_what_is_wrong() {
+    let (_dir, store) = seeded().await;
+    let url = serve(store, None).await;
+    for (query, says) in [
+        ("state=sleeping", "is not a state"),
+        ("from=yesterday", "is not a time"),
+        ("from=2026-01-02&to=2026-01-01", "not before its end"),
+        ("before=abc", "is not an event id"),
+        ("limit=0", "page size"),
+        ("limit=99999999999999999999", "page size"),
+    ] {
+        let (status, page) = get(&format!("{url}/events?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(page.contains(says), "{query}: {page}");
+        assert!(
+            page.contains("<form class=\"filters\""),
+            "the form stays for a correction"
+        );
+    }
+    let (status, page) = get(&format!("{url}/events/abc")).await;
+    assert!(status == 400 && page.contains("is not an event id"));
+    let (status, page) = get(&format!("{url}/events/999")).await;
+    assert!(
+        status == 404 && page.contains("no event 999") || page.contains("There is no event 999")
+    );
+    let (status, _) = get(&format!("{url}/nowhere")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_need_the_csrf_token_and_the_same_origin() {
+    let (_dir, store) = seeded().await;
+    let url = serve(store.clone(), None).await;
+    let http = no_redirects();
+    let (_, page) = get(&format!("{url}/events/3")).await;
+    let token = csrf(&page);
+
+    let forged = http
+        .post(format!("{url}/events/3/replay"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", &"0".repeat(32))]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let missing = http
+        .post(format!("{url}/events/3/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 403);
+    let cross = http
+        .post(format!("{url}/events/3/replay"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status().as_u16(), 403);
+    let fetched_cross = http
+        .post(format!("{url}/events/3/replay"))
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched_cross.status().as_u16(), 403);
+    assert_eq!(
+        store
+            .get(thulium_inbox::EventId(3))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        State::Dead
+    );
+
+    let replayed = http
+        .post(format!("{url}/events/3/replay"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status().as_u16(), 303);
+    assert_eq!(replayed.headers()["location"], "/events/3?done=replayed");
+    assert_eq!(
+        store
+            .get(thulium_inbox::EventId(3))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        State::Pending
+    );
+
+    let aside = http
+        .post(format!("{url}/events/3/set-aside"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(aside.status().as_u16(), 303);
+    assert_eq!(
+        store
+            .get(thulium_inbox::EventId(3))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        State::Dead
+    );
+    let done = http
+        .post(format!("{url}/events/1/set-aside"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status().as_u16(),
+        409,
+        "a done event cannot be set aside"
+    );
+
+    // Replay all dead asks first, and does nothing without the confirmation.
+    let (_, confirm) = get(&format!("{url}/replay-dead")).await;
+    assert!(
+        confirm.contains("Replay <strong>2</strong> dead event(s)?"),
+        "{confirm}"
+    );
+    let unconfirmed = http
+        .post(format!("{url}/replay-dead"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unconfirmed.status().as_u16(), 303);
+    assert_eq!(store.stats().await.unwrap().dead, 2);
+    let confirmed = http
+        .post(format!("{url}/replay-dead"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str()), ("confirm", "yes")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status().as_u16(), 200);
+    assert_eq!(store.stats().await.unwrap().dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_guard_every_page_and_never_show() {
+    let (_dir, store) = seeded().await;
+    let auth = ConsoleAuth::basic("operator", Password::new("console-secret-9")).unwrap();
+    let url = serve(store, Some(auth)).await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/",
+        "/events",
+        "/events/1",
+        "/api/stats",
+        "/assets/console.js",
+        "/replay-dead",
+    ] {
+        let anonymous = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401, "{path}");
+        assert!(anonymous.headers().contains_key("www-authenticate"));
+        let wrong = http
+            .get(format!("{url}{path}"))
+            .basic_auth("operator", Some("nope"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status().as_u16(), 401, "{path}");
+        let right = http
+            .get(format!("{url}{path}"))
+            .basic_auth("operator", Some("console-secret-9"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status().as_u16(), 200, "{path}");
+        assert!(!right.text().await.unwrap().contains("console-secret-9"));
+    }
+}
