@@ -377,49 +377,52 @@ async fn fill(store: &EmbeddedStore, from: u64, count: u64) {
 
 async fn dispatch_section(out: &mut String, dir: &Path, quick: bool) {
     let count: u64 = if quick { 5_000 } else { 50_000 };
-    let path = dir.join("dispatch.redb");
-    let store = EmbeddedStore::open(&path).expect("the inbox");
-    fill(&store, 0, count).await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = DispatchConfig::default()
-        .concurrency(256)
-        .poll_interval(Duration::from_millis(5));
-    let started = Instant::now();
-    let task = tokio::spawn(Dispatcher::new(store.clone(), config).run(
-        |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
-            std::hint::black_box(event);
-            Ok::<_, std::convert::Infallible>(())
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    loop {
-        if store.stats().await.expect("stats").done >= count {
-            break;
+    let mut rows = Vec::new();
+    for (run, handlers) in [16usize, 64, 256, 512].into_iter().enumerate() {
+        let store =
+            EmbeddedStore::open(dir.join(format!("dispatch-{run}.redb"))).expect("the inbox");
+        fill(&store, 0, count).await;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = DispatchConfig::default()
+            .concurrency(handlers)
+            .poll_interval(Duration::from_millis(5));
+        let started = Instant::now();
+        let task = tokio::spawn(Dispatcher::new(store.clone(), config).run(
+            |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
+                std::hint::black_box(event);
+                Ok::<_, std::convert::Infallible>(())
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        while store.stats().await.expect("stats").done < count {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let elapsed = started.elapsed();
+        let _ = stop.send(());
+        task.await.expect("the dispatcher");
+        rows.push((handlers, elapsed, count as f64 / elapsed.as_secs_f64()));
     }
-    let elapsed = started.elapsed();
-    let _ = stop.send(());
-    task.await.expect("the dispatcher");
-    let rate = count as f64 / elapsed.as_secs_f64();
     let _ = writeln!(out, "\n## 6. Durable inbox: dispatch\n");
     let _ = writeln!(
         out,
-        "{count} pending events, one dispatcher with 256 handlers (the default is 16: more handlers in flight let each group commit take more claims and acks); each event is claimed (lease and token), handed to a no-op handler, and acked; claims and acks are group-committed like puts.\n"
+        "{count} pending events, one dispatcher; each event is claimed (lease and token), handed to a no-op handler, and acked; claims and acks are group-committed like puts, so the more handlers in flight, the more operations each commit takes. The default is 16 handlers, sized for real handlers such as an HTTP forward.\n"
     );
-    let _ = writeln!(out, "| events | time | events/s |");
+    let _ = writeln!(out, "| handlers | time | events/s |");
     let _ = writeln!(out, "|---|---|---|");
+    for (handlers, elapsed, rate) in &rows {
+        let _ = writeln!(
+            out,
+            "| {handlers} | {:.2} s | {rate:.0} |",
+            elapsed.as_secs_f64()
+        );
+    }
+    let best = rows.iter().map(|r| r.2).fold(0.0, f64::max);
     let _ = writeln!(
         out,
-        "| {count} | {:.2} s | {rate:.0} |",
-        elapsed.as_secs_f64()
-    );
-    let _ = writeln!(
-        out,
-        "\nTarget at least 30,000 events/s: {} ({rate:.0}).",
-        if rate >= 30_000.0 {
+        "\nTarget at least 30,000 events/s: {} (best {best:.0}, with enough handlers in flight; see the table for fewer).",
+        if best >= 30_000.0 {
             "met"
         } else {
             "**missed**"
@@ -579,8 +582,18 @@ async fn console_section(out: &mut String, dir: &Path, quick: bool) {
     let numbers = Arc::new(AtomicU64::new(1 << 50));
     load(&inbox_url, 512, &numbers).await;
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..rounds * 2 {
-        let watching = round % 2 == 1;
+    // Pairs in alternating order (without-with, with-without, ...): the store grows
+    // run after run, so a fixed order would favour the side that goes first.
+    let order: Vec<bool> = (0..rounds)
+        .flat_map(|pair| {
+            if pair % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            }
+        })
+        .collect();
+    for watching in order {
         let poller = watching.then(|| {
             let (http, url) = (http.clone(), console_url.clone());
             tokio::spawn(async move {
@@ -605,7 +618,7 @@ async fn console_section(out: &mut String, dir: &Path, quick: bool) {
     let (with, without) = (with[with.len() / 2], without[without.len() / 2]);
     let _ = writeln!(
         out,
-        "\nIngest into the embedded store ({count} events a run, {rounds} runs each, alternating, median) with a console open and polling as its page does: {with:.0} events/s; without: {without:.0} events/s ({:+.1}%).",
+        "\nIngest into the embedded store ({count} events a run, {rounds} runs each, in pairs of alternating order, median) with a console open and polling as its page does: {with:.0} events/s; without: {without:.0} events/s ({:+.1}%).",
         (with / without - 1.0) * 100.0
     );
 }

@@ -515,16 +515,20 @@ impl<'t> Tables<'t> {
         }
     }
 
-    fn unindex(&mut self, event: &StoredEvent) -> Result<(), redb::Error> {
+    fn unindex(&mut self, event: &StoredEvent, stays_open: bool) -> Result<(), redb::Error> {
         let id = event.id.0;
         match event.state {
             State::Pending => {
                 self.due.remove((event.due_at, id))?;
-                self.open.remove(id)?;
+                if !stays_open {
+                    self.open.remove(id)?;
+                }
             }
             State::InFlight => {
                 self.leases.remove((event.due_at, id))?;
-                self.open.remove(id)?;
+                if !stays_open {
+                    self.open.remove(id)?;
+                }
             }
             State::Done => {
                 self.done.remove((event.finished_at.unwrap_or(0), id))?;
@@ -536,16 +540,20 @@ impl<'t> Tables<'t> {
         self.add(state_counter(event.state), -1)
     }
 
-    fn index(&mut self, event: &StoredEvent) -> Result<(), redb::Error> {
+    fn index(&mut self, event: &StoredEvent, was_open: bool) -> Result<(), redb::Error> {
         let id = event.id.0;
         match event.state {
             State::Pending => {
                 self.due.insert((event.due_at, id), ())?;
-                self.open.insert(id, ())?;
+                if !was_open {
+                    self.open.insert(id, ())?;
+                }
             }
             State::InFlight => {
                 self.leases.insert((event.due_at, id), ())?;
-                self.open.insert(id, ())?;
+                if !was_open {
+                    self.open.insert(id, ())?;
+                }
             }
             State::Done => {
                 self.done.insert((event.finished_at.unwrap_or(0), id), ())?;
@@ -563,10 +571,13 @@ impl<'t> Tables<'t> {
         before: Option<&StoredEvent>,
         event: &StoredEvent,
     ) -> Result<(), redb::Error> {
+        // Claims, heartbeats and retries keep an event open: its `open` entry stays.
+        let is_open = |s: State| matches!(s, State::Pending | State::InFlight);
+        let stays_open = before.is_some_and(|b| is_open(b.state)) && is_open(event.state);
         if let Some(before) = before {
-            self.unindex(before)?;
+            self.unindex(before, stays_open)?;
         }
-        self.index(event)?;
+        self.index(event, stays_open)?;
         let json =
             serde_json::to_string(event).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
         self.events.insert(event.id.0, json.as_str())?;
