@@ -116,39 +116,8 @@ fn event_body(number: u64) -> String {
 /// `count` distinct events over `CONNECTIONS` connections; events/s and latencies.
 async fn load(url: &str, count: usize, numbers: &Arc<AtomicU64>) -> (f64, Stats) {
     thulium::install_crypto_provider();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
-        .build()
-        .expect("a client");
-    let per_task = count.div_ceil(CONNECTIONS);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (http, url, numbers) = (http.clone(), url.to_string(), Arc::clone(numbers));
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_task);
-            for _ in 0..per_task {
-                let body = event_body(numbers.fetch_add(1, Ordering::Relaxed));
-                let sent = Instant::now();
-                let status = http
-                    .post(&url)
-                    .header("authorization", AUTH)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("a delivery")
-                    .status();
-                latencies.push(sent.elapsed());
-                assert_eq!(status, 200, "every delivery is taken");
-            }
-            latencies
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("a load task"));
-    }
+    let mut all = load_with(url, count, numbers, CONNECTIONS).await;
     let rate = all.len() as f64 / started.elapsed().as_secs_f64();
     (rate, Stats::of(&mut all).expect("samples"))
 }
