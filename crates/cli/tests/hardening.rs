@@ -325,6 +325,7 @@ fn a_listener_whose_stdout_nobody_reads_keeps_answering_and_stops_on_ctrl_c() {
         .build()
         .unwrap();
     let url = format!("http://{addr}/thulium");
+    thulium::install_crypto_provider();
     let statuses = runtime.block_on(async {
         let http = reqwest::Client::builder().timeout(HANG).build().unwrap();
         // Wait until it listens.

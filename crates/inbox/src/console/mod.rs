@@ -73,7 +73,9 @@ struct Sample {
     open: u64,
 }
 
-/// The console over `store`, with `auth` required when given.
+/// The console over `store`, with `auth` required when given. Call it within a Tokio
+/// runtime: it starts the task that samples the counters for the overview's chart
+/// (which ends when the router is dropped).
 pub fn router<S: Store + Clone>(store: S, auth: Option<ConsoleAuth>) -> Router {
     let mut csrf = String::with_capacity(32);
     for _ in 0..2 {
