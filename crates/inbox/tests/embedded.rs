@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use proptest::prelude::*;
 use support::{Faults, FaultyBackend};
-use thulium_inbox::conformance::{self, ModelOp, ticket};
+use thulium_inbox::conformance::{self, ticket};
 use thulium_inbox::{EmbeddedStore, PutOutcome, Store, StoreError};
 
 fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
@@ -37,22 +37,10 @@ async fn the_conformance_suite_passes_on_disk() {
     }
 }
 
-fn model_op() -> impl Strategy<Value = ModelOp> {
-    prop_oneof![
-        4 => (0u64..12, 0u32..2).prop_map(|(id, variant)| ModelOp::Put { id, variant }),
-        3 => (1usize..5).prop_map(ModelOp::Claim),
-        2 => any::<usize>().prop_map(ModelOp::Ack),
-        1 => any::<usize>().prop_map(ModelOp::Retry),
-        1 => any::<usize>().prop_map(ModelOp::Dead),
-        1 => Just(ModelOp::ReplayDead),
-        1 => Just(ModelOp::Release),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
-    fn random_operations_match_the_model(ops in prop::collection::vec(model_op(), 1..60)) {
+    fn random_operations_match_the_model(ops in prop::collection::vec(support::model_op(), 1..60)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (_dir, store) = fresh();
         runtime.block_on(conformance::check_against_model(&store, &ops));

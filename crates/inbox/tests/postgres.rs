@@ -7,10 +7,12 @@
 //! so and are not run, unless `CI` or `THULIUM_REQUIRE_POSTGRES` is set: then they
 //! fail, so that CI never skips them silently.
 
+mod support;
+
 use std::time::Duration;
 
 use proptest::prelude::*;
-use thulium_inbox::conformance::{self, ModelOp, ticket};
+use thulium_inbox::conformance::{self, ticket};
 use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
 use thulium_inbox::{PutOutcome, Store, StoreError};
 
@@ -75,22 +77,10 @@ async fn the_conformance_suite_passes_on_postgres() {
     }
 }
 
-fn model_op() -> impl Strategy<Value = ModelOp> {
-    prop_oneof![
-        4 => (0u64..12, 0u32..2).prop_map(|(id, variant)| ModelOp::Put { id, variant }),
-        3 => (1usize..5).prop_map(ModelOp::Claim),
-        2 => any::<usize>().prop_map(ModelOp::Ack),
-        1 => any::<usize>().prop_map(ModelOp::Retry),
-        1 => any::<usize>().prop_map(ModelOp::Dead),
-        1 => Just(ModelOp::ReplayDead),
-        1 => Just(ModelOp::Release),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
     #[test]
-    fn random_operations_match_the_model_on_postgres(ops in prop::collection::vec(model_op(), 1..50)) {
+    fn random_operations_match_the_model_on_postgres(ops in prop::collection::vec(support::model_op(), 1..50)) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async {
             let Some((store, schema)) = fresh("model").await else { return };

@@ -1,6 +1,7 @@
 //! A redb storage backend over a real file that counts, delays or fails its syncs and
 //! writes: how the tests see that a put waits for the fsync, that concurrent puts
-//! share one, and what a full disk does.
+//! share one, and what a full disk does; and the random operations of the model test
+//! that every backend runs.
 
 #![allow(dead_code)]
 
@@ -10,8 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use proptest::prelude::*;
 use redb::StorageBackend;
 use redb::backends::FileBackend;
+use thulium_inbox::conformance::ModelOp;
 
 /// What the tests control and observe.
 #[derive(Debug, Default)]
@@ -141,4 +144,17 @@ impl StorageBackend for FaultyBackend {
     ) -> Result<bool, redb::BackendError> {
         self.inner.query_lock_range(start, end)
     }
+}
+
+/// One random step of the model test (`conformance::check_against_model`).
+pub fn model_op() -> impl Strategy<Value = ModelOp> {
+    prop_oneof![
+        4 => (0u64..12, 0u32..2).prop_map(|(id, variant)| ModelOp::Put { id, variant }),
+        3 => (1usize..5).prop_map(ModelOp::Claim),
+        2 => any::<usize>().prop_map(ModelOp::Ack),
+        1 => any::<usize>().prop_map(ModelOp::Retry),
+        1 => any::<usize>().prop_map(ModelOp::Dead),
+        1 => Just(ModelOp::ReplayDead),
+        1 => Just(ModelOp::Release),
+    ]
 }
