@@ -208,6 +208,7 @@ struct Inner {
     pool: Pool,
     names: Names,
     puts: mpsc::Sender<(NewEvent, oneshot::Sender<Result<PutOutcome, StoreError>>)>,
+    finishes: mpsc::Sender<FinishJob>,
     backlog: AtomicU64,
     work: Arc<Notify>,
     label: String,
@@ -361,17 +362,20 @@ impl PostgresStore {
             }
         }
         let (puts, queue) = mpsc::channel(MAX_BATCH * 8);
+        let (finishes, finish_queue) = mpsc::channel(MAX_BATCH * 8);
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
                 names,
                 puts,
+                finishes,
                 backlog: AtomicU64::new(0),
                 work: Arc::new(Notify::new()),
                 label,
             }),
         };
         tokio::spawn(writer(Arc::downgrade(&store.inner), queue));
+        tokio::spawn(finisher(Arc::downgrade(&store.inner), finish_queue));
         tokio::spawn(backlog_refresher(Arc::downgrade(&store.inner)));
         Ok(store)
     }
@@ -843,18 +847,142 @@ impl PostgresStore {
             }
             _ => None,
         };
-        let code = state_code(state);
-        let now = i(now_ms());
-        let due = i(due.unwrap_or(now_ms()));
-        let set = format!(
-            "state = $3::smallint, claim_token = NULL, due_at = $4::bigint,
-             finished_at = CASE WHEN $3::smallint IN (2, 3) THEN $5::bigint ELSE NULL END,
-             last_error = COALESCE($6::text, last_error),
-             history = CASE WHEN jsonb_array_length(history) >= {MAX_KEPT_ATTEMPTS} THEN (history - 0) || $7::text::jsonb ELSE history || $7::text::jsonb END"
-        );
-        self.on_claim(claim, &set, &[&code, &due, &now, &error, &attempt_json])
+        let finish = Finish {
+            claim,
+            state: state_code(state),
+            due: i(due.unwrap_or(now_ms())),
+            now: i(now_ms()),
+            error,
+            attempt: attempt_json,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .finishes
+            .send((finish, reply))
             .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// An ack, a retry or a dead-letter, waiting for the finisher.
+struct Finish {
+    claim: ClaimToken,
+    state: i16,
+    due: i64,
+    now: i64,
+    error: Option<String>,
+    attempt: String,
+}
+
+type FinishJob = (Finish, oneshot::Sender<Result<(), StoreError>>);
+
+/// Records the outcomes of attempts the way puts are written: every waiting one in
+/// one statement (one transaction, one WAL flush), each matched by id *and* token.
+async fn finisher(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<FinishJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(inner) = inner.upgrade() else { return };
+        let finishes: Vec<&Finish> = batch.iter().map(|(f, _)| f).collect();
+        let mut result = finish_batch(&inner, &finishes).await;
+        if result.as_ref().is_err_and(is_connection_lost) {
+            inner.pool.retain(|_, _| false);
+            result = finish_batch(&inner, &finishes).await;
+        }
+        match result {
+            Ok(outcomes) => {
+                if finishes
+                    .iter()
+                    .any(|f| f.state == state_code(State::Pending))
+                {
+                    inner.work.notify_waiters();
+                }
+                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(StoreError::Storage {
+                        message: message.clone(),
+                        source: None,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+async fn finish_batch(
+    inner: &Inner,
+    finishes: &[&Finish],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let client = inner
+        .pool
+        .get()
+        .await
+        .map_err(|e| db_error("no database connection", e))?;
+    let ids: Vec<i64> = finishes.iter().map(|f| i(f.claim.id.0)).collect();
+    let tokens: Vec<i64> = finishes.iter().map(|f| i(f.claim.token)).collect();
+    let states: Vec<i16> = finishes.iter().map(|f| f.state).collect();
+    let dues: Vec<i64> = finishes.iter().map(|f| f.due).collect();
+    let nows: Vec<i64> = finishes.iter().map(|f| f.now).collect();
+    let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.error.as_deref()).collect();
+    let attempts: Vec<&str> = finishes.iter().map(|f| f.attempt.as_str()).collect();
+    let done: std::collections::HashSet<(i64, i64)> = client
+        .query(
+            &format!(
+                "UPDATE {events} e SET state = u.state, claim_token = NULL, due_at = u.due,
+                   finished_at = CASE WHEN u.state IN (2, 3) THEN u.now ELSE NULL END,
+                   last_error = COALESCE(u.error, e.last_error),
+                   history = CASE WHEN jsonb_array_length(e.history) >= {MAX_KEPT_ATTEMPTS}
+                             THEN (e.history - 0) || u.attempt::jsonb ELSE e.history || u.attempt::jsonb END
+                 FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
+                   AS u(id, token, state, due, now, error, attempt)
+                 WHERE e.id = u.id AND e.claim_token = u.token AND e.state = 1
+                 RETURNING e.id, u.token",
+                events = inner.names.events
+            ),
+            &[&ids, &tokens, &states, &dues, &nows, &errors, &attempts],
+        )
+        .await
+        .map_err(|e| db_error("cannot record the outcomes", e))?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let refused: Vec<i64> = finishes
+        .iter()
+        .filter(|f| !done.contains(&(i(f.claim.id.0), i(f.claim.token))))
+        .map(|f| i(f.claim.id.0))
+        .collect();
+    let existing: std::collections::HashSet<i64> = if refused.is_empty() {
+        std::collections::HashSet::new()
+    } else {
+        client
+            .query(
+                &format!("SELECT id FROM {} WHERE id = ANY($1)", inner.names.events),
+                &[&refused],
+            )
+            .await
+            .map_err(|e| db_error("cannot read the events", e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    Ok(finishes
+        .iter()
+        .map(|f| {
+            let id = i(f.claim.id.0);
+            if done.contains(&(id, i(f.claim.token))) {
+                Ok(())
+            } else if existing.contains(&id) {
+                Err(StoreError::StaleClaim(f.claim.id))
+            } else {
+                Err(StoreError::NotFound(f.claim.id))
+            }
+        })
+        .collect())
 }
 
 impl Store for PostgresStore {
