@@ -811,13 +811,13 @@ async fn postgres_section(out: &mut String, dir: &Path, quick: bool) {
     let rate = pending as f64 / elapsed.as_secs_f64();
     let _ = writeln!(
         out,
-        "\nDispatch: {pending} pending events, three dispatchers (each its own pool, 64 handlers, a no-op handler): every event claimed with `FOR UPDATE SKIP LOCKED` and acked by id and token. All claimed after {:.2} s, all acked after {:.2} s: **{rate:.0} events/s**.\n",
+        "\nDispatch: {pending} pending events, three dispatchers (each its own pool, 64 handlers, a no-op handler): every event claimed with `FOR UPDATE SKIP LOCKED` and acked by id and token (acks batched like puts). All claimed after {:.2} s, all acked after {:.2} s: **{rate:.0} events/s**.\n",
         claimed_in.as_secs_f64(),
         elapsed.as_secs_f64()
     );
     let _ = writeln!(
         out,
-        "What the server did (from `pg_stat_database` and `pg_stat_wal`): the PostgreSQL ingest runs ({pg_events:.0} events, and the embedded runs, which do not touch the server) committed {} transactions ({:.1} events per commit: the group commit) and wrote {:.1} MB of WAL; the dispatch, {} transactions and {:.1} MB of WAL ({:.1} transactions per event: one per claim batch, one per ack).",
+        "What the server did (from `pg_stat_database` and `pg_stat_wal`): the PostgreSQL ingest runs ({pg_events:.0} events, and the embedded runs, which do not touch the server) committed {} transactions ({:.1} events per commit: the group commit) and wrote {:.1} MB of WAL; the dispatch, {} transactions and {:.1} MB of WAL ({:.1} transactions per event: one per claim batch, one per batch of acks).",
         commits.saturating_sub(commits_before),
         pg_events / commits.saturating_sub(commits_before).max(1) as f64,
         wal.saturating_sub(wal_before) as f64 / 1e6,
