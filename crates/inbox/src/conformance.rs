@@ -413,6 +413,18 @@ pub async fn list_filters_and_pages<S: Store>(store: S) {
         .await
         .unwrap();
     assert!(done.is_empty());
+    // A window of ids: strictly between `after` and `before`.
+    let top = page[0].id.0;
+    let window = store
+        .list(Filter {
+            before: Some(EventId(top - 2)),
+            after: Some(EventId(top - 6)),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<u64> = window.iter().map(|e| e.id.0).collect();
+    assert_eq!(ids, [top - 3, top - 4, top - 5]);
 }
 
 /// One step of a random operation sequence for [`check_against_model`].

@@ -925,11 +925,15 @@ fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEvent>, StoreEr
     let events = txn.open_table(EVENTS).map_err(storage)?;
     let limit = filter.page_size();
     let upper = filter.before.map_or(u64::MAX, |b| b.0);
+    let lower = filter.after.map_or(0, |a| a.0.saturating_add(1));
+    if lower >= upper {
+        return Ok(Vec::new());
+    }
     let mut page = Vec::new();
     // Dead events have their own index: a dead-letter page needs no scan.
     if filter.state == Some(State::Dead) {
         let dead = txn.open_table(DEAD).map_err(storage)?;
-        for entry in dead.range(..upper).map_err(storage)?.rev() {
+        for entry in dead.range(lower..upper).map_err(storage)?.rev() {
             let id = entry.map_err(storage)?.0.value();
             if let Some(json) = events.get(id).map_err(storage)? {
                 let event = decode(EventId(id), json.value()).map_err(storage)?;
@@ -943,7 +947,7 @@ fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEvent>, StoreEr
         }
         return Ok(page);
     }
-    for entry in events.range(..upper).map_err(storage)?.rev() {
+    for entry in events.range(lower..upper).map_err(storage)?.rev() {
         let (key, value) = entry.map_err(storage)?;
         let event = decode(EventId(key.value()), value.value()).map_err(storage)?;
         if filter

@@ -369,6 +369,10 @@ pub struct Filter {
     pub text: Option<String>,
     /// Only events with an id below this one (the previous page's last id).
     pub before: Option<EventId>,
+    /// Only events with an id above this one: with `before`, bounds how many events a
+    /// search reads (the console searches text in windows of ids, so that a search
+    /// nothing matches still answers fast).
+    pub after: Option<EventId>,
     /// At most this many (default 50, at most 1000).
     pub limit: Option<usize>,
 }

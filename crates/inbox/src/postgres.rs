@@ -1259,6 +1259,7 @@ impl Store for PostgresStore {
                        AND ($4::bigint IS NULL OR received_at >= $4)
                        AND ($5::bigint IS NULL OR received_at < $5)
                        AND ($6::text IS NULL OR body LIKE $6 OR canonical LIKE $6)
+                       AND ($8::bigint IS NULL OR id > $8)
                      ORDER BY id DESC LIMIT $7",
                     self.inner.names.events
                 ),
@@ -1270,6 +1271,7 @@ impl Store for PostgresStore {
                     &filter.received_to.map(i),
                     &text,
                     &(filter.page_size() as i64),
+                    &filter.after.map(|a| i(a.0)),
                 ],
             )
             .await

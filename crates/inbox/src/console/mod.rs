@@ -38,6 +38,10 @@ use html::{Page, esc, time};
 /// (one hour).
 const SAMPLE_EVERY: Duration = Duration::from_secs(15);
 const SAMPLES: usize = 240;
+/// A text search reads at most this many events per page, newest first, and offers to
+/// search the next older ones: text has no index, and a page must answer fast even
+/// when nothing matches in a million events.
+const SEARCH_WINDOW: u64 = 50_000;
 
 /// Who may use the console. Bound to anything but loopback, it must have credentials.
 #[derive(Clone, Debug)]
@@ -320,6 +324,7 @@ impl ListQuery {
             received_to: to,
             text,
             before: before.map(EventId),
+            after: None,
             limit: Some(limit.unwrap_or(50)),
         })
     }
@@ -357,6 +362,28 @@ async fn list<S: Store>(
                 .render();
         }
     };
+    let mut filter = filter;
+    let mut window = None;
+    if filter.text.is_some() {
+        let upper = match filter.before {
+            Some(before) => before.0,
+            None => match console
+                .store
+                .list(Filter {
+                    limit: Some(1),
+                    ..Filter::default()
+                })
+                .await
+            {
+                Ok(newest) => newest.first().map_or(0, |e| e.id.0 + 1),
+                Err(error) => return store_failure(&error),
+            },
+        };
+        let lower = upper.saturating_sub(SEARCH_WINDOW).max(1);
+        filter.before = Some(EventId(upper));
+        filter.after = Some(EventId(lower - 1));
+        window = Some((lower, upper));
+    }
     let page_size = filter.page_size();
     let events = match console.store.list(filter.clone()).await {
         Ok(events) => events,
@@ -403,6 +430,19 @@ async fn list<S: Store>(
                 esc(&next)
             );
         }
+    }
+    if let Some((lower, upper)) = window
+        && events.len() < page_size
+        && lower > 1
+    {
+        let mut older = html::query_string(&query, Some(lower));
+        older.insert(0, '?');
+        let _ = write!(
+            body,
+            r#"<p class="pager">Searched events {lower} to {last}; text search reads {SEARCH_WINDOW} events at a time. <a href="/events{link}" rel="next">Search older events →</a></p>"#,
+            last = upper.saturating_sub(1),
+            link = esc(&older)
+        );
     }
     Page::new("Events", body).live("list").render()
 }
