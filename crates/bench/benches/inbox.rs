@@ -479,7 +479,7 @@ async fn console_section(out: &mut String, dir: &Path, quick: bool) {
             "/events?q=in_behalf_of".to_string(),
         ),
         (
-            "events, text that no event has (a full scan)",
+            "events, text that no event has (reads one window of 50,000)",
             "/events?q=no-such-text".to_string(),
         ),
         ("one event", format!("/events/{middle}")),
@@ -512,22 +512,20 @@ async fn console_section(out: &mut String, dir: &Path, quick: bool) {
     );
     let _ = writeln!(out, "| page | time |");
     let _ = writeln!(out, "|---|---|");
-    let mut worst_typical = Duration::ZERO;
+    let mut worst = Duration::ZERO;
     for (name, time) in &rows {
         let _ = writeln!(out, "| {name} | {:.1} ms |", time.as_secs_f64() * 1e3);
-        if !name.contains("full scan") {
-            worst_typical = worst_typical.max(*time);
-        }
+        worst = worst.max(*time);
     }
     let _ = writeln!(
         out,
-        "\nTarget under 100 ms a page with a million events: {} for every page but the search for text no event has ({:.1} ms at most); that one reads every event and is reported as measured above.",
-        if worst_typical < Duration::from_millis(100) {
+        "\nTarget under 100 ms a page with a million events: {} (slowest {:.1} ms). A text search reads at most 50,000 events a page, newest first, and links to the next older window: text has no index.",
+        if worst < Duration::from_millis(100) {
             "met"
         } else {
             "**missed**"
         },
-        worst_typical.as_secs_f64() * 1e3
+        worst.as_secs_f64() * 1e3
     );
     drop(store);
 
