@@ -83,6 +83,18 @@ struct Sink {
     deliveries: AtomicUsize,
 }
 
+/// Marks an event as being handled until dropped.
+struct Held {
+    sink: Arc<Sink>,
+    id: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.sink.running.lock().unwrap().remove(&self.id);
+    }
+}
+
 async fn start_sink(sink: Arc<Sink>) -> SocketAddr {
     let app = axum::Router::new().route(
         "/app",
@@ -97,6 +109,12 @@ async fn start_sink(sink: Arc<Sink>) -> SocketAddr {
                 if !sink.running.lock().unwrap().insert(id.clone()) {
                     sink.overlaps.fetch_add(1, Ordering::SeqCst);
                 }
+                // Dropped with the request when its sender dies (the killed host): a
+                // worker that is gone holds nothing.
+                let _held = Held {
+                    sink: Arc::clone(&sink),
+                    id: id.clone(),
+                };
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
                 let ticket = body
                     .split('&')
@@ -106,7 +124,6 @@ async fn start_sink(sink: Arc<Sink>) -> SocketAddr {
                     sink.seen.lock().unwrap().insert(ticket);
                 }
                 sink.deliveries.fetch_add(1, Ordering::SeqCst);
-                sink.running.lock().unwrap().remove(&id);
                 "ok"
             }
         }),
