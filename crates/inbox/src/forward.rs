@@ -112,11 +112,11 @@ impl Handler for Forwarder {
             request = request.basic_auth(user, Some(password.expose()));
         }
         let response = request.send().await.map_err(|e| {
-            let mut cause: &dyn std::error::Error = &e;
-            while let Some(next) = cause.source() {
-                cause = next;
-            }
-            format!("cannot reach {}: {cause}", self.url)
+            format!(
+                "cannot reach {}: {}",
+                self.url,
+                thulium::error::root_cause(&e)
+            )
         })?;
         let status = response.status();
         if status.is_success() {

@@ -25,11 +25,13 @@
 //! Connections to anything but a loopback host or a Unix socket must use TLS
 //! (`sslmode=require`; rustls, system roots): the password never travels in clear.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use thulium::error::root_cause;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
@@ -207,8 +209,8 @@ pub struct PostgresStore {
 struct Inner {
     pool: Pool,
     names: Names,
-    puts: mpsc::Sender<(NewEvent, oneshot::Sender<Result<PutOutcome, StoreError>>)>,
-    finishes: mpsc::Sender<FinishJob>,
+    puts: mpsc::Sender<Job<NewEvent>>,
+    finishes: mpsc::Sender<Job<Finish>>,
     backlog: AtomicU64,
     work: Arc<Notify>,
     label: String,
@@ -260,14 +262,6 @@ fn is_connection_lost(error: &StoreError) -> bool {
         current = error.source();
     }
     false
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
 }
 
 /// Whether the password may go to this host without TLS.
@@ -374,8 +368,8 @@ impl PostgresStore {
                 label,
             }),
         };
-        tokio::spawn(writer(Arc::downgrade(&store.inner), queue));
-        tokio::spawn(finisher(Arc::downgrade(&store.inner), finish_queue));
+        tokio::spawn(write_batches(Arc::downgrade(&store.inner), queue));
+        tokio::spawn(write_batches(Arc::downgrade(&store.inner), finish_queue));
         tokio::spawn(backlog_refresher(Arc::downgrade(&store.inner)));
         Ok(store)
     }
@@ -542,36 +536,56 @@ fn i(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-type PutJob = (NewEvent, oneshot::Sender<Result<PutOutcome, StoreError>>);
-
 /// The group-commit writer: every waiting put in one transaction.
-async fn writer(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<PutJob>) {
+/// A kind of operation written in batches: every waiting one in one round of
+/// statements, the way puts, acks, retries and dead letters are written.
+trait Batched: Send + Sync + 'static {
+    /// What each operation returns.
+    type Outcome: Send + 'static;
+    /// Writes one batch; per operation, its outcome.
+    fn write(
+        inner: &Inner,
+        batch: &[&Self],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Outcome, StoreError>>, StoreError>> + Send;
+    /// Whether the written batch may have made events due (wakes this process's
+    /// dispatcher).
+    fn wakes(batch: &[&Self], outcomes: &[Result<Self::Outcome, StoreError>]) -> bool;
+}
+
+type Job<T> = (
+    T,
+    oneshot::Sender<Result<<T as Batched>::Outcome, StoreError>>,
+);
+
+/// Takes every waiting operation of one kind into a batch, writes it, and answers
+/// each; after a lost connection, flushes the pool and tries the batch once more
+/// (every batched operation is safe to repeat: puts are put-if-absent, outcomes are
+/// fenced by their claim token).
+async fn write_batches<T: Batched>(
+    inner: std::sync::Weak<Inner>,
+    mut queue: mpsc::Receiver<Job<T>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let Some(inner) = inner.upgrade() else { return };
-        let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
-        let mut result = put_batch(&inner, &events).await;
+        let items: Vec<&T> = batch.iter().map(|(item, _)| item).collect();
+        let mut result = T::write(&inner, &items).await;
         if result.as_ref().is_err_and(is_connection_lost) {
-            // Every idle connection may be as dead as this one: drop them all, and try
-            // once more on a fresh one (a put is idempotent, so a commit whose outcome
-            // was lost is safe to repeat).
+            // Every idle connection may be as dead as this one: drop them all.
             inner.pool.retain(|_, _| false);
-            result = put_batch(&inner, &events).await;
+            result = T::write(&inner, &items).await;
         }
         match result {
             Ok(outcomes) => {
-                if outcomes
-                    .iter()
-                    .any(|o| !matches!(o, PutOutcome::Duplicate(_)))
-                {
+                if T::wakes(&items, &outcomes) {
                     inner.work.notify_waiters();
                 }
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                    let _ = reply.send(outcome);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, events = batch.len(), "inbox commit failed; nothing of it was applied");
+                tracing::error!(%error, operations = batch.len(), "inbox commit failed; nothing of it was applied");
                 let message = error.to_string();
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(StoreError::Storage {
@@ -581,6 +595,23 @@ async fn writer(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<PutJob>
                 }
             }
         }
+    }
+}
+
+impl Batched for NewEvent {
+    type Outcome = PutOutcome;
+
+    async fn write(
+        inner: &Inner,
+        batch: &[&Self],
+    ) -> Result<Vec<Result<PutOutcome, StoreError>>, StoreError> {
+        Ok(put_batch(inner, batch).await?.into_iter().map(Ok).collect())
+    }
+
+    fn wakes(_: &[&Self], outcomes: &[Result<PutOutcome, StoreError>]) -> bool {
+        outcomes
+            .iter()
+            .any(|o| !matches!(o, Ok(PutOutcome::Duplicate(_))))
     }
 }
 
@@ -875,42 +906,18 @@ struct Finish {
     attempt: String,
 }
 
-type FinishJob = (Finish, oneshot::Sender<Result<(), StoreError>>);
+impl Batched for Finish {
+    type Outcome = ();
 
-/// Records the outcomes of attempts the way puts are written: every waiting one in
-/// one statement (one transaction, one WAL flush), each matched by id *and* token.
-async fn finisher(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<FinishJob>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let Some(inner) = inner.upgrade() else { return };
-        let finishes: Vec<&Finish> = batch.iter().map(|(f, _)| f).collect();
-        let mut result = finish_batch(&inner, &finishes).await;
-        if result.as_ref().is_err_and(is_connection_lost) {
-            inner.pool.retain(|_, _| false);
-            result = finish_batch(&inner, &finishes).await;
-        }
-        match result {
-            Ok(outcomes) => {
-                if finishes
-                    .iter()
-                    .any(|f| f.state == state_code(State::Pending))
-                {
-                    inner.work.notify_waiters();
-                }
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(error) => {
-                let message = error.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Storage {
-                        message: message.clone(),
-                        source: None,
-                    }));
-                }
-            }
-        }
+    fn write(
+        inner: &Inner,
+        batch: &[&Self],
+    ) -> impl Future<Output = Result<Vec<Result<(), StoreError>>, StoreError>> + Send {
+        finish_batch(inner, batch)
+    }
+
+    fn wakes(batch: &[&Self], _: &[Result<(), StoreError>]) -> bool {
+        batch.iter().any(|f| f.state == state_code(State::Pending))
     }
 }
 
@@ -1046,10 +1053,8 @@ impl Store for PostgresStore {
         at: UnixMs,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        self.finish(claim, State::Pending, Some(at), &attempt)
-            .await?;
-        self.inner.work.notify_waiters();
-        Ok(())
+        // The batch that records it wakes this process's dispatcher.
+        self.finish(claim, State::Pending, Some(at), &attempt).await
     }
 
     async fn dead_letter(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {

@@ -287,7 +287,13 @@ fn request_id_suffix(request_id: &Option<String>) -> String {
 
 /// The innermost message of an error chain: `Connection refused (os error 111)`
 /// says more than reqwest's outer `error sending request`.
-pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+///
+/// ```
+/// let io = std::io::Error::other("Connection refused");
+/// let outer = std::io::Error::new(std::io::ErrorKind::Other, io);
+/// assert_eq!(thulium::error::root_cause(&outer), "Connection refused");
+/// ```
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
     while let Some(next) = current.source() {
         current = next;
