@@ -8,7 +8,7 @@ use thulium_mock::{MockConfig, MockThulium};
 
 /// The spec as JSON, for the validator.
 fn spec_json() -> Value {
-    let path = thulium_codegen::spec_path();
+    let path = thulium_tests::spec_path();
     let text = std::fs::read_to_string(&path).unwrap();
     serde_yaml_ng::from_str(&text).unwrap()
 }
@@ -87,7 +87,7 @@ async fn check(
 
 #[tokio::test]
 async fn every_answer_of_the_fake_matches_the_spec() {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let spec = spec_json();
     let mock = MockThulium::start_with(MockConfig {
         body_limit: 1024,

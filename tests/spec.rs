@@ -1,4 +1,4 @@
-//! The hand-written spec holds to what Thulium documents (API-FACTS), and the Rust
+//! The hand-written spec holds to what Thulium documents (`docs/thulium/API-FACTS.md`), and the Rust
 //! types generated from it agree with it.
 
 use std::collections::BTreeSet;

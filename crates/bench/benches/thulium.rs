@@ -401,7 +401,7 @@ async fn client_section(out: &mut String, options: &Options) {
 // ---- 2. receiver ----
 
 async fn blast(url: &str, tasks: usize, per_task: usize) -> f64 {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let http = reqwest::Client::new();
     let authorization = format!("Basic {}", base64_encode("thulium:bench-password"));
     let started = Instant::now();
@@ -601,30 +601,28 @@ fn parsing_section(out: &mut String, options: &Options) {
 // ---- 4. codegen ----
 
 fn cargo(root: &Path, args: &[&str]) -> Duration {
+    cargo_with_spec(root, args, None)
+}
+
+/// Runs cargo; with `spec`, the SDK's `build.rs` generates from that copy of the spec
+/// (`THULIUM_CODEGEN_SPEC`) instead of `openapi/thulium-webhooks.yaml`.
+fn cargo_with_spec(root: &Path, args: &[&str], spec: Option<&Path>) -> Duration {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args(args)
         .current_dir(root)
         .env("CARGO_TERM_COLOR", "never")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("cargo runs");
+        .stderr(std::process::Stdio::null());
+    match spec {
+        Some(spec) => command.env("THULIUM_CODEGEN_SPEC", spec),
+        None => command.env_remove("THULIUM_CODEGEN_SPEC"),
+    };
+    let status = command.status().expect("cargo runs");
     assert!(status.success(), "cargo {args:?} failed");
     started.elapsed()
-}
-
-/// Puts the spec back however the measurement ends.
-struct SpecGuard {
-    path: PathBuf,
-    original: String,
-}
-
-impl Drop for SpecGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::write(&self.path, &self.original);
-    }
 }
 
 fn codegen_section(out: &mut String, options: &Options) {
@@ -636,23 +634,23 @@ fn codegen_section(out: &mut String, options: &Options) {
         .collect();
 
     cargo(&root, &["build", "-p", "thulium"]);
-    let spec = root.join("openapi/thulium-webhooks.yaml");
-    let original = std::fs::read_to_string(&spec).expect("the spec");
+    // The rebuilds read an edited copy; the real spec is never written, so a killed
+    // benchmark cannot leave it changed.
+    let original =
+        std::fs::read_to_string(root.join("openapi/thulium-webhooks.yaml")).expect("the spec");
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let copy = scratch.path().join("thulium-webhooks.yaml");
     let mut rebuild = Vec::new();
     for run in 0..runs.min(2) {
-        let guard = SpecGuard {
-            path: spec.clone(),
-            original: original.clone(),
-        };
         let changed = original.replacen(
             "summary: List webhook subscriptions.",
             &format!("summary: List webhook subscriptions (bench {run})."),
             1,
         );
         assert_ne!(changed, original, "the line to change is in the spec");
-        std::fs::write(&spec, changed).expect("the spec is writable");
-        rebuild.push(cargo(&root, &["build", "-p", "thulium"]).as_secs_f64());
-        drop(guard);
+        std::fs::write(&copy, changed).expect("the scratch copy is writable");
+        rebuild
+            .push(cargo_with_spec(&root, &["build", "-p", "thulium"], Some(&copy)).as_secs_f64());
     }
     // Leave the build matching the spec on disk.
     cargo(&root, &["build", "-p", "thulium"]);

@@ -1,5 +1,6 @@
 //! `cargo xtask codegen [--check]`: regenerate the Thulium client and review it as an
-//! insta snapshot, without needing `cargo-insta`.
+//! insta snapshot, without needing `cargo-insta`. `cargo xtask msrv`: check the
+//! published crates' `rust-version` against their dependencies'.
 //!
 //! The snapshot test (`crates/xtask/tests/generated_client.rs`) is the single check;
 //! this command runs it with insta told either to write the new snapshot (`codegen`)
@@ -7,11 +8,13 @@
 
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask codegen [--check]
+const USAGE: &str = "usage: cargo xtask codegen [--check] | cargo xtask msrv
 
   codegen           regenerate the client from openapi/thulium-webhooks.yaml and
                     update the insta snapshot; review it with `git diff`
-  codegen --check   fail with a diff if the snapshot is stale (CI)";
+  codegen --check   fail with a diff if the snapshot is stale (CI)
+  msrv              fail if a published crate depends on a crate whose rust-version
+                    is newer than its own (CI)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +24,18 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
+        ["msrv"] => {
+            return match xtask::msrv::check() {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(violations) => {
+                    eprintln!("error: rust-version claims do not hold:\n{violations}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         ["codegen"] => false,
         ["codegen", "--check"] => true,
         ["-h" | "--help" | "help"] => {
@@ -34,14 +49,14 @@ fn main() -> ExitCode {
     };
 
     // Fail fast, with the generator's one-line message, before compiling any test.
-    if let Err(error) = thulium_codegen::generate_file(thulium_codegen::spec_path()) {
+    if let Err(error) = thulium_codegen::generate_file(xtask::spec_path()) {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut test = Command::new(cargo);
-    test.current_dir(thulium_codegen::workspace_root())
+    test.current_dir(xtask::workspace_root())
         .args([
             "test",
             "--quiet",
