@@ -9,18 +9,20 @@ use serde_json::{Value, json};
 use thulium::event::Event;
 use thulium::receiver::Receiver;
 use thulium::{Action, Error, Language, NewWebhook, RetryPolicy};
-use thulium_mock::{
-    AttemptOutcome, DeliveryFormat, DeliveryPolicy, DeliveryState, MockConfig, MockThulium,
-};
+use thulium_mock::{AttemptOutcome, DeliveryPolicy, DeliveryState, MockConfig, MockThulium};
 use thulium_tests::serve;
 use tokio::sync::mpsc;
 
-const TICKET: &str = "action=TICKET_CREATED&ticket_id=12&agent_login=jkowalski&direction=in_behalf_of\
-                      &date=2014-11-17+12%3A59%3A32&customer_id=154";
+/// The vendor's example ticket event, form-encoded.
+fn ticket() -> String {
+    thulium::event::examples::event("TICKET_CREATED", &[])
+        .unwrap()
+        .to_form()
+}
 
 fn quick_delivery() -> DeliveryPolicy {
     DeliveryPolicy {
-        format: DeliveryFormat::Form,
+        format: thulium::event::BodyFormat::Form,
         max_attempts: 4,
         initial_backoff: Duration::from_millis(50),
         timeout: Duration::from_secs(2),
@@ -38,7 +40,7 @@ async fn mock_with(delivery: DeliveryPolicy) -> MockThulium {
 }
 
 fn raw_http() -> reqwest::Client {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     reqwest::Client::new()
 }
 
@@ -388,7 +390,7 @@ async fn a_flaky_receiver_gets_the_event_once_after_three_attempts() {
         .await
         .unwrap();
 
-    let event = Event::from_form(TICKET.as_bytes()).unwrap();
+    let event = Event::from_form(ticket().as_bytes()).unwrap();
     let ids = mock.emit(&event);
     assert_eq!(ids.len(), 1);
     let delivery = mock
@@ -451,7 +453,7 @@ async fn a_dead_url_is_given_up_while_the_api_keeps_answering() {
         .create_webhook(&NewWebhook::new(&dead, [Action::TicketCreated]))
         .await
         .unwrap();
-    let ids = mock.emit(&Event::from_form(TICKET.as_bytes()).unwrap());
+    let ids = mock.emit(&Event::from_form(ticket().as_bytes()).unwrap());
 
     // While the delivery is still retrying, the API answers immediately.
     let started = Instant::now();
@@ -475,7 +477,7 @@ async fn a_dead_url_is_given_up_while_the_api_keeps_answering() {
 #[tokio::test]
 async fn events_go_only_to_subscribers_of_their_action_with_their_auth_and_format() {
     let mock = mock_with(DeliveryPolicy {
-        format: DeliveryFormat::Json,
+        format: thulium::event::BodyFormat::Json,
         ..quick_delivery()
     })
     .await;
@@ -502,7 +504,7 @@ async fn events_go_only_to_subscribers_of_their_action_with_their_auth_and_forma
         )
         .is_empty()
     );
-    let ids = mock.emit(&Event::from_form(TICKET.as_bytes()).unwrap());
+    let ids = mock.emit(&Event::from_form(ticket().as_bytes()).unwrap());
     assert_eq!(ids.len(), 2);
     assert!(mock.wait_until_settled(Duration::from_secs(10)).await);
     let states: Vec<_> = ids.iter().map(|id| mock.delivery(*id).unwrap()).collect();
@@ -606,7 +608,7 @@ async fn a_subscription_to_the_fake_itself_is_refused_and_a_looping_event_too() 
         .basic_auth("api_user", Some("api_pass"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header(thulium_mock::DELIVERY_HEADER, "1")
-        .body(TICKET)
+        .body(ticket())
         .send()
         .await
         .unwrap();
@@ -633,7 +635,7 @@ async fn the_delivery_log_keeps_only_the_newest_deliveries() {
         ))
         .await
         .unwrap();
-    let event = Event::parse(TICKET.as_bytes(), None).unwrap();
+    let event = Event::parse(ticket().as_bytes(), None).unwrap();
     let mut last = 0;
     for _ in 0..40 {
         last = *mock.emit(&event).last().unwrap();

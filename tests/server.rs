@@ -11,8 +11,12 @@ use thulium::server::{ServerLimits, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const VENDOR_FORM: &str = "action=TICKET_CREATED&ticket_id=12&agent_login=jkowalski&direction=in_behalf_of\
-    &date=2014-11-17+12%3A59%3A32&customer_id=154";
+/// The vendor's example ticket event, form-encoded.
+fn vendor_form() -> String {
+    thulium::event::examples::event("TICKET_CREATED", &[])
+        .unwrap()
+        .to_form()
+}
 /// base64("thulium:s3cret")
 const AUTH: &str = "Basic dGh1bGl1bTpzM2NyZXQ=";
 /// The longest any step here may take before the test calls it a hang.
@@ -102,7 +106,7 @@ async fn half_sent_headers_are_closed_after_the_header_timeout() {
             "{answer}"
         );
     }
-    assert_eq!(deliver(addr, VENDOR_FORM).await, "HTTP/1.1 200 OK");
+    assert_eq!(deliver(addr, &vendor_form()).await, "HTTP/1.1 200 OK");
 }
 
 #[tokio::test]
@@ -111,7 +115,7 @@ async fn idle_keep_alive_connections_are_closed() {
     let (addr, _stop, _server) = start(limits).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(delivery(VENDOR_FORM).as_bytes())
+        .write_all(delivery(&vendor_form()).as_bytes())
         .await
         .unwrap();
     // The answer, then nothing more from us: the server must close the connection.
@@ -127,7 +131,7 @@ async fn a_stalled_body_is_answered_408() {
     let limits = ServerLimits::default().body_read_timeout(Duration::from_millis(300));
     let (addr, _stop, _server) = start(limits).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let full = delivery(VENDOR_FORM);
+    let full = delivery(&vendor_form());
     // Headers and the first bytes of the body, then silence.
     stream
         .write_all(&full.as_bytes()[..full.len() - 20])
@@ -169,7 +173,7 @@ async fn connections_past_the_limit_are_closed_and_valid_deliveries_get_through(
     // Once the idle ones time out, a real delivery is served.
     let mut status = String::new();
     for _ in 0..100 {
-        status = deliver(addr, VENDOR_FORM).await;
+        status = deliver(addr, &vendor_form()).await;
         if status == "HTTP/1.1 200 OK" {
             break;
         }

@@ -107,15 +107,17 @@ fn fsyncs_per_second(dir: &Path) -> f64 {
 
 /// One distinct TICKET_CREATED body per number.
 fn event_body(number: u64) -> String {
-    format!(
-        "action=TICKET_CREATED&ticket_id={number}&agent_login=jkowalski&direction=in_behalf_of\
-         &date=2014-11-17+12%3A59%3A32&customer_id=154"
+    thulium::event::examples::event(
+        "TICKET_CREATED",
+        &[("ticket_id".into(), number.to_string())],
     )
+    .expect("the vendor's example with another id")
+    .to_form()
 }
 
 /// `count` distinct events over `CONNECTIONS` connections; events/s and latencies.
 async fn load(url: &str, count: usize, numbers: &Arc<AtomicU64>) -> (f64, Stats) {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let started = Instant::now();
     let mut all = load_with(url, count, numbers, CONNECTIONS).await;
     let rate = all.len() as f64 / started.elapsed().as_secs_f64();

@@ -137,7 +137,7 @@ pub struct HandClient {
 impl HandClient {
     /// A client for `base` with the vendor's example credentials.
     pub fn new(base: &str) -> Self {
-        thulium::install_crypto_provider();
+        thulium::tls::install_default_provider();
         Self {
             // The vendor's own samples set a 30 s timeout; so does a careful hand-written call.
             http: reqwest::Client::builder()

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use thulium::event::BodyFormat;
 
 /// Exit codes, also listed in `--help`.
 pub const EXIT_CODES: &str = "\
@@ -37,6 +39,9 @@ pub struct Cli {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
+
+    #[command(flatten)]
+    pub connection: Connection,
 
     #[command(subcommand)]
     pub command: Command,
@@ -86,6 +91,12 @@ Examples:
     #[command(subcommand)]
     Inbox(InboxCommand),
 
+    /// Print the manual page (roff), for `man -l -` or a man directory.
+    #[command(
+        after_help = "Examples:\n  thulium man | man -l -\n  thulium man > ~/.local/share/man/man1/thulium.1"
+    )]
+    Man,
+
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  thulium completions bash > ~/.local/share/bash-completion/completions/thulium"
@@ -96,28 +107,31 @@ Examples:
     },
 }
 
-/// Where the Thulium API is, and as whom to call it.
+/// Where the Thulium API is, and as whom to call it: global, so the flags work before
+/// or after the subcommand.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection (webhooks, events emit)")]
 pub struct Connection {
     /// The Thulium account (`acme` for https://acme.thulium.com).
     #[arg(
         long,
         env = "THULIUM_ACCOUNT",
         hide_env_values = true,
-        conflicts_with = "base_url"
+        conflicts_with = "base_url",
+        global = true
     )]
     pub account: Option<String>,
 
     /// A base URL instead of an account (for example the fake Thulium).
-    #[arg(long, env = "THULIUM_BASE_URL", hide_env_values = true)]
+    #[arg(long, env = "THULIUM_BASE_URL", hide_env_values = true, global = true)]
     pub base_url: Option<String>,
 
     /// The API user (the password comes from THULIUM_API_PASSWORD or a prompt).
-    #[arg(long, env = "THULIUM_API_USER", hide_env_values = true)]
+    #[arg(long, env = "THULIUM_API_USER", hide_env_values = true, global = true)]
     pub api_user: Option<String>,
 
     /// Thulium's messages in Polish.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub polish: bool,
 }
 
@@ -127,10 +141,7 @@ pub enum WebhooksCommand {
     #[command(
         after_help = "Examples:\n  thulium webhooks list\n  thulium webhooks list --output json | jq '.[].subscription_url'"
     )]
-    List {
-        #[command(flatten)]
-        connection: Connection,
-    },
+    List,
 
     /// Subscribe a URL to one or more actions.
     #[command(after_help = "\
@@ -143,12 +154,15 @@ Examples:
   THULIUM_WEBHOOK_PASSWORD=s3cret thulium webhooks create \\
       --action TICKET_CREATED --action AGENT_RINGING --url https://example.pl/hook --auth-user thulium")]
     Create {
-        #[command(flatten)]
-        connection: Connection,
-
-        /// An action to deliver (repeat for several), such as TICKET_CREATED.
+        /// An action to deliver (repeat for several), such as TICKET_CREATED. A name
+        /// that is not one of Thulium's documented actions gets a warning (with the
+        /// closest one) and is subscribed as given.
         #[arg(long = "action", required = true, value_name = "ACTION")]
         actions: Vec<String>,
+
+        /// Subscribe names that are not documented actions without a warning.
+        #[arg(long)]
+        allow_unknown_action: bool,
 
         /// The URL Thulium will POST events to.
         #[arg(long)]
@@ -451,27 +465,26 @@ pub struct MockArgs {
     pub api_user: String,
 
     /// How the fake encodes the events it delivers.
-    #[arg(long, value_enum, default_value_t = Format::Form)]
-    pub delivery_format: Format,
+    #[arg(long, value_name = "FORMAT", default_value = "form", value_parser = body_format())]
+    pub delivery_format: BodyFormat,
 
     #[command(flatten)]
     pub limits: ServerLimitArgs,
 }
 
-/// An event body encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// application/x-www-form-urlencoded, as Thulium sends.
-    Form,
-    /// application/json.
-    Json,
+/// `form` (application/x-www-form-urlencoded, as Thulium sends) or `json`: the SDK's
+/// one name for an event body's encoding.
+fn body_format() -> impl clap::builder::TypedValueParser<Value = BodyFormat> {
+    clap::builder::PossibleValuesParser::new([BodyFormat::Form.name(), BodyFormat::Json.name()])
+        .map(|name| name.parse().expect("one of the possible values"))
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// POST a realistic event to a receiver and report its answer.
     #[command(after_help = "\
-Fields not given with --field get the vendor's example values. With --auth-user, the
+Fields not given with --field get the vendor's example values, except `date`: the
+current time (UTC), so that two events sent are two events. With --auth-user, the
 password comes from THULIUM_WEBHOOK_PASSWORD or a prompt.
 
 Examples:
@@ -487,8 +500,8 @@ Examples:
         event: EventArgs,
 
         /// The body encoding.
-        #[arg(long, value_enum, default_value_t = Format::Form)]
-        format: Format,
+        #[arg(long, value_name = "FORMAT", default_value = "form", value_parser = body_format())]
+        format: BodyFormat,
 
         /// Send HTTP Basic auth with this user.
         #[arg(long)]
@@ -498,23 +511,36 @@ Examples:
     /// Have the fake Thulium emit an event to its subscribers (thulium mock).
     #[command(after_help = "\
 Uses the connection settings (THULIUM_BASE_URL of the fake, its API user and password).
+With --wait, reports each delivery's outcome and exits 3 if one failed, 4 if one was
+still being tried when the wait ended.
 
-Example:
-  thulium events emit --action TICKET_CREATED --field ticket_id=99")]
+Examples:
+  thulium events emit --action TICKET_CREATED --field ticket_id=99
+  thulium events emit --action TICKET_CREATED --wait")]
     Emit {
         #[command(flatten)]
-        connection: Connection,
-
-        #[command(flatten)]
         event: EventArgs,
+
+        /// Wait for every delivery to succeed or give up, and report each.
+        #[arg(long)]
+        wait: bool,
+
+        /// With --wait: the longest to wait.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, requires = "wait")]
+        wait_timeout: Duration,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct EventArgs {
-    /// The event's action, such as TICKET_CREATED (unknown names are sent as given).
+    /// The event's action, such as TICKET_CREATED (unknown names are sent as given,
+    /// with a warning).
     #[arg(long)]
     pub action: String,
+
+    /// Send a name that is not a documented action without a warning.
+    #[arg(long)]
+    pub allow_unknown_action: bool,
 
     /// A field as key=value (repeatable); overrides the example value.
     #[arg(long = "field", value_name = "KEY=VALUE", value_parser = parse_field)]

@@ -16,7 +16,10 @@ pub struct Resolved {
 
 pub fn resolve(connection: &Connection) -> Result<Resolved, Failure> {
     let base_url = match (&connection.account, &connection.base_url) {
-        (Some(account), None) => format!("https://{account}.thulium.com"),
+        // The SDK's rule for account names and their URL, so both agree.
+        (Some(account), None) => thulium::config::account_url(account)
+            .map_err(|e| Failure::usage(e.to_string()))?
+            .to_string(),
         (None, Some(url)) => url.clone(),
         (Some(_), Some(_)) => {
             return Err(Failure::usage("give --account or --base-url, not both"));

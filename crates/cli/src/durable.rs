@@ -47,8 +47,8 @@ pub async fn run(
             };
             let format = match inbox.forward_format {
                 FormatArg::AsReceived => ForwardFormat::AsReceived,
-                FormatArg::Form => ForwardFormat::Form,
-                FormatArg::Json => ForwardFormat::Json,
+                FormatArg::Form => ForwardFormat::Reencoded(thulium::event::BodyFormat::Form),
+                FormatArg::Json => ForwardFormat::Reencoded(thulium::event::BodyFormat::Json),
             };
             Some(
                 Forwarder::new(url, auth, format, inbox.handler_timeout)

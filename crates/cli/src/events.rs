@@ -6,20 +6,24 @@ use thulium::event::Event;
 
 use thulium::secret::Redactor;
 
-use crate::args::{EventArgs, EventsCommand, Format, Output};
+use crate::args::{Connection, EventArgs, EventsCommand, Output};
 use crate::connection;
 use crate::failure::Failure;
 use crate::output;
 use crate::secrets::{self, Source, WEBHOOK_PASSWORD_ENV};
+use thulium_mock::control::{Control, ControlError};
+use thulium_mock::{Delivery, DeliveryState};
 
+/// The vendor's example event of the action, happening now unless a date is given.
 fn build(event: &EventArgs) -> Result<Event, Failure> {
-    thulium_mock::samples::event(&event.action, &event.fields)
+    crate::actions::warn_unknown([event.action.as_str()], event.allow_unknown_action);
+    thulium::event::examples::event_now(&event.action, &event.fields)
         .map_err(|e| Failure::usage(format!("not a valid event: {e}")))
 }
 
 fn http() -> Result<reqwest::Client, Failure> {
-    thulium::install_crypto_provider();
-    reqwest::Client::builder()
+    thulium::tls::http_client_builder()
+        .map_err(|e| Failure::other(format!("cannot set up TLS: {e}")))?
         .timeout(std::time::Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("thulium-cli/", env!("CARGO_PKG_VERSION")))
@@ -28,10 +32,7 @@ fn http() -> Result<reqwest::Client, Failure> {
 }
 
 fn network(error: reqwest::Error, url: &str) -> Failure {
-    let mut cause: &dyn std::error::Error = &error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
+    let cause = thulium::error::root_cause(&error);
     if error.is_timeout() {
         Failure::network(format!("{url} did not answer within 30 s"))
     } else {
@@ -41,7 +42,11 @@ fn network(error: reqwest::Error, url: &str) -> Failure {
     }
 }
 
-pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> {
+pub async fn run(
+    command: EventsCommand,
+    connection: &Connection,
+    output: Output,
+) -> Result<(), Failure> {
     match command {
         EventsCommand::Send {
             url,
@@ -58,10 +63,7 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
                     "--url `{url}` must be an http:// or https:// URL with a host"
                 )));
             }
-            let (body, content_type) = match format {
-                Format::Form => (event.to_form(), "application/x-www-form-urlencoded"),
-                Format::Json => (event.to_json(), "application/json"),
-            };
+            let (body, content_type) = (format.encode(&event), format.content_type());
             let mut request = http()?
                 .post(parsed.clone())
                 .header(CONTENT_TYPE, content_type)
@@ -86,7 +88,7 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
             // The receiver's answer is its own text: cut, with our secrets removed.
             let answer = response.text().await.unwrap_or_default();
             let answer = redactor.redact_string(answer);
-            let answer = output::truncate(&answer, 500);
+            let answer = thulium::text::shorten(&answer, 500);
             match output {
                 Output::Json => output::print(
                     json!({"action": event.action(), "status": status.as_u16(), "body": answer}),
@@ -103,51 +105,84 @@ pub async fn run(command: EventsCommand, output: Output) -> Result<(), Failure> 
                 )));
             }
         }
-        EventsCommand::Emit { connection, event } => {
+        EventsCommand::Emit {
+            event,
+            wait,
+            wait_timeout,
+        } => {
             let event = build(&event)?;
-            let resolved = connection::resolve(&connection)?;
-            let url = format!("{}/_mock/events", resolved.base_url.trim_end_matches('/'));
-            let parsed = reqwest::Url::parse(&url)
-                .map_err(|e| Failure::usage(format!("the base URL is not a URL ({e})")))?;
-            if !thulium::config::credentials_may_travel_to(&parsed) {
-                return Err(Failure::usage(
-                    "refusing to send the API credentials over plain HTTP to a non-loopback host; use https://",
-                ));
+            let resolved = connection::resolve(connection)?;
+            let control = Control::new(&resolved.base_url, resolved.user, resolved.password)
+                .map_err(control_failure)?;
+            let ids = control.emit(&event).await.map_err(control_failure)?;
+            if !wait {
+                return match output {
+                    Output::Json => {
+                        output::print(json!({"action": event.action(), "deliveries": ids}))
+                    }
+                    Output::Table => output::print(format!(
+                        "{} emitted: {} deliver{} started (--wait reports how they end)",
+                        event.action(),
+                        ids.len(),
+                        if ids.len() == 1 { "y" } else { "ies" }
+                    )),
+                };
             }
-            let redactor =
-                Redactor::new().basic_credentials(&resolved.user, resolved.password.clone());
-            let response = http()?
-                .post(parsed)
-                .basic_auth(&resolved.user, Some(resolved.password.expose()))
-                .header(CONTENT_TYPE, "application/json")
-                .body(event.to_json())
-                .send()
+            let deliveries = control
+                .wait_for(&ids, wait_timeout)
                 .await
-                .map_err(|e| network(e, &url))?;
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            let answer: serde_json::Value = serde_json::from_str(&redactor.redact(&text))
-                .unwrap_or_else(|_| {
-                    serde_json::Value::String(
-                        output::truncate(&redactor.redact(&text), 500).into_owned(),
-                    )
-                });
-            if !status.is_success() {
+                .map_err(control_failure)?;
+            report_deliveries(&event, &deliveries, output)?;
+            let failed = deliveries
+                .iter()
+                .filter(|d| d.state == DeliveryState::GaveUp)
+                .count();
+            let pending = deliveries
+                .iter()
+                .filter(|d| d.state == DeliveryState::Pending)
+                .count();
+            if failed > 0 {
                 return Err(Failure::refused(format!(
-                    "{url} answered HTTP {status}: {answer}; is THULIUM_BASE_URL the fake's (thulium mock)?"
+                    "{failed} of {} deliveries failed after every attempt",
+                    deliveries.len()
                 )));
             }
-            match output {
-                Output::Json => output::print(answer)?,
-                Output::Table => {
-                    let count = answer["deliveries"].as_array().map_or(0, Vec::len);
-                    output::print(format!(
-                        "{} emitted to {count} subscription(s)",
-                        event.action()
-                    ))?;
-                }
+            if pending > 0 {
+                return Err(Failure::network(format!(
+                    "{pending} of {} deliveries were still being tried after {wait_timeout:?}",
+                    deliveries.len()
+                )));
+            }
+            if deliveries.is_empty() {
+                eprintln!(
+                    "warning: no subscription of {} on the fake, so nothing was delivered",
+                    event.action()
+                );
             }
         }
     }
     Ok(())
+}
+
+fn control_failure(error: ControlError) -> Failure {
+    match error {
+        ControlError::Config(reason) => Failure::usage(reason),
+        ControlError::Network { .. } => Failure::network(error.to_string()),
+        _ => Failure::refused(error.to_string()),
+    }
+}
+
+/// One line per delivery: where it went, how it ended, and each attempt.
+fn report_deliveries(
+    event: &Event,
+    deliveries: &[Delivery],
+    output: Output,
+) -> Result<(), Failure> {
+    match output {
+        Output::Json => output::print(json!({"action": event.action(), "deliveries": deliveries})),
+        Output::Table => {
+            let lines: Vec<String> = deliveries.iter().map(crate::mock::delivery_line).collect();
+            output::print(lines.join("\n"))
+        }
+    }
 }

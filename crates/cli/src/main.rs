@@ -1,6 +1,7 @@
 //! `thulium`: manage Thulium webhook subscriptions, receive and send events, and run the
 //! fake Thulium. Every error is one line on stderr; the exit code says what kind.
 
+mod actions;
 mod args;
 mod connection;
 mod console;
@@ -92,11 +93,18 @@ fn usage_error(error: clap::Error) -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Webhooks(command) => webhooks::run(command, cli.output).await,
+        Command::Webhooks(command) => webhooks::run(command, &cli.connection, cli.output).await,
         Command::Listen(args) => listen::run(args, cli.output).await,
         Command::Mock(args) => mock::run(args, cli.output).await,
-        Command::Events(command) => events::run(command, cli.output).await,
+        Command::Events(command) => events::run(command, &cli.connection, cli.output).await,
         Command::Inbox(command) => inbox::run(command, cli.output).await,
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Failure::other(format!("cannot render the manual page: {e}")))?;
+            output::print(String::from_utf8_lossy(&page).trim_end())
+        }
         Command::Completions { shell } => {
             // Generated into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();

@@ -1,8 +1,12 @@
-//! `thulium mock`: the fake Thulium, served until Ctrl-C.
+//! `thulium mock`: the fake Thulium, served until Ctrl-C, printing every delivery
+//! attempt as it ends.
 
-use thulium_mock::{DeliveryFormat, DeliveryPolicy, MockConfig, MockThulium};
+use thulium_mock::{
+    AttemptOutcome, Delivery, DeliveryPolicy, DeliveryState, MockConfig, MockThulium,
+};
+use tokio::sync::broadcast::error::RecvError;
 
-use crate::args::{Format, MockArgs, Output};
+use crate::args::{MockArgs, Output};
 use crate::failure::Failure;
 use crate::output;
 
@@ -13,10 +17,7 @@ pub async fn run(args: MockArgs, format: Output) -> Result<(), Failure> {
     let mut config = MockConfig {
         api_user: args.api_user,
         delivery: DeliveryPolicy {
-            format: match args.delivery_format {
-                Format::Form => DeliveryFormat::Form,
-                Format::Json => DeliveryFormat::Json,
-            },
+            format: args.delivery_format,
             ..DeliveryPolicy::default()
         },
         server: args.limits.limits(),
@@ -31,6 +32,8 @@ pub async fn run(args: MockArgs, format: Output) -> Result<(), Failure> {
     let mock = MockThulium::bind(args.addr, config)
         .await
         .map_err(|e| Failure::usage(format!("cannot serve on {}: {e}", args.addr)))?;
+    // Subscribed before anything can be emitted, so no attempt goes unreported.
+    let mut attempts = mock.watch_attempts();
 
     // The fake's own demo credentials: printing them is the point of this command.
     let password = mock.api_password().expose().to_string();
@@ -46,8 +49,63 @@ pub async fn run(args: MockArgs, format: Output) -> Result<(), Failure> {
             user = output::escape(mock.api_user()),
         ))?,
     }
-    eprintln!("serving; Ctrl-C stops");
-    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("serving; each delivery attempt is printed below; Ctrl-C stops");
+
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            received = attempts.recv() => match received {
+                Ok(delivery) => match format {
+                    Output::Json => output::print(attempt_json(&delivery))?,
+                    Output::Table => output::print(delivery_line(&delivery))?,
+                },
+                Err(RecvError::Lagged(missed)) => {
+                    eprintln!("warning: {missed} delivery attempts were not printed (output too slow)");
+                }
+                Err(RecvError::Closed) => break,
+            },
+        }
+    }
     mock.shutdown().await;
     Ok(())
+}
+
+/// The latest attempt of `delivery` as one JSON object.
+fn attempt_json(delivery: &Delivery) -> serde_json::Value {
+    serde_json::json!({
+        "delivery": delivery.id,
+        "subscription_id": delivery.subscription_id,
+        "url": delivery.url,
+        "action": delivery.action,
+        "state": delivery.state,
+        "attempt": delivery.attempts.last(),
+    })
+}
+
+/// `delivery 3 TICKET_CREATED -> http://...: attempt 2: HTTP 500, will retry`: one
+/// delivery as it stands after its latest attempt.
+pub fn delivery_line(delivery: &Delivery) -> String {
+    let last = delivery.attempts.last();
+    let outcome = match last.map(|a| &a.outcome) {
+        Some(AttemptOutcome::Status(status)) => format!("HTTP {status}"),
+        Some(AttemptOutcome::Error(reason)) => reason.clone(),
+        Some(_) => "answered".to_string(),
+        None => "not tried yet".to_string(),
+    };
+    let state = match delivery.state {
+        DeliveryState::Delivered => "delivered".to_string(),
+        DeliveryState::GaveUp => format!("gave up after {} attempts", delivery.attempts.len()),
+        DeliveryState::Pending => "will retry".to_string(),
+        _ => format!("{:?}", delivery.state),
+    };
+    output::escape(&format!(
+        "delivery {} {} -> {}: attempt {}: {outcome}, {state}",
+        delivery.id,
+        delivery.action,
+        delivery.url,
+        last.map_or(0, |a| a.attempt),
+    ))
+    .into_owned()
 }

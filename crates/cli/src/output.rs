@@ -2,7 +2,9 @@
 //! so it is the same in a terminal, a pipe or with NO_COLOR.
 
 use std::borrow::Cow;
+
 use std::io::Write as _;
+use thulium::text::shorten;
 
 use serde_json::{Value, json};
 use thulium::Webhook;
@@ -39,17 +41,6 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `text` cut to at most `max` characters, ending with `…` when cut.
-pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => Cow::Borrowed(text),
-        Some(_) => {
-            let kept: String = text.chars().take(max.saturating_sub(1)).collect();
-            Cow::Owned(kept + "…")
-        }
-    }
-}
-
 /// Left-aligned columns separated by two spaces, headers first. Cells are escaped
 /// and cut to [`MAX_CELL_CHARS`].
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -57,7 +48,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         .iter()
         .map(|row| {
             row.iter()
-                .map(|cell| truncate(&escape(cell), MAX_CELL_CHARS).into_owned())
+                .map(|cell| shorten(&escape(cell), MAX_CELL_CHARS).into_owned())
                 .collect()
         })
         .collect();
@@ -121,14 +112,15 @@ fn actions_cell(actions: &[thulium::Action]) -> String {
     cell
 }
 
-/// One subscription as JSON, with its password redacted (the CLI prints no secret).
+/// One subscription as JSON. The CLI prints no secret, so the password is left out;
+/// `http_auth_password_set` says whether the subscription has one.
 pub fn webhook_json(webhook: &Webhook) -> Value {
     json!({
         "id": webhook.id,
         "actions": webhook.actions,
         "subscription_url": webhook.subscription_url,
         "http_auth_user": webhook.http_auth_user,
-        "http_auth_password": if webhook.http_auth_password.is_empty() { "" } else { thulium::secret::REDACTED },
+        "http_auth_password_set": !webhook.http_auth_password.is_empty(),
     })
 }
 

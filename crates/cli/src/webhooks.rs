@@ -2,16 +2,20 @@
 
 use thulium::NewWebhook;
 
-use crate::args::{Output, WebhooksCommand};
+use crate::args::{Connection, Output, WebhooksCommand};
 use crate::connection;
 use crate::failure::Failure;
 use crate::output;
 use crate::secrets::{self, Source, WEBHOOK_PASSWORD_ENV};
 
-pub async fn run(command: WebhooksCommand, format: Output) -> Result<(), Failure> {
+pub async fn run(
+    command: WebhooksCommand,
+    connection: &Connection,
+    format: Output,
+) -> Result<(), Failure> {
     match command {
-        WebhooksCommand::List { connection } => {
-            let webhooks = connection::client(&connection)?.list_webhooks().await?;
+        WebhooksCommand::List => {
+            let webhooks = connection::client(connection)?.list_webhooks().await?;
             match format {
                 Output::Table => output::print(output::webhooks_table(&webhooks))?,
                 Output::Json => {
@@ -21,13 +25,14 @@ pub async fn run(command: WebhooksCommand, format: Output) -> Result<(), Failure
             }
         }
         WebhooksCommand::Create {
-            connection,
             actions,
+            allow_unknown_action,
             url,
             auth_user,
             auth_password_stdin,
             insecure_plain_http_auth,
         } => {
+            crate::actions::warn_unknown(actions.iter().map(String::as_str), allow_unknown_action);
             let mut webhook = NewWebhook::new(url, actions);
             if let Some(user) = auth_user {
                 let source = if auth_password_stdin {
@@ -43,7 +48,7 @@ pub async fn run(command: WebhooksCommand, format: Output) -> Result<(), Failure
             if !insecure_plain_http_auth {
                 webhook.validate()?;
             }
-            let created = connection::client_with(&connection, |builder| {
+            let created = connection::client_with(connection, |builder| {
                 builder.allow_plain_http_subscription_auth(insecure_plain_http_auth)
             })?
             .create_webhook(&webhook)

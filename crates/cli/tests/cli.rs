@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use thulium::{Action, NewWebhook};
-use thulium_mock::MockThulium;
+use thulium_mock::{MockConfig, MockThulium};
 
 const SECRETS: &[&str] = &["api_pass", "hook-secret-42", "YXBpX3VzZXI6YXBpX3Bhc3M"];
 
@@ -465,18 +465,33 @@ fn mock_listen_create_and_events_end_to_end() {
         "TICKET_CREATED",
         "--field",
         "ticket_id=4242",
+        "--wait",
     ]));
     assert_eq!(emitted.code, 0, "{}", emitted.stderr);
     assert_eq!(
         emitted.stdout,
-        "TICKET_CREATED emitted to 1 subscription(s)\n"
+        format!("delivery 1 TICKET_CREATED -> {hook_url}: attempt 1: HTTP 200, delivered\n")
     );
+    // `thulium mock` printed the attempt too.
+    let attempt: serde_json::Value =
+        serde_json::from_str(&Running::next_line(&mock.stdout, "mock's attempt line")).unwrap();
+    assert_eq!(
+        (attempt["delivery"].as_u64(), attempt["state"].as_str()),
+        (Some(1), Some("delivered")),
+        "{attempt}"
+    );
+    assert_eq!(attempt["attempt"]["outcome"]["status"], 200, "{attempt}");
 
     let line = Running::next_line(&listen.stdout, "delivered event");
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["action"], "TICKET_CREATED");
     assert_eq!(event["ticket_id"], 4242);
     assert_eq!(event["agent_login"], "jkowalski");
+    // Not the vendor's 2014 example date: now, so two emits are two events.
+    assert!(
+        event["date"].as_str().unwrap().starts_with("20") && event["date"] != "2014-11-17 12:59:32",
+        "{event}"
+    );
 
     let mut send = thulium();
     env(&mut send);
@@ -539,10 +554,135 @@ fn listen_prints_human_lines_by_default() {
         "AGENT_RINGING",
         "--field",
         "source_number=null",
+        "--field",
+        "date=2014-11-17 12:59:32",
     ]));
     assert_eq!(sent.code, 0, "{}", sent.stderr);
     assert_eq!(
         Running::next_line(&listen.stdout, "event line"),
         "2014-11-17 12:59:32  AGENT_RINGING  connection_id=1416225570.341  queue_id=155  agent_login=jkowalski  source_number=null  destination_number=162"
     );
+}
+
+/// `events emit --wait` against a subscriber that is down: every attempt fails, the
+/// outcome is reported and the exit code says so.
+#[test]
+fn emit_wait_reports_a_failed_delivery_and_exits_3() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(async {
+        let config = MockConfig {
+            delivery: thulium_mock::DeliveryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(50),
+                ..Default::default()
+            },
+            ..MockConfig::default()
+        };
+        let mock = MockThulium::start_with(config).await.unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", dead.local_addr().unwrap());
+        drop(dead);
+        mock.client_builder()
+            .build()
+            .unwrap()
+            .create_webhook(&thulium::NewWebhook::new(
+                url,
+                [thulium::Action::TicketCreated],
+            ))
+            .await
+            .unwrap();
+        mock
+    });
+    let out = run(against(&mock).args(["events", "emit", "--action", "TICKET_CREATED", "--wait"]));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("attempt 2: ") && out.stdout.contains("gave up after 2 attempts"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stderr,
+        "error: 1 of 1 deliveries failed after every attempt\n"
+    );
+    drop(runtime);
+}
+
+#[test]
+fn connection_flags_work_before_the_subcommand() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockThulium::start()).unwrap();
+    let out = run(thulium().env("THULIUM_API_PASSWORD", "api_pass").args([
+        "--base-url",
+        &mock.base_url(),
+        "--api-user",
+        "api_user",
+        "webhooks",
+        "list",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("ID"), "{}", out.stdout);
+    drop(mock);
+    drop(runtime);
+}
+
+#[test]
+fn a_mistyped_action_gets_a_did_you_mean_unless_allowed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockThulium::start()).unwrap();
+    let create = |extra: &[&str]| {
+        let mut command = against(&mock);
+        command.args([
+            "webhooks",
+            "create",
+            "--action",
+            "ticket_created",
+            "--url",
+            "http://127.0.0.1:9/hook",
+        ]);
+        command.args(extra);
+        run(&mut command)
+    };
+    let warned = create(&[]);
+    assert_eq!(warned.code, 0, "{}", warned.stderr);
+    assert_eq!(
+        warned.stderr,
+        "warning: `ticket_created` is not an action Thulium documents; did you mean TICKET_CREATED? \
+         Using `ticket_created` as given (--allow-unknown-action accepts it without this warning)\n"
+    );
+    let quiet = create(&["--allow-unknown-action"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert_eq!(quiet.stderr, "");
+    let known = run(against(&mock).args([
+        "webhooks",
+        "create",
+        "--action",
+        "TICKET_CREATED",
+        "--url",
+        "http://127.0.0.1:9/x",
+    ]));
+    assert_eq!(known.stderr, "");
+    drop(mock);
+    drop(runtime);
+}
+
+#[test]
+fn the_manual_page_is_roff_naming_every_command() {
+    let out = run(thulium().arg("man"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(".ie \\n(.g .ds Aq"),
+        "{}",
+        &out.stdout[..80.min(out.stdout.len())]
+    );
+    assert!(out.stdout.contains(".TH thulium 1"), "{}", out.stdout);
+    for command in [
+        "webhooks",
+        "listen",
+        "mock",
+        "events",
+        "inbox",
+        "completions",
+    ] {
+        assert!(out.stdout.contains(command), "{command} missing");
+    }
 }

@@ -17,18 +17,26 @@ const CONNECTIONS: usize = 32;
 const KILLS: usize = 20;
 
 fn body(ticket_id: usize) -> String {
-    format!(
-        "action=TICKET_CREATED&ticket_id={ticket_id}&agent_login=jkowalski&direction=in_behalf_of\
-         &date=2014-11-17+12%3A59%3A32&customer_id=154"
+    thulium::event::examples::event(
+        "TICKET_CREATED",
+        &[("ticket_id".into(), ticket_id.to_string())],
     )
+    .expect("the vendor's example with another id")
+    .to_form()
 }
 
+/// A free port below the kernel's ephemeral range (32768 and up on Linux). The
+/// listener restarts on the same port after each kill, while 32 senders keep
+/// reconnecting from ephemeral ports; a port inside that range can be taken by one of
+/// them (a TCP self-connect to the dead listener's port), and the listener could then
+/// never bind again.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn start_listener(inbox: &Path, addr: SocketAddr, sink: SocketAddr, log: &Path) -> Child {
@@ -120,7 +128,7 @@ async fn start_sink(seen: Arc<Mutex<HashSet<usize>>>, forwarded: Arc<AtomicUsize
 /// event `i` waits until `i * KILLS / EVENTS` kills have happened, so that the kills
 /// are spread over the stream however fast the machine is.
 async fn send_all(url: &str, stop_after: Duration, kills: Option<Arc<AtomicUsize>>) -> Vec<bool> {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let next = Arc::new(AtomicUsize::new(0));
     let answered: Arc<Vec<AtomicBool>> =
         Arc::new((0..EVENTS).map(|_| AtomicBool::new(false)).collect());
@@ -222,7 +230,8 @@ fn sigkill_at_random_moments_loses_no_event_answered_200() {
     assert_eq!(
         acked.len(),
         EVENTS,
-        "a sender gave up: the listener never came back"
+        "a sender gave up: the listener never came back; its log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 
     // Every event answered 200 reaches the application (at least once).

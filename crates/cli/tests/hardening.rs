@@ -325,7 +325,7 @@ fn a_listener_whose_stdout_nobody_reads_keeps_answering_and_stops_on_ctrl_c() {
         .build()
         .unwrap();
     let url = format!("http://{addr}/thulium");
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let statuses = runtime.block_on(async {
         let http = reqwest::Client::builder().timeout(HANG).build().unwrap();
         // Wait until it listens.
@@ -335,11 +335,10 @@ fn a_listener_whose_stdout_nobody_reads_keeps_answering_and_stops_on_ctrl_c() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Lines of 4 KiB: the pipe (64 KiB) fills after a few, then the queue.
-        let body = format!(
-            "action=TICKET_CREATED&ticket_id=12&agent_login=jkowalski&direction=in_behalf_of\
-             &date=2014-11-17+12%3A59%3A32&customer_id=154&pad={}",
-            "x".repeat(4096)
-        );
+        let body =
+            thulium::event::examples::event("TICKET_CREATED", &[("pad".into(), "x".repeat(4096))])
+                .expect("the vendor's example, padded")
+                .to_form();
         let mut tasks = Vec::new();
         for _ in 0..32 {
             let (http, url, body) = (http.clone(), url.clone(), body.clone());

@@ -24,10 +24,12 @@ fn url() -> String {
 }
 
 fn body(ticket_id: usize) -> String {
-    format!(
-        "action=TICKET_CREATED&ticket_id={ticket_id}&agent_login=jkowalski&direction=in_behalf_of\
-         &date=2014-11-17+12%3A59%3A32&customer_id=154"
+    thulium::event::examples::event(
+        "TICKET_CREATED",
+        &[("ticket_id".into(), ticket_id.to_string())],
     )
+    .expect("the vendor's example with another id")
+    .to_form()
 }
 
 struct Listener {
@@ -198,7 +200,7 @@ fn three_listeners_one_database_a_kill_and_terminated_connections_lose_nothing()
         }
     });
     let Some(admin) = admin else { return };
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
 
     let sink = Arc::new(Sink::default());
     let sink_addr = runtime.block_on(start_sink(Arc::clone(&sink)));

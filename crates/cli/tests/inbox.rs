@@ -76,10 +76,12 @@ fn listen(inbox: &Path, addr: SocketAddr, sink: SocketAddr) -> Listener {
 }
 
 async fn send(url: &str, ticket: u32) -> String {
-    let body = format!(
-        "action=TICKET_CREATED&ticket_id={ticket}&agent_login=jkowalski&direction=in_behalf_of\
-         &date=2014-11-17+12%3A59%3A32&customer_id=154"
-    );
+    let body = thulium::event::examples::event(
+        "TICKET_CREATED",
+        &[("ticket_id".into(), ticket.to_string())],
+    )
+    .expect("the vendor's example with another id")
+    .to_form();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let answer = reqwest::Client::new()
@@ -99,7 +101,7 @@ async fn send(url: &str, ticket: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_shown_replayed_and_purged_while_the_listener_runs() {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let inbox_path = dir.path().join("events.redb");
     let inbox = inbox_path.to_str().unwrap().to_string();

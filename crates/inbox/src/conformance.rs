@@ -354,11 +354,10 @@ pub async fn list_filters_and_pages<S: Store>(store: S) {
     for ticket_id in 1..=25 {
         store.put(ticket(ticket_id, 0)).await.unwrap();
     }
-    let chat = "action=CHAT_CONVERSATION_CLOSED&conversation_id=83a3f676-e831-47d0-bba7-beda6c0bde88\
-                &date=2016-04-20+09%3A46%3A24&chat_queue_id=1";
-    let event = Event::parse(chat.as_bytes(), None).unwrap();
+    let event = thulium::event::examples::event("CHAT_CONVERSATION_CLOSED", &[]).unwrap();
+    let chat = event.to_form();
     let chat_id = store
-        .put(NewEvent::from_event(&event, chat.into(), None))
+        .put(NewEvent::from_event(&event, chat, None))
         .await
         .unwrap()
         .id();

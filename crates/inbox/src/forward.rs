@@ -20,10 +20,8 @@ pub enum ForwardFormat {
     /// The body and content type exactly as Thulium sent them.
     #[default]
     AsReceived,
-    /// Re-encoded as Thulium's form body.
-    Form,
-    /// Re-encoded as a flat JSON object.
-    Json,
+    /// Re-encoded: as Thulium's form body, or as a flat JSON object.
+    Reencoded(BodyFormat),
 }
 
 /// Why a forwarder cannot be built.
@@ -41,6 +39,9 @@ pub enum ForwardError {
     /// The HTTP client could not be set up.
     #[error("cannot set up HTTP: {0}")]
     Http(#[from] reqwest::Error),
+    /// TLS could not be set up (the platform's trust store).
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 }
 
 /// POSTs events to one URL.
@@ -69,8 +70,8 @@ impl Forwarder {
         if auth.is_some() && !config::credentials_may_travel_to(&parsed) {
             return Err(ForwardError::PlainHttp(url.into()));
         }
-        thulium::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let http = thulium::tls::http_client_builder()
+            .map_err(|e| ForwardError::Tls(e.to_string()))?
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("thulium-inbox/", env!("CARGO_PKG_VERSION")))
@@ -98,8 +99,9 @@ impl Handler for Forwarder {
                     .content_type
                     .unwrap_or_else(|| BodyFormat::Form.content_type().to_string()),
             ),
-            ForwardFormat::Form => (event.to_form(), BodyFormat::Form.content_type().into()),
-            ForwardFormat::Json => (event.to_json(), BodyFormat::Json.content_type().into()),
+            ForwardFormat::Reencoded(format) => {
+                (format.encode(&event), format.content_type().into())
+            }
         };
         let mut request = self
             .http

@@ -58,6 +58,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod conformance;
 pub mod console;
 pub mod dispatcher;
@@ -66,6 +68,7 @@ pub mod forward;
 pub mod model;
 pub mod ops;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 pub mod receiver;
 pub mod store;

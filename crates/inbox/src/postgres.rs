@@ -312,14 +312,11 @@ impl PostgresStore {
             recycling_method: RecyclingMethod::Fast,
         };
         let manager = if config.get_ssl_mode() == SslMode::Require {
-            thulium::install_crypto_provider();
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-            let tls = rustls::ClientConfig::builder()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            // The SDK's configuration: ring, and the platform's trust store.
+            let tls = thulium::tls::client_config().map_err(|e| StoreError::Open {
+                path: label.clone().into(),
+                reason: format!("cannot set up TLS: {e}"),
+            })?;
             Manager::from_config(
                 config,
                 tokio_postgres_rustls::MakeRustlsConnect::new(tls),

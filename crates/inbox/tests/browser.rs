@@ -142,7 +142,7 @@ async fn replay_a_dead_event_in_the_browser_and_see_it_delivered() {
     let Some((_driver, port)) = chromedriver() else {
         return;
     };
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
     for ticket_id in 1..=3 {

@@ -10,7 +10,7 @@ use thulium_inbox::console::{self, ConsoleAuth};
 use thulium_inbox::{ClaimRequest, EmbeddedStore, NewEvent, Outcome, State, Store};
 
 async fn serve(store: EmbeddedStore, auth: Option<ConsoleAuth>) -> String {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(thulium::server::serve(
@@ -95,7 +95,7 @@ fn no_redirects() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_renders_on_the_server_and_escapes_what_events_carry() {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let (_dir, store) = seeded().await;
     let url = serve(store, None).await;
 

@@ -303,7 +303,7 @@ async fn serve(receiver: DurableReceiver<EmbeddedStore>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receiver_answers_200_once_stored_and_503_when_it_cannot_store() {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(support::Faults::default());
     let store = {
@@ -355,7 +355,7 @@ async fn the_receiver_answers_200_once_stored_and_503_when_it_cannot_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_is_sent_only_after_the_fsync_that_made_the_event_durable() {
-    thulium::install_crypto_provider();
+    thulium::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(support::Faults::default());
     let store = {

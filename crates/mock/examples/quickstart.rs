@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             &unknown_fields[..]
         };
-        thulium.emit(&thulium_mock::samples::event(action, fields)?);
+        thulium.emit(&thulium::event::examples::event(action, fields)?);
     }
     for _ in ACTIONS {
         let event = tokio::time::timeout(Duration::from_secs(10), received.recv())

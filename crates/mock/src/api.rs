@@ -11,21 +11,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use http_body_util::BodyExt as _;
 use serde_json::{Map, Value};
+use thulium::auth::BasicAuth;
 use thulium::event::Event;
-use thulium::receiver::Receiver;
 use thulium::{Action, Password, Webhook};
 
 use crate::delivery::Deliverer;
-use crate::problem::{ErrorAnswer, Lang, Problem, json_response};
+use crate::problem::{ErrorAnswer, Problem, json_response, language_of};
 
 /// Everything the handlers share.
 pub(crate) struct Shared {
     /// Where the fake listens: subscriptions pointing here are refused, since every
     /// event would be delivered back to the fake without end.
     pub(crate) own_addr: std::net::SocketAddr,
-    /// Checks the API user's Basic credentials, as the SDK's receiver checks a
-    /// subscription's: one constant-time digest comparison, whatever the header's shape.
-    pub(crate) api_auth: Receiver,
+    /// Checks the API user's Basic credentials with the SDK's own check (the one
+    /// its receiver uses): one constant-time digest comparison, whatever was sent.
+    pub(crate) api_auth: BasicAuth,
     pub(crate) body_limit: usize,
     pub(crate) subscriptions: Mutex<Vec<Webhook>>,
     pub(crate) deliverer: Deliverer,
@@ -49,14 +49,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_mock/events", with_405(post(emit_event)))
         .route("/_mock/deliveries", with_405(get(list_deliveries)))
         .fallback(|headers: HeaderMap| async move {
-            ErrorAnswer::one(Problem::NotFound, Lang::from_headers(&headers))
+            ErrorAnswer::one(Problem::NotFound, language_of(&headers))
         })
         .with_state(shared)
 }
 
 fn with_405(route: MethodRouter<Arc<Shared>>) -> MethodRouter<Arc<Shared>> {
     route.fallback(|headers: HeaderMap| async move {
-        ErrorAnswer::one(Problem::MethodNotAllowed, Lang::from_headers(&headers))
+        ErrorAnswer::one(Problem::MethodNotAllowed, language_of(&headers))
     })
 }
 
@@ -65,10 +65,10 @@ fn with_405(route: MethodRouter<Arc<Shared>>) -> MethodRouter<Arc<Shared>> {
 async fn authenticated_body(
     shared: &Shared,
     request: Request,
-) -> Result<(HeaderMap, Lang, axum::body::Bytes), Response> {
+) -> Result<(HeaderMap, thulium::Language, axum::body::Bytes), Response> {
     let (parts, body) = request.into_parts();
-    let lang = Lang::from_headers(&parts.headers);
-    if !shared.api_auth.is_authorized(&parts.headers) {
+    let lang = language_of(&parts.headers);
+    if !shared.api_auth.verify(&parts.headers) {
         return Err(ErrorAnswer::one(Problem::Unauthorized, lang).into_response());
     }
     let bytes = read_limited(body, shared.body_limit)

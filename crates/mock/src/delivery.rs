@@ -5,31 +5,20 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thulium::Webhook;
-use thulium::event::Event;
-use tokio::sync::Notify;
+use thulium::event::{BodyFormat, Event};
+use tokio::sync::{Notify, broadcast};
 
 /// The header the fake puts on its own deliveries, so that one reaching the fake's
 /// control endpoint is recognised and refused instead of looping.
 pub const DELIVERY_HEADER: &str = "x-thulium-mock-delivery";
 
-/// How the fake encodes the events it delivers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryFormat {
-    /// `application/x-www-form-urlencoded`, as integrators report Thulium sends.
-    #[default]
-    Form,
-    /// `application/json`.
-    Json,
-}
-
 /// How patiently the fake delivers.
 #[derive(Clone, Debug)]
 pub struct DeliveryPolicy {
-    /// The body encoding.
-    pub format: DeliveryFormat,
+    /// The body encoding (form, as integrators report Thulium sends, by default).
+    pub format: BodyFormat,
     /// Attempts per delivery, the first included (at least 1).
     pub max_attempts: u32,
     /// Wait before the second attempt; it doubles after each failure.
@@ -46,7 +35,7 @@ impl Default for DeliveryPolicy {
     /// 10,000 deliveries logged.
     fn default() -> Self {
         Self {
-            format: DeliveryFormat::Form,
+            format: BodyFormat::Form,
             max_attempts: 4,
             initial_backoff: Duration::from_millis(200),
             timeout: Duration::from_secs(5),
@@ -56,8 +45,9 @@ impl Default for DeliveryPolicy {
 }
 
 /// What one attempt got.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AttemptOutcome {
     /// The receiver answered with this status.
     Status(u16),
@@ -73,7 +63,8 @@ impl AttemptOutcome {
 }
 
 /// One attempt to deliver one event to one subscription.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Attempt {
     /// 1 for the first attempt.
     pub attempt: u32,
@@ -84,8 +75,9 @@ pub struct Attempt {
 }
 
 /// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DeliveryState {
     /// Attempts are still being made.
     Pending,
@@ -96,7 +88,8 @@ pub enum DeliveryState {
 }
 
 /// One event on its way to one subscription, with every attempt so far.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The delivery's id, from 1 upwards.
     pub id: u64,
@@ -113,13 +106,29 @@ pub struct Delivery {
 }
 
 /// Every delivery, and a signal for those who wait on one.
-#[derive(Default)]
 pub(crate) struct DeliveryLog {
     deliveries: Mutex<BTreeMap<u64, Delivery>>,
     changed: Notify,
+    /// Each delivery as it stands after each attempt, for those who watch.
+    attempts: broadcast::Sender<Delivery>,
+}
+
+impl Default for DeliveryLog {
+    fn default() -> Self {
+        Self {
+            deliveries: Mutex::default(),
+            changed: Notify::new(),
+            // A watcher that falls this far behind is told how many it missed.
+            attempts: broadcast::channel(1024).0,
+        }
+    }
 }
 
 impl DeliveryLog {
+    pub(crate) fn watch(&self) -> broadcast::Receiver<Delivery> {
+        self.attempts.subscribe()
+    }
+
     pub(crate) fn all(&self) -> Vec<Delivery> {
         self.lock().values().cloned().collect()
     }
@@ -175,10 +184,15 @@ impl DeliveryLog {
     }
 
     fn update(&self, id: u64, change: impl FnOnce(&mut Delivery)) {
-        if let Some(delivery) = self.lock().get_mut(&id) {
+        let updated = self.lock().get_mut(&id).map(|delivery| {
             change(delivery);
-        }
+            delivery.clone()
+        });
         self.changed.notify_waiters();
+        if let Some(delivery) = updated {
+            // Nobody watching is fine.
+            let _ = self.attempts.send(delivery);
+        }
     }
 }
 
@@ -192,8 +206,8 @@ pub(crate) struct Deliverer {
 
 impl Deliverer {
     pub(crate) fn new(policy: DeliveryPolicy) -> Self {
-        thulium::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let http = thulium::tls::http_client_builder()
+            .expect("the platform's TLS set-up")
             .timeout(policy.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("thulium-mock")
@@ -211,10 +225,10 @@ impl Deliverer {
     /// returns the new deliveries' ids at once.
     pub(crate) fn emit(&self, event: &Event, subscriptions: &[Webhook]) -> Vec<u64> {
         let action = event.action();
-        let body = match self.policy.format {
-            DeliveryFormat::Form => (event.to_form(), "application/x-www-form-urlencoded"),
-            DeliveryFormat::Json => (event.to_json(), "application/json"),
-        };
+        let body = (
+            self.policy.format.encode(event),
+            self.policy.format.content_type(),
+        );
         let mut ids = Vec::new();
         for subscription in subscriptions.iter().filter(|s| s.actions.contains(&action)) {
             let id = {
@@ -274,7 +288,7 @@ async fn deliver(
             Err(error) if error.is_timeout() => {
                 AttemptOutcome::Error(format!("no answer within {:?}", policy.timeout))
             }
-            Err(error) => AttemptOutcome::Error(root_cause(&error)),
+            Err(error) => AttemptOutcome::Error(thulium::error::root_cause(&error)),
         };
         let delivered = outcome.is_success();
         tracing::debug!(delivery = id, attempt, ?outcome, url = %subscription.subscription_url, "delivery attempt");
@@ -297,14 +311,6 @@ async fn deliver(
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2);
     }
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
 }
 
 fn unix_ms() -> u64 {

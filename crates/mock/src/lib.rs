@@ -12,6 +12,40 @@
 //! The fake builds its answers from the SDK's generated types, so it cannot drift
 //! from the OpenAPI spec.
 //!
+//! # Testing your own handler
+//!
+//! The fake delivers to your receiver over loopback, as Thulium would, and its log
+//! tells what your handler answered (the README shows the same test):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use thulium::event::{Event, examples};
+//! use thulium::receiver::Receiver;
+//! use thulium::{Action, NewWebhook};
+//! use thulium_mock::{DeliveryState, MockThulium};
+//!
+//! // Your receiver, as in production (here: one that accepts every event).
+//! let app = Receiver::with_basic_auth("thulium", "s3cret")?
+//!     .router("/hook", |_event: Event| async { Ok::<_, std::convert::Infallible>(()) });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let hook = format!("http://{}/hook", listener.local_addr()?);
+//! tokio::spawn(thulium::server::serve(listener, app, Default::default(), std::future::pending()));
+//!
+//! // The fake Thulium, the subscription, and one event.
+//! let thulium = MockThulium::start().await?;
+//! thulium
+//!     .client_builder()
+//!     .build()?
+//!     .create_webhook(&NewWebhook::new(hook, [Action::TicketCreated]).with_auth("thulium", "s3cret"))
+//!     .await?;
+//! let ids = thulium.emit(&examples::event_now("TICKET_CREATED", &[])?);
+//! let delivery = thulium.wait_for_delivery(ids[0], Duration::from_secs(5)).await.unwrap();
+//! assert_eq!(delivery.state, DeliveryState::Delivered);
+//! # Ok(()) }
+//! ```
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,25 +62,24 @@
 //! ```
 
 mod api;
+pub mod control;
 mod delivery;
 mod problem;
-pub mod samples;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use thulium::auth::BasicAuth;
 use thulium::event::Event;
-use thulium::receiver::Receiver;
 use thulium::server::ServerLimits;
 use thulium::{ClientBuilder, Password, Webhook};
 use tokio::sync::oneshot;
 
 pub use delivery::{
-    Attempt, AttemptOutcome, DELIVERY_HEADER, Delivery, DeliveryFormat, DeliveryPolicy,
-    DeliveryState,
+    Attempt, AttemptOutcome, DELIVERY_HEADER, Delivery, DeliveryPolicy, DeliveryState,
 };
-pub use problem::{Lang, Problem};
+pub use problem::Problem;
 
 /// How the fake is set up.
 #[derive(Clone, Debug)]
@@ -107,7 +140,7 @@ impl MockThulium {
     /// Starts a fake on `addr` (for serving people, as `thulium mock` does). An empty
     /// API user or password, or a user containing `:`, is an `InvalidInput` error.
     pub async fn bind(addr: SocketAddr, config: MockConfig) -> std::io::Result<Self> {
-        let api_auth = Receiver::with_basic_auth(&config.api_user, config.api_password.clone())
+        let api_auth = BasicAuth::new(&config.api_user, config.api_password.clone())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -178,6 +211,13 @@ impl MockThulium {
         self.shared
             .deliverer
             .emit(event, &self.shared.subscriptions())
+    }
+
+    /// Each delivery as it stands after each of its attempts, from now on: what
+    /// `thulium mock` prints. A watcher more than 1,024 attempts behind is told how
+    /// many it missed ([`tokio::sync::broadcast::error::RecvError::Lagged`]).
+    pub fn watch_attempts(&self) -> tokio::sync::broadcast::Receiver<Delivery> {
+        self.shared.deliverer.log.watch()
     }
 
     /// Every delivery so far, with every attempt.

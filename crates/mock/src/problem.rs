@@ -6,36 +6,15 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use thulium::Language;
 use thulium::types::{ErrorBody, ErrorItem};
 
-/// The language of error messages, from `Accept-Language`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lang {
-    /// English, the default.
-    En,
-    /// Polish, for `Accept-Language: pl` (or `pl-PL`, or `pl` first in a list).
-    Pl,
-}
-
-impl Lang {
-    /// Reads `Accept-Language`: Polish when its first language is Polish.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        let first = headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        match first.as_deref() {
-            Some(tag) if tag == "pl" || tag.starts_with("pl-") => Lang::Pl,
-            _ => Lang::En,
-        }
-    }
+/// The language of error messages a request asks for with `Accept-Language`.
+pub(crate) fn language_of(headers: &HeaderMap) -> Language {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Language::English, Language::from_accept_language)
 }
 
 /// One thing wrong with a request.
@@ -97,69 +76,70 @@ impl Problem {
     }
 
     /// The message in `lang`.
-    pub fn message(&self, lang: Lang) -> String {
-        match (self, lang) {
-            (Problem::Unauthorized, Lang::En) => "Unauthorized: wrong API user or password".into(),
-            (Problem::Unauthorized, Lang::Pl) => {
+    pub fn message(&self, lang: Language) -> String {
+        // `true`: Polish; every other language gets English, Thulium's default.
+        match (self, lang == Language::Polish) {
+            (Problem::Unauthorized, false) => "Unauthorized: wrong API user or password".into(),
+            (Problem::Unauthorized, true) => {
                 "Brak autoryzacji: nieprawidłowy użytkownik API lub hasło".into()
             }
-            (Problem::NotFound, Lang::En) => "Resource not found".into(),
-            (Problem::NotFound, Lang::Pl) => "Nie znaleziono zasobu".into(),
-            (Problem::MethodNotAllowed, Lang::En) => "Method not allowed".into(),
-            (Problem::MethodNotAllowed, Lang::Pl) => "Niedozwolona metoda".into(),
-            (Problem::UnsupportedMediaType, Lang::En) => {
+            (Problem::NotFound, false) => "Resource not found".into(),
+            (Problem::NotFound, true) => "Nie znaleziono zasobu".into(),
+            (Problem::MethodNotAllowed, false) => "Method not allowed".into(),
+            (Problem::MethodNotAllowed, true) => "Niedozwolona metoda".into(),
+            (Problem::UnsupportedMediaType, false) => {
                 "Content-Type must be application/json".into()
             }
-            (Problem::UnsupportedMediaType, Lang::Pl) => {
+            (Problem::UnsupportedMediaType, true) => {
                 "Nagłówek Content-Type musi mieć wartość application/json".into()
             }
-            (Problem::TooLarge(limit), Lang::En) => {
+            (Problem::TooLarge(limit), false) => {
                 format!("Request body is larger than {limit} bytes")
             }
-            (Problem::TooLarge(limit), Lang::Pl) => {
+            (Problem::TooLarge(limit), true) => {
                 format!("Treść żądania przekracza {limit} bajtów")
             }
-            (Problem::InvalidJson(detail), Lang::En) => {
+            (Problem::InvalidJson(detail), false) => {
                 format!("Request body is not valid JSON: {detail}")
             }
-            (Problem::InvalidJson(detail), Lang::Pl) => {
+            (Problem::InvalidJson(detail), true) => {
                 format!("Treść żądania nie jest poprawnym JSON-em: {detail}")
             }
-            (Problem::NotAnObject, Lang::En) => "Request body must be a JSON object".into(),
-            (Problem::NotAnObject, Lang::Pl) => "Treść żądania musi być obiektem JSON".into(),
-            (Problem::ActionsRequired, Lang::En) => "Field actions is required".into(),
-            (Problem::ActionsRequired, Lang::Pl) => "Pole actions jest wymagane".into(),
-            (Problem::ActionsInvalid, Lang::En) => {
+            (Problem::NotAnObject, false) => "Request body must be a JSON object".into(),
+            (Problem::NotAnObject, true) => "Treść żądania musi być obiektem JSON".into(),
+            (Problem::ActionsRequired, false) => "Field actions is required".into(),
+            (Problem::ActionsRequired, true) => "Pole actions jest wymagane".into(),
+            (Problem::ActionsInvalid, false) => {
                 "Field actions must be a non-empty list of action names".into()
             }
-            (Problem::ActionsInvalid, Lang::Pl) => {
+            (Problem::ActionsInvalid, true) => {
                 "Pole actions musi być niepustą listą nazw akcji".into()
             }
-            (Problem::UrlRequired, Lang::En) => "Field subscription_url is required".into(),
-            (Problem::UrlRequired, Lang::Pl) => "Pole subscription_url jest wymagane".into(),
-            (Problem::UrlInvalid, Lang::En) => {
+            (Problem::UrlRequired, false) => "Field subscription_url is required".into(),
+            (Problem::UrlRequired, true) => "Pole subscription_url jest wymagane".into(),
+            (Problem::UrlInvalid, false) => {
                 "Field subscription_url must be an absolute http or https URL".into()
             }
-            (Problem::UrlInvalid, Lang::Pl) => {
+            (Problem::UrlInvalid, true) => {
                 "Pole subscription_url musi być bezwzględnym adresem URL http lub https".into()
             }
-            (Problem::UrlLoop, Lang::En) => {
+            (Problem::UrlLoop, false) => {
                 "Field subscription_url points at this server itself; deliveries would loop".into()
             }
-            (Problem::UrlLoop, Lang::Pl) => {
+            (Problem::UrlLoop, true) => {
                 "Pole subscription_url wskazuje na ten serwer; dostarczanie zapętliłoby się".into()
             }
-            (Problem::DeliveryLoop, Lang::En) => {
+            (Problem::DeliveryLoop, false) => {
                 "This event came from the fake's own delivery; emitting it again would loop".into()
             }
-            (Problem::DeliveryLoop, Lang::Pl) => {
+            (Problem::DeliveryLoop, true) => {
                 "To zdarzenie pochodzi z własnego dostarczania; ponowna emisja zapętliłaby się"
                     .into()
             }
-            (Problem::NotAString(field), Lang::En) => format!("Field {field} must be a string"),
-            (Problem::NotAString(field), Lang::Pl) => format!("Pole {field} musi być tekstem"),
-            (Problem::InvalidEvent(detail), Lang::En) => format!("Invalid event: {detail}"),
-            (Problem::InvalidEvent(detail), Lang::Pl) => {
+            (Problem::NotAString(field), false) => format!("Field {field} must be a string"),
+            (Problem::NotAString(field), true) => format!("Pole {field} musi być tekstem"),
+            (Problem::InvalidEvent(detail), false) => format!("Invalid event: {detail}"),
+            (Problem::InvalidEvent(detail), true) => {
                 format!("Nieprawidłowe zdarzenie: {detail}")
             }
         }
@@ -182,18 +162,18 @@ impl Problem {
 #[derive(Debug)]
 pub struct ErrorAnswer {
     problems: Vec<Problem>,
-    lang: Lang,
+    lang: Language,
 }
 
 impl ErrorAnswer {
     /// An answer listing `problems` (at least one) in `lang`.
-    pub fn new(problems: Vec<Problem>, lang: Lang) -> Self {
+    pub fn new(problems: Vec<Problem>, lang: Language) -> Self {
         debug_assert!(!problems.is_empty());
         Self { problems, lang }
     }
 
     /// An answer with a single problem.
-    pub fn one(problem: Problem, lang: Lang) -> Self {
+    pub fn one(problem: Problem, lang: Language) -> Self {
         Self::new(vec![problem], lang)
     }
 }

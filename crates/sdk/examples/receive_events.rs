@@ -1,10 +1,14 @@
 //! Receives Thulium's events and logs them.
 //!
 //! ```sh
-//! THULIUM_WEBHOOK_USER=thulium THULIUM_WEBHOOK_PASSWORD=change-me \
-//!   cargo run -p thulium --features axum --example receive_events -- 127.0.0.1:8080
+//! THULIUM_WEBHOOK_PASSWORD=change-me \
+//!   cargo run -p thulium --features axum --example receive_events [-- 127.0.0.1:8090]
 //! ```
-//! Subscribe `http://127.0.0.1:8080/thulium` with that user and password (or run
+//! `THULIUM_WEBHOOK_PASSWORD` is required: it is the subscription's
+//! `http_auth_password`; the user is `THULIUM_WEBHOOK_USER` (default `thulium`). It
+//! listens on 127.0.0.1:8090 unless given an address, so it can run beside the
+//! README's walkthrough (`thulium listen` on 8080, `thulium mock` on 8765). Subscribe
+//! `http://127.0.0.1:8090/thulium` with that user and password (or run
 //! `cargo run --example quickstart`, which does all of it against the fake server).
 
 use std::net::SocketAddr;
@@ -23,11 +27,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let addr: SocketAddr = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8080".to_string())
+        .unwrap_or_else(|| "127.0.0.1:8090".to_string())
         .parse()?;
     let user = std::env::var("THULIUM_WEBHOOK_USER").unwrap_or_else(|_| "thulium".into());
     let password = std::env::var("THULIUM_WEBHOOK_PASSWORD")
-        .map_err(|_| "set THULIUM_WEBHOOK_PASSWORD to the subscription's http_auth_password")?;
+        .map_err(|_| {
+            "set THULIUM_WEBHOOK_PASSWORD to the subscription's http_auth_password \
+             (e.g. THULIUM_WEBHOOK_PASSWORD=change-me cargo run -p thulium --features axum --example receive_events)"
+        })?;
 
     let receiver = Receiver::with_basic_auth(user, password)?;
     let app = receiver.router("/thulium", |event: Event| async move {

@@ -35,7 +35,7 @@ macro_rules! actions {
         }
 
         impl Action {
-            /// Every action this SDK knows, in the order of API-FACTS.
+            /// Every action this SDK knows, in the order of `docs/thulium/API-FACTS.md`.
             pub const KNOWN: &'static [Action] = &[$( Action::$variant, )*];
 
             /// The name on the wire, exactly as Thulium spells it.

@@ -50,6 +50,7 @@ pub struct Client {
     base_url: Url,
     credentials: Credentials,
     timeout: Duration,
+    deadline: Option<Duration>,
     /// Removes the API credentials from anything the server sends back.
     redactor: Redactor,
     allow_plain_http_subscription_auth: bool,
@@ -61,6 +62,7 @@ impl fmt::Debug for Client {
             .field("base_url", &self.base_url.as_str())
             .field("credentials", &self.credentials)
             .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +78,7 @@ impl Client {
         base_url: Url,
         credentials: Credentials,
         timeout: Duration,
+        deadline: Option<Duration>,
         allow_plain_http_subscription_auth: bool,
     ) -> Self {
         let redactor =
@@ -85,6 +88,7 @@ impl Client {
             base_url,
             credentials,
             timeout,
+            deadline,
             redactor,
             allow_plain_http_subscription_auth,
         }
@@ -149,17 +153,30 @@ impl Client {
         // Boxed once here, so the large generated future is not copied again by
         // every wrapper it passes through (the copies showed up in profiles).
         let request = Box::pin(request);
+        let deadline = self.deadline.map(|limit| started + limit);
+        let record = CallRecord {
+            deadline,
+            ..CallRecord::default()
+        };
         let (outcome, record) = CALL_RECORD
-            .scope(RefCell::new(CallRecord::default()), async {
-                let outcome = request.await;
+            .scope(RefCell::new(record), async {
+                let outcome = match deadline {
+                    Some(at) => tokio::time::timeout_at(at.into(), request).await.ok(),
+                    None => Some(request.await),
+                };
                 (outcome, CALL_RECORD.with(|r| r.borrow().clone()))
             })
             .instrument(span.clone())
             .await;
 
         let result = match outcome {
-            Ok(value) => Ok(value),
-            Err(error) => {
+            None => Err(Error::Deadline {
+                operation,
+                deadline: self.deadline.unwrap_or_default(),
+                attempts: record.attempts.max(1),
+            }),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) => {
                 let merged;
                 let redactor = match extra {
                     Some(extra) => {
@@ -212,8 +229,8 @@ impl Client {
                 api_error(operation, status, body.request_id, body.errors)
             }
             E::InvalidResponsePayload(bytes, parse_error) => {
-                let status = record.last_status.map_or(0, |s| s.as_u16());
-                if status == 401 || status == 403 {
+                let status = record.last_status.map(|s| s.as_u16());
+                if let Some(status @ (401 | 403)) = status {
                     return api_error(operation, status, None, Vec::new());
                 }
                 Error::UnexpectedResponse {
@@ -221,6 +238,7 @@ impl Client {
                     status,
                     problem: format!("the body is not the documented JSON ({parse_error})"),
                     excerpt: excerpt(&bytes, redactor),
+                    source: Some(Box::new(parse_error)),
                 }
             }
             E::UnexpectedResponse(response) => {
@@ -231,19 +249,21 @@ impl Client {
                 }
                 Error::UnexpectedResponse {
                     operation,
-                    status,
+                    status: Some(status),
                     problem: "the API does not document this status".to_string(),
                     excerpt: excerpt(&body, redactor),
+                    source: None,
                 }
             }
             E::ResponseBodyError(error) if is_length_limit(&error) => Error::UnexpectedResponse {
                 operation,
-                status: record.last_status.map_or(0, |s| s.as_u16()),
+                status: record.last_status.map(|s| s.as_u16()),
                 problem: "the answer is larger than the client's max_response_bytes".into(),
                 excerpt: String::new(),
+                source: Some(Box::new(error)),
             },
             E::CommunicationError(error) | E::ResponseBodyError(error) => {
-                self.transport_error(operation, &error, attempts)
+                self.transport_error(operation, error, attempts)
             }
             E::InvalidRequest(reason) => Error::InvalidInput {
                 field: "request",
@@ -252,15 +272,20 @@ impl Client {
             E::InvalidUpgrade(error) => Error::Transport {
                 operation,
                 reason: root_cause(&error),
+                source: Some(Box::new(error)),
             },
-            E::Custom(reason) => Error::Transport { operation, reason },
+            E::Custom(reason) => Error::Transport {
+                operation,
+                reason,
+                source: None,
+            },
         }
     }
 
     fn transport_error(
         &self,
         operation: &'static str,
-        error: &reqwest::Error,
+        error: reqwest::Error,
         attempts: u32,
     ) -> Error {
         if error.is_timeout() {
@@ -268,6 +293,7 @@ impl Client {
                 operation,
                 timeout: self.timeout,
                 attempts,
+                source: Some(Box::new(error)),
             }
         } else if error.is_connect() {
             let host = match (
@@ -281,12 +307,14 @@ impl Client {
                 operation,
                 host,
                 attempts,
-                reason: root_cause(error),
+                reason: root_cause(&error),
+                source: Some(Box::new(error)),
             }
         } else {
             Error::Transport {
                 operation,
-                reason: root_cause(error),
+                reason: root_cause(&error),
+                source: Some(Box::new(error)),
             }
         }
     }

@@ -3,8 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use base64::Engine as _;
-use reqwest::header::{ACCEPT_LANGUAGE, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::HeaderValue;
 use url::{Host, Url};
 
 use crate::client::Client;
@@ -34,6 +33,30 @@ pub enum Language {
 }
 
 impl Language {
+    /// The language an `Accept-Language` value asks for first: Polish for `pl`,
+    /// `pl-PL` (any case, with or without a weight), English for anything else.
+    ///
+    /// ```
+    /// use thulium::Language;
+    ///
+    /// assert_eq!(Language::from_accept_language("pl-PL,en;q=0.5"), Language::Polish);
+    /// assert_eq!(Language::from_accept_language("en, pl"), Language::English);
+    /// ```
+    pub fn from_accept_language(value: &str) -> Self {
+        let first = value
+            .split(',')
+            .next()
+            .and_then(|tag| tag.split(';').next())
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if first == "pl" || first.starts_with("pl-") {
+            Language::Polish
+        } else {
+            Language::English
+        }
+    }
+
     /// The `Accept-Language` value.
     pub fn as_header(self) -> &'static str {
         match self {
@@ -70,32 +93,20 @@ impl Credentials {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        if self.user.is_empty() {
-            return Err(Error::config("the API user is empty"));
-        }
-        // RFC 7617: a user-id containing ':' cannot be told apart from the password.
-        if self.user.contains(':') || self.user.chars().any(char::is_control) {
-            return Err(Error::config(
-                "the API user contains ':' or a control character, which HTTP Basic auth cannot carry",
-            ));
-        }
-        if self.password.is_empty() {
-            return Err(Error::config("the API password is empty"));
-        }
-        Ok(())
-    }
-
-    fn authorization(&self) -> HeaderValue {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.user,
-            self.password.expose()
-        ));
-        let mut value = HeaderValue::from_str(&format!("Basic {token}"))
-            .expect("base64 is always a valid header value");
-        // Hides the value from reqwest's and http's `Debug` output.
-        value.set_sensitive(true);
-        value
+        use crate::auth::ConfigError;
+        crate::auth::check_credentials(&self.user, &self.password).map_err(|error| {
+            let reason = match error {
+                ConfigError::EmptyUser => "the API user is empty",
+                ConfigError::EmptyPassword => "the API password is empty",
+                _ => {
+                    "the API user contains ':' or a control character, which HTTP Basic auth cannot carry"
+                }
+            };
+            Error::Config {
+                reason: reason.into(),
+                source: Some(Box::new(error)),
+            }
+        })
     }
 }
 
@@ -142,6 +153,8 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     max_response_bytes: usize,
     allow_plain_http_subscription_auth: bool,
+    deadline: Option<Duration>,
+    http_client: Option<reqwest::Client>,
 }
 
 /// The largest answer read unless configured otherwise: far above a list of thousands
@@ -167,6 +180,8 @@ impl Default for ClientBuilder {
             retry: RetryPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             allow_plain_http_subscription_auth: false,
+            deadline: None,
+            http_client: None,
         }
     }
 }
@@ -234,7 +249,48 @@ impl ClientBuilder {
         self
     }
 
-    /// The longest opening a connection may take.
+    /// The longest a whole call may take: every attempt and every pause between them.
+    /// Without one (the default), a call may take up to the attempts times the
+    /// [`Self::timeout`] plus the backoffs (about 95 s with the defaults). When it
+    /// passes, the call ends with [`Error::Deadline`]; no retry starts a wait that
+    /// would end past it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let client = thulium::Client::builder()
+    ///     .account("acme")
+    ///     .credentials("api_user", "api_pass")
+    ///     .timeout(Duration::from_secs(5))
+    ///     .deadline(Duration::from_secs(12))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(client);
+    /// ```
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sends requests through this `reqwest` client instead of one the SDK builds: for
+    /// a proxy, your own trust roots or client certificates, or one connection pool
+    /// shared with the rest of your application. Start from
+    /// [`crate::tls::http_client_builder`] unless your process installs a rustls
+    /// provider itself.
+    ///
+    /// The SDK still sets, per request, the credentials, `User-Agent`,
+    /// `Accept-Language` and the [`Self::timeout`]. What belongs to the client is then
+    /// yours: its connect timeout, proxies, and its redirect policy (the SDK's own
+    /// client follows no redirect; reqwest drops the `Authorization` header when a
+    /// redirect leads to another host). The plain-HTTP rule still applies: credentials
+    /// go only over HTTPS or to loopback.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The longest opening a connection may take (for the SDK's own HTTP client; a
+    /// client passed to [`Self::http_client`] keeps its own).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -296,28 +352,29 @@ impl ClientBuilder {
             )));
         }
 
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, credentials.authorization());
-        if let Some(language) = self.language {
-            headers.insert(
-                ACCEPT_LANGUAGE,
-                HeaderValue::from_static(language.as_header()),
-            );
-        }
-        HeaderValue::from_str(&self.user_agent)
+        let user_agent = HeaderValue::from_str(&self.user_agent)
             .map_err(|_| Error::config("the user agent is not a valid header value"))?;
 
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(self.user_agent.as_str())
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            // A redirect could carry the request to another host or to plain HTTP;
-            // Thulium's API does not redirect, so one is reported, not followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::config(format!("cannot set up HTTP: {e}")))?;
+        let http = match self.http_client {
+            Some(client) => client,
+            None => {
+                let builder = crate::tls::http_client_builder().map_err(|e| Error::Config {
+                    reason: "cannot set up TLS".into(),
+                    source: Some(Box::new(e)),
+                })?;
+                builder
+                    .connect_timeout(self.connect_timeout)
+                    // A redirect could carry the request to another host or to plain
+                    // HTTP; Thulium's API does not redirect, so one is reported, not
+                    // followed.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| Error::Config {
+                        reason: "cannot set up HTTP".into(),
+                        source: Some(Box::new(e)),
+                    })?
+            }
+        };
 
         // progenitor appends paths to the base URL as text; drop the trailing slash
         // so `/api/webhooks` does not become `//api/webhooks`.
@@ -328,6 +385,15 @@ impl ClientBuilder {
             ClientState {
                 retry: self.retry,
                 max_response_bytes: self.max_response_bytes,
+                authorization: crate::auth::basic_authorization(
+                    credentials.user(),
+                    credentials.password(),
+                ),
+                user_agent,
+                accept_language: self
+                    .language
+                    .map(|language| HeaderValue::from_static(language.as_header())),
+                timeout: self.timeout,
             },
         );
         Ok(Client::from_parts(
@@ -335,26 +401,21 @@ impl ClientBuilder {
             base_url,
             credentials,
             self.timeout,
+            self.deadline,
             self.allow_plain_http_subscription_auth,
         ))
     }
 }
 
-/// Installs rustls' ring crypto provider as the process default, unless one is
-/// installed already.
+/// The base URL of a Thulium account: `https://{account}.thulium.com/`, for the first
+/// label of the account's host (letters, digits and inner hyphens, up to 63).
 ///
-/// The SDK builds reqwest without a built-in TLS provider (compiling aws-lc as well
-/// as ring would double the TLS build), so reqwest clients in the same process need a
-/// process default. [`ClientBuilder::build`] calls this; call it yourself before
-/// building other reqwest clients first. Idempotent and cheap.
-pub fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race with another thread installing one is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
-fn account_url(account: &str) -> Result<Url, Error> {
+/// ```
+/// let url = thulium::config::account_url("Acme").unwrap();
+/// assert_eq!(url.as_str(), "https://acme.thulium.com/");
+/// assert!(thulium::config::account_url("acme.thulium.com").is_err());
+/// ```
+pub fn account_url(account: &str) -> Result<Url, Error> {
     let valid = !account.is_empty()
         && account.len() <= 63
         && account
@@ -589,7 +650,7 @@ mod tests {
             .credentials("api_user", "hunter2");
         let client = builder.clone().build().unwrap();
         let creds = Credentials::new("api_user", "hunter2");
-        let header = creds.authorization();
+        let header = crate::auth::basic_authorization(creds.user(), creds.password());
         for text in [
             format!("{builder:?}"),
             format!("{client:?}"),

@@ -7,6 +7,7 @@ use crate::secret::Redactor;
 
 /// One `(code, message)` pair of Thulium's error body.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApiMessage {
     /// Thulium's numeric error code, when it sent one.
     pub code: Option<i64>,
@@ -23,10 +24,16 @@ impl fmt::Display for ApiMessage {
     }
 }
 
+/// A boxed cause, as kept in [`Error`]'s `source` fields.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// The error of every fallible SDK call. Match on it to react; print it to explain.
 ///
 /// `Display` is one line that says what happened and what to do; it never contains a
-/// password or an `Authorization` header.
+/// password or an `Authorization` header. Where a lower layer failed, its error is kept
+/// as [`std::error::Error::source`] (a [`reqwest::Error`] for transport failures, the
+/// JSON parser's error for a body that does not decode), so it can be downcast.
+/// [`Error::is_retryable`] says whether trying again may help.
 ///
 /// ```
 /// use thulium::{Error, NewWebhook};
@@ -38,12 +45,14 @@ impl fmt::Display for ApiMessage {
 ///     "invalid subscription_url: `not a url` is not an absolute URL (relative URL without a base); \
 ///      use an absolute http:// or https:// URL"
 /// );
+/// assert!(!err.is_retryable());
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A request was refused before anything was sent, because an input is invalid.
     #[error("invalid {field}: {reason}")]
+    #[non_exhaustive]
     InvalidInput {
         /// The offending field, as named in Thulium's API (`subscription_url`, `actions`, ...).
         field: &'static str,
@@ -53,9 +62,13 @@ pub enum Error {
 
     /// The client could not be built from its configuration.
     #[error("invalid client configuration: {reason}")]
+    #[non_exhaustive]
     Config {
         /// What is wrong and how to fix it.
         reason: String,
+        /// The lower-level error, when there was one (such as the TLS set-up's).
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// Thulium refused the API credentials (HTTP 401 or 403).
@@ -64,6 +77,7 @@ pub enum Error {
         messages_suffix(errors),
         request_id_suffix(request_id)
     )]
+    #[non_exhaustive]
     Unauthorized {
         /// The operation, as named in the OpenAPI spec (`create_webhook`, ...).
         operation: &'static str,
@@ -81,6 +95,7 @@ pub enum Error {
         messages_suffix(errors),
         request_id_suffix(request_id)
     )]
+    #[non_exhaustive]
     Api {
         /// The operation, as named in the OpenAPI spec.
         operation: &'static str,
@@ -92,10 +107,12 @@ pub enum Error {
         errors: Vec<ApiMessage>,
     },
 
-    /// No complete answer arrived in time, on any attempt.
+    /// No complete answer arrived within the per-attempt timeout, on any attempt.
     #[error(
-        "{operation}: no answer within {timeout:?} (attempt {attempts}); Thulium is slow or unreachable: try again later or raise the timeout"
+        "{operation}: no answer within {timeout:?}, after {}; Thulium is slow or unreachable: try again later or raise the timeout",
+        attempts_text(*attempts)
     )]
+    #[non_exhaustive]
     Timeout {
         /// The operation, as named in the OpenAPI spec.
         operation: &'static str,
@@ -103,12 +120,33 @@ pub enum Error {
         timeout: Duration,
         /// How many attempts were made.
         attempts: u32,
+        /// The HTTP client's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The call's overall deadline ([`crate::ClientBuilder::deadline`]) passed before
+    /// it had a result, counting every attempt and every pause between them.
+    #[error(
+        "{operation}: no result within the call's deadline of {deadline:?}, after {}; try again later or allow a longer deadline",
+        attempts_text(*attempts)
+    )]
+    #[non_exhaustive]
+    Deadline {
+        /// The operation, as named in the OpenAPI spec.
+        operation: &'static str,
+        /// The deadline in force.
+        deadline: Duration,
+        /// How many attempts had started.
+        attempts: u32,
     },
 
     /// No connection could be opened, so the request never reached the server.
     #[error(
-        "{operation}: cannot connect to {host} (attempt {attempts}): {reason}; check the account name or base URL and the network"
+        "{operation}: cannot connect to {host}, after {}: {reason}; check the account name or base URL and the network",
+        attempts_text(*attempts)
     )]
+    #[non_exhaustive]
     Connect {
         /// The operation, as named in the OpenAPI spec.
         operation: &'static str,
@@ -118,33 +156,47 @@ pub enum Error {
         attempts: u32,
         /// The innermost cause, such as `Connection refused (os error 111)`.
         reason: String,
+        /// The HTTP client's error.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The connection broke after the request may have reached the server.
     #[error(
         "{operation}: the connection failed during the request: {reason}; the request may or may not have been applied"
     )]
+    #[non_exhaustive]
     Transport {
         /// The operation, as named in the OpenAPI spec.
         operation: &'static str,
         /// The innermost cause.
         reason: String,
+        /// The HTTP client's error.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The server answered something that is neither the documented result nor
     /// Thulium's error body (an HTML error page, truncated JSON, ...).
     #[error(
-        "{operation}: unexpected answer from the server (HTTP {status}): {problem}; body starts: {excerpt:?}"
+        "{operation}: unexpected answer from the server ({}): {problem}; body starts: {excerpt:?}",
+        status_text(*status)
     )]
+    #[non_exhaustive]
     UnexpectedResponse {
+        /// The HTTP status, or `None` when the answer broke off before the client could
+        /// record one.
+        status: Option<u16>,
         /// The operation, as named in the OpenAPI spec.
         operation: &'static str,
-        /// The HTTP status.
-        status: u16,
         /// Why the body was not understood.
         problem: String,
         /// The first characters of the body, with any known secret removed.
         excerpt: String,
+        /// The parser's or the HTTP client's error; left out when its text held a
+        /// secret, since a cause cannot be redacted.
+        #[source]
+        source: Option<BoxError>,
     },
 }
 
@@ -152,9 +204,8 @@ impl Error {
     /// The HTTP status of the answer that caused this error, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Unauthorized { status, .. }
-            | Error::Api { status, .. }
-            | Error::UnexpectedResponse { status, .. } => Some(*status),
+            Error::Unauthorized { status, .. } | Error::Api { status, .. } => Some(*status),
+            Error::UnexpectedResponse { status, .. } => *status,
             _ => None,
         }
     }
@@ -183,6 +234,7 @@ impl Error {
             Error::Unauthorized { operation, .. }
             | Error::Api { operation, .. }
             | Error::Timeout { operation, .. }
+            | Error::Deadline { operation, .. }
             | Error::Connect { operation, .. }
             | Error::Transport { operation, .. }
             | Error::UnexpectedResponse { operation, .. } => Some(operation),
@@ -190,70 +242,91 @@ impl Error {
         }
     }
 
-    /// The same error with every secret `redactor` knows removed from the text the
-    /// server sent (messages, `request_id`, excerpts, causes).
-    pub(crate) fn redacted(self, redactor: &Redactor) -> Self {
-        let clean = |text: String| redactor.redact_string(text);
-        let clean_all = |errors: Vec<ApiMessage>| {
-            errors
-                .into_iter()
-                .map(|m| ApiMessage {
-                    code: m.code,
-                    message: clean(m.message),
-                })
-                .collect()
-        };
+    /// Whether the same call may succeed if tried again later, and repeating it is
+    /// safe: the rule the client's [`crate::RetryPolicy`] applies between attempts.
+    ///
+    /// A connection that could not be opened never reached Thulium, so any call may be
+    /// repeated. After that, only calls that just read (`list_webhooks`) are repeated,
+    /// after a timeout, a broken connection, a passed deadline or HTTP 429, 502, 503 or
+    /// 504: repeating `create_webhook` after its request may have arrived could
+    /// subscribe twice.
+    pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unauthorized {
-                operation,
-                status,
-                request_id,
-                errors,
-            } => Error::Unauthorized {
-                operation,
-                status,
-                request_id: request_id.map(clean),
-                errors: clean_all(errors),
-            },
+            Error::Connect { .. } => true,
+            Error::Timeout { operation, .. }
+            | Error::Deadline { operation, .. }
+            | Error::Transport { operation, .. } => crate::retry::is_idempotent(operation),
             Error::Api {
-                operation,
-                status,
-                request_id,
-                errors,
-            } => Error::Api {
-                operation,
-                status,
-                request_id: request_id.map(clean),
-                errors: clean_all(errors),
-            },
+                operation, status, ..
+            } => {
+                crate::retry::is_idempotent(operation) && crate::retry::is_retryable_status(*status)
+            }
             Error::UnexpectedResponse {
                 operation,
-                status,
+                status: Some(status),
+                ..
+            } => {
+                crate::retry::is_idempotent(operation) && crate::retry::is_retryable_status(*status)
+            }
+            _ => false,
+        }
+    }
+
+    /// The same error with every secret `redactor` knows removed from the text the
+    /// server sent (messages, `request_id`, excerpts, causes). A cause whose text held
+    /// a secret is dropped: it cannot be rewritten.
+    pub(crate) fn redacted(mut self, redactor: &Redactor) -> Self {
+        let clean = |text: &mut String| {
+            *text = redactor.redact_string(std::mem::take(text));
+        };
+        let clean_source = |source: &mut Option<BoxError>| {
+            let leaks = source.as_deref().is_some_and(|cause| {
+                let mut current: Option<&(dyn std::error::Error + 'static)> = Some(cause);
+                while let Some(error) = current {
+                    let text = error.to_string();
+                    if redactor.redact_string(text.clone()) != text {
+                        return true;
+                    }
+                    current = error.source();
+                }
+                false
+            });
+            if leaks {
+                *source = None;
+            }
+        };
+        match &mut self {
+            Error::Unauthorized {
+                request_id, errors, ..
+            }
+            | Error::Api {
+                request_id, errors, ..
+            } => {
+                if let Some(id) = request_id {
+                    clean(id);
+                }
+                for message in errors {
+                    clean(&mut message.message);
+                }
+            }
+            Error::UnexpectedResponse {
                 problem,
                 excerpt,
-            } => Error::UnexpectedResponse {
-                operation,
-                status,
-                problem: clean(problem),
-                excerpt: clean(excerpt),
-            },
-            Error::Transport { operation, reason } => Error::Transport {
-                operation,
-                reason: clean(reason),
-            },
-            Error::Connect {
-                operation,
-                host,
-                attempts,
-                reason,
-            } => Error::Connect {
-                operation,
-                host,
-                attempts,
-                reason: clean(reason),
-            },
-            other => other,
+                source,
+                ..
+            } => {
+                clean(problem);
+                clean(excerpt);
+                clean_source(source);
+            }
+            Error::Transport { reason, source, .. } | Error::Connect { reason, source, .. } => {
+                clean(reason);
+                clean_source(source);
+            }
+            Error::Timeout { source, .. } | Error::Config { source, .. } => clean_source(source),
+            Error::InvalidInput { .. } | Error::Deadline { .. } => {}
         }
+        self
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
@@ -266,6 +339,7 @@ impl Error {
     pub(crate) fn config(reason: impl Into<String>) -> Self {
         Error::Config {
             reason: reason.into(),
+            source: None,
         }
     }
 }
@@ -276,6 +350,20 @@ fn messages_suffix(errors: &[ApiMessage]) -> String {
     }
     let joined: Vec<String> = errors.iter().map(ToString::to_string).collect();
     format!(": {}", joined.join("; "))
+}
+
+fn attempts_text(attempts: u32) -> String {
+    match attempts {
+        1 => "1 attempt".to_string(),
+        n => format!("{n} attempts"),
+    }
+}
+
+fn status_text(status: Option<u16>) -> String {
+    match status {
+        Some(status) => format!("HTTP {status}"),
+        None => "before its status was read".to_string(),
+    }
 }
 
 fn request_id_suffix(request_id: &Option<String>) -> String {
@@ -312,12 +400,7 @@ pub(crate) fn excerpt(body: &[u8], redactor: &Redactor) -> String {
         .join(" ");
     // Redact before truncating, so a secret cut in half cannot survive as a prefix.
     let text = redactor.redact_string(text);
-    let mut chars = text.chars();
-    let mut short: String = chars.by_ref().take(EXCERPT_CHARS).collect();
-    if chars.next().is_some() {
-        short.push('…');
-    }
-    short
+    crate::text::shorten(&text, EXCERPT_CHARS).into_owned()
 }
 
 #[cfg(test)]
@@ -361,6 +444,7 @@ mod tests {
         assert!(!e.contains("hunter2"));
         assert!(e.starts_with("<html> <body>pass=[REDACTED] xxx"));
         assert!(!e.contains('\n'));
-        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
+        assert_eq!(e.chars().count(), EXCERPT_CHARS);
+        assert!(e.ends_with('…'));
     }
 }

@@ -8,16 +8,23 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT_LANGUAGE, AUTHORIZATION, HeaderValue, USER_AGENT};
 
 use crate::generated::Client as GeneratedClient;
-use crate::retry::{RetryPolicy, is_retryable_status};
+use crate::retry::{RetryPolicy, is_idempotent, is_retryable_status};
 
 /// What every generated call can see: the parts of the configuration the hooks need.
 #[derive(Clone, Debug)]
 pub struct ClientState {
     pub(crate) retry: RetryPolicy,
     pub(crate) max_response_bytes: usize,
+    /// Set on each request rather than as the HTTP client's defaults, so that a
+    /// client the user passed in gets them too.
+    pub(crate) authorization: HeaderValue,
+    pub(crate) user_agent: HeaderValue,
+    pub(crate) accept_language: Option<HeaderValue>,
+    pub(crate) timeout: std::time::Duration,
 }
 
 /// Caps how much of an answer is read, so a broken or hostile server cannot make the
@@ -44,6 +51,8 @@ fn limit_body(response: reqwest::Response, limit: usize) -> reqwest::Response {
 pub(crate) struct CallRecord {
     pub(crate) attempts: u32,
     pub(crate) last_status: Option<StatusCode>,
+    /// When the call's overall deadline passes: no retry starts a wait past it.
+    pub(crate) deadline: Option<Instant>,
 }
 
 tokio::task_local! {
@@ -55,14 +64,6 @@ fn record(update: impl FnOnce(&mut CallRecord)) {
     let _ = CALL_RECORD.try_with(|cell| update(&mut cell.borrow_mut()));
 }
 
-/// Whether repeating the request can never apply it twice (RFC 9110, 9.2.2).
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    )
-}
-
 impl ClientHooks<ClientState> for GeneratedClient {
     async fn pre<E>(
         &self,
@@ -71,7 +72,15 @@ impl ClientHooks<ClientState> for GeneratedClient {
     ) -> Result<(), progenitor_client::Error<E>> {
         // progenitor sends the spec's own version as `api-version`; Thulium's API has
         // no such header, and the wire format should be exactly the vendor's.
-        request.headers_mut().remove("api-version");
+        let state = self.inner();
+        let headers = request.headers_mut();
+        headers.remove("api-version");
+        headers.insert(AUTHORIZATION, state.authorization.clone());
+        headers.insert(USER_AGENT, state.user_agent.clone());
+        if let Some(language) = &state.accept_language {
+            headers.insert(ACCEPT_LANGUAGE, language.clone());
+        }
+        *request.timeout_mut() = Some(state.timeout);
         Ok(())
     }
 
@@ -81,7 +90,8 @@ impl ClientHooks<ClientState> for GeneratedClient {
         info: &OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
         let policy = &self.inner().retry;
-        let idempotent = is_idempotent(request.method());
+        let idempotent = is_idempotent(info.operation_id);
+        let deadline = CALL_RECORD.try_with(|r| r.borrow().deadline).ok().flatten();
         let mut attempt = 1;
         let mut pending = Some(request);
         loop {
@@ -127,6 +137,8 @@ impl ClientHooks<ClientState> for GeneratedClient {
 
             let result =
                 result.map(|response| limit_body(response, self.inner().max_response_bytes));
+            // A wait that would end past the deadline only delays the same outcome.
+            let wait = wait.filter(|wait| deadline.is_none_or(|at| Instant::now() + *wait < at));
             match (wait, pending.is_some()) {
                 (Some(wait), true) => {
                     tracing::debug!(
@@ -150,7 +162,7 @@ fn retry_wait_after_response(
     response: &reqwest::Response,
     attempt: u32,
 ) -> Option<Duration> {
-    if !idempotent || !is_retryable_status(response.status()) {
+    if !idempotent || !is_retryable_status(response.status().as_u16()) {
         return None;
     }
     match policy.retry_after(response.headers()) {

@@ -6,7 +6,13 @@
 //! - [`Action`] names Thulium's events and keeps names it does not know.
 //! - [`event::Event`] parses what Thulium POSTs to subscribers (form or JSON), and
 //!   `receiver::Receiver` (feature `axum`) serves it safely.
-//! - [`Password`] carries secrets that never show in `Debug`, `Display` or logs.
+//! - [`Password`] carries secrets that never show in `Debug`, `Display` or logs;
+//!   [`auth`] encodes and checks HTTP Basic credentials; [`tls`] configures TLS per
+//!   HTTP client (nothing is installed process-wide).
+//!
+//! The crates whose types appear in this API are re-exported ([`time`], [`uuid`],
+//! [`serde_json`], [`http`], [`reqwest`], and `axum` with the feature), so naming
+//! what the SDK returns needs no dependency at a matching version.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), thulium::Error> {
@@ -17,25 +23,47 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod action;
+pub mod auth;
 mod client;
 pub mod config;
 pub mod error;
 pub mod event;
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-#[doc(hidden)]
-pub mod generated;
+// Only some of what progenitor emits is used: the SDK wraps each call by hand.
+#[allow(missing_docs, dead_code, clippy::all, clippy::pedantic)]
+mod generated;
 mod hooks;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod receiver;
 pub mod retry;
 pub mod secret;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod server;
+pub mod text;
+pub mod tls;
+
+/// Re-exported: the router of [`receiver`] and [`server`] is an `axum::Router`.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use axum;
+/// Re-exported: headers in [`auth`] and the receiver are `http` types.
+pub use http;
+/// Re-exported: [`ClientBuilder::http_client`] takes a `reqwest::Client`.
+pub use reqwest;
+/// Re-exported: events keep unknown fields as `serde_json` values.
+pub use serde_json;
+/// Re-exported: [`event::EventDate`] converts to and from `time` types.
+pub use time;
+/// Re-exported: chat events carry `uuid::Uuid` conversation ids.
+pub use uuid;
 
 pub use action::Action;
 pub use client::{Client, is_subscription_url};
-pub use config::{ClientBuilder, Credentials, Language, install_crypto_provider};
+pub use config::{ClientBuilder, Credentials, Language};
 pub use error::{ApiMessage, Error};
 pub use retry::RetryPolicy;
 pub use secret::Password;
@@ -47,7 +75,12 @@ pub mod types {
 }
 pub use types::{NewWebhook, Webhook};
 
-/// The README's Rust examples, compiled as doctests so they cannot rot.
+/// The repository README's Rust examples, compiled as doctests so they cannot rot.
 #[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// This crate's own README (the one crates.io shows), compiled the same way.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;

@@ -105,15 +105,25 @@ impl RetryPolicy {
     }
 }
 
-/// Statuses after which a `GET` is worth repeating.
-pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT
-    )
+/// Statuses after which a read is worth repeating: too many requests, and a gateway
+/// or the server itself saying it could not answer for now.
+pub(crate) fn is_retryable_status(status: u16) -> bool {
+    [
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::BAD_GATEWAY,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::GATEWAY_TIMEOUT,
+    ]
+    .iter()
+    .any(|s| s.as_u16() == status)
+}
+
+/// The operations (by the spec's `operationId`) that only read, so that repeating
+/// one after its request may have arrived changes nothing. The one list the retries
+/// and [`crate::Error::is_retryable`] both read; an operation missing here is never
+/// repeated once its request may have been sent, which is the safe default.
+pub(crate) fn is_idempotent(operation: &str) -> bool {
+    matches!(operation, "list_webhooks")
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date (RFC 9110, 10.2.3).

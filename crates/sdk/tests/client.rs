@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use thulium::{Action, Client, Error, Language, NewWebhook, RetryPolicy};
+use thulium::{Action, Client, ClientBuilder, Error, Language, NewWebhook, RetryPolicy};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -29,10 +29,15 @@ fn fast_retries() -> RetryPolicy {
         .max_backoff(Duration::from_millis(40))
 }
 
-fn client_for(server: &MockServer) -> Client {
+/// A builder pointed at `server` with the test credentials.
+fn builder_for(server: &MockServer) -> ClientBuilder {
     Client::builder()
         .base_url(server.uri())
         .credentials("api_user", "api_pass")
+}
+
+fn client_for(server: &MockServer) -> Client {
+    builder_for(server)
         .timeout(Duration::from_secs(5))
         .retry_policy(fast_retries())
         .build()
@@ -159,9 +164,7 @@ async fn polish_is_asked_for_with_accept_language() {
         .expect(1)
         .mount(&server)
         .await;
-    let client = Client::builder()
-        .base_url(server.uri())
-        .credentials("api_user", "api_pass")
+    let client = builder_for(&server)
         .language(Language::Polish)
         .build()
         .unwrap();
@@ -189,6 +192,7 @@ async fn a_thulium_error_body_keeps_every_message_and_the_request_id() {
             status,
             request_id,
             errors,
+            ..
         } => {
             assert_eq!(*operation, "create_webhook");
             assert_eq!(*status, 400);
@@ -277,7 +281,7 @@ async fn an_html_500_is_an_unexpected_response_with_a_short_excerpt() {
         Error::UnexpectedResponse {
             status, excerpt, ..
         } => {
-            assert_eq!(*status, 500);
+            assert_eq!(*status, Some(500));
             assert!(
                 excerpt.starts_with("<html><body><h1>500 Internal Server Error</h1>"),
                 "{excerpt}"
@@ -305,7 +309,13 @@ async fn invalid_json_on_success_is_an_unexpected_response_that_hides_echoed_sec
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::UnexpectedResponse { status: 200, .. }),
+        matches!(
+            err,
+            Error::UnexpectedResponse {
+                status: Some(200),
+                ..
+            }
+        ),
         "{err:?}"
     );
     for text in [err.to_string(), format!("{err:?}")] {
@@ -324,15 +334,13 @@ async fn an_endless_answer_is_cut_at_the_limit() {
         .respond_with(ResponseTemplate::new(200).set_body_raw(huge.clone(), "application/json"))
         .mount(&server)
         .await;
-    let limited = Client::builder()
-        .base_url(server.uri())
-        .credentials("api_user", "api_pass")
+    let limited = builder_for(&server)
         .max_response_bytes(1024 * 1024)
         .build()
         .unwrap();
     let err = limited.list_webhooks().await.unwrap_err();
     assert!(
-        matches!(&err, Error::UnexpectedResponse { status: 200, problem, .. } if problem.contains("max_response_bytes")),
+        matches!(&err, Error::UnexpectedResponse { status: Some(200), problem, .. } if problem.contains("max_response_bytes")),
         "{err:?}"
     );
     // The default limit (16 MiB) takes the same answer whole.
@@ -354,7 +362,13 @@ async fn a_redirect_is_reported_not_followed() {
         .await;
     let err = client_for(&server).list_webhooks().await.unwrap_err();
     assert!(
-        matches!(err, Error::UnexpectedResponse { status: 302, .. }),
+        matches!(
+            err,
+            Error::UnexpectedResponse {
+                status: Some(302),
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -367,17 +381,114 @@ async fn a_hung_server_times_out_and_a_list_is_tried_again() {
         .expect(2)
         .mount(&server)
         .await;
-    let client = Client::builder()
-        .base_url(server.uri())
-        .credentials("api_user", "api_pass")
+    let client = builder_for(&server)
         .timeout(Duration::from_millis(200))
         .retry_policy(fast_retries().max_attempts(2))
         .build()
         .unwrap();
     let err = client.list_webhooks().await.unwrap_err();
     assert!(
-        matches!(err, Error::Timeout { operation: "list_webhooks", attempts: 2, timeout } if timeout == Duration::from_millis(200)),
+        matches!(err, Error::Timeout { operation: "list_webhooks", attempts: 2, timeout, .. } if timeout == Duration::from_millis(200)),
         "{err:?}"
+    );
+    assert!(err.is_retryable(), "a list may be tried again");
+    assert!(err.to_string().contains("after 2 attempts"), "{err}");
+    let cause = std::error::Error::source(&err).expect("a cause");
+    assert!(cause.downcast_ref::<reqwest::Error>().unwrap().is_timeout());
+}
+
+#[tokio::test]
+async fn the_deadline_bounds_the_whole_call_across_retries() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    // Without a deadline this call would take 3 x 2 s plus backoffs.
+    let client = builder_for(&server)
+        .timeout(Duration::from_secs(2))
+        .deadline(Duration::from_millis(300))
+        .retry_policy(fast_retries())
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.list_webhooks().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Deadline { operation: "list_webhooks", attempts: 1, deadline, .. } if deadline == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("deadline of 300ms"), "{err}");
+    // Generous: what matters is that it did not wait for the 2 s attempt.
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn no_retry_waits_past_the_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "20"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = builder_for(&server)
+        .deadline(Duration::from_secs(5))
+        .retry_policy(fast_retries().max_retry_after(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    // The server asks for a 20 s pause, past the 5 s deadline: the 503 is the answer.
+    let err = client.list_webhooks().await.unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err:?}");
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_users_own_http_client_carries_the_sdks_headers_and_its_own() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/webhooks"))
+        .and(header("authorization", BASIC_AUTH))
+        .and(header("accept-language", "pl"))
+        .and(header("x-proxy-tag", "mine"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("[]", "application/json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut defaults = reqwest::header::HeaderMap::new();
+    defaults.insert("x-proxy-tag", "mine".parse().unwrap());
+    let http = thulium::tls::http_client_builder()
+        .unwrap()
+        .default_headers(defaults)
+        .build()
+        .unwrap();
+    let client = builder_for(&server)
+        .language(Language::Polish)
+        .http_client(http)
+        .build()
+        .unwrap();
+    assert!(client.list_webhooks().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn building_and_calling_installs_no_process_wide_tls_provider() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("[]", "application/json"))
+        .mount(&server)
+        .await;
+    client_for(&server).list_webhooks().await.unwrap();
+    let https = Client::builder()
+        .account("acme")
+        .credentials("api_user", "api_pass")
+        .build()
+        .unwrap();
+    drop(https);
+    assert!(
+        rustls::crypto::CryptoProvider::get_default().is_none(),
+        "the SDK installed a process-wide rustls provider"
     );
 }
 
@@ -389,15 +500,15 @@ async fn a_hung_server_is_not_asked_twice_to_create() {
         .expect(1)
         .mount(&server)
         .await;
-    let client = Client::builder()
-        .base_url(server.uri())
-        .credentials("api_user", "api_pass")
+    let client = builder_for(&server)
         .timeout(Duration::from_millis(200))
         .retry_policy(fast_retries())
         .build()
         .unwrap();
     let err = client.create_webhook(&vendor_webhook()).await.unwrap_err();
     assert!(matches!(err, Error::Timeout { attempts: 1, .. }), "{err:?}");
+    assert!(!err.is_retryable(), "the create may have been applied");
+    assert!(err.to_string().contains("after 1 attempt;"), "{err}");
 }
 
 /// Answers with the statuses in order, then 200 with an empty list.
@@ -434,6 +545,7 @@ async fn list_is_retried_on_retryable_statuses_and_create_is_not() {
     assert!(client.list_webhooks().await.unwrap().is_empty());
     let err = client.create_webhook(&vendor_webhook()).await.unwrap_err();
     assert_eq!(err.status(), Some(503));
+    assert!(!err.is_retryable(), "a create may have been applied");
 }
 
 #[tokio::test]
@@ -506,6 +618,7 @@ async fn connection_refused_is_a_connect_error_after_every_attempt() {
             host,
             attempts,
             reason,
+            ..
         } => {
             assert_eq!(*operation, "create_webhook");
             assert_eq!(host, &format!("127.0.0.1:{port}"));
@@ -515,6 +628,14 @@ async fn connection_refused_is_a_connect_error_after_every_attempt() {
         other => panic!("expected Connect, got {other:?}"),
     }
     assert!(!err.to_string().contains("api_pass"));
+    assert!(err.to_string().contains("after 3 attempts"), "{err}");
+    // The cause chain is kept: the HTTP client's error, down to the refused socket.
+    let cause = std::error::Error::source(&err).expect("a cause");
+    let reqwest_error = cause
+        .downcast_ref::<reqwest::Error>()
+        .expect("the cause is reqwest's error");
+    assert!(reqwest_error.is_connect());
+    assert!(err.is_retryable(), "nothing reached the server");
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use thulium::text::shorten;
+
 use super::{ListQuery, Sample};
 use crate::model::UnixMs;
 
@@ -23,16 +25,6 @@ pub fn esc(text: &str) -> String {
         }
     }
     out
-}
-
-/// At most `max` characters of `text`, with `…` when cut.
-pub fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
-    short.push('…');
-    short
 }
 
 /// A time as `2026-11-28 17:23:05 UTC`.
@@ -87,7 +79,7 @@ pub fn parse_time(text: &str) -> Result<UnixMs, String> {
         .map_err(|_| {
             format!(
                 "`{}` is not a time; use 2026-11-28T17:23 (UTC) or 2026-11-28",
-                cut(text, 40)
+                shorten(text, 40)
             )
         })?;
     u64::try_from(parsed.unix_timestamp())

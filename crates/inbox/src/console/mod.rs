@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
-use thulium::receiver::Receiver;
 
 use crate::model::{EventId, Filter, Outcome, Replay, State, Stats, StoredEvent, UnixMs, now_ms};
 use crate::store::{Store, StoreError};
@@ -46,7 +45,7 @@ const SEARCH_WINDOW: u64 = 50_000;
 /// Who may use the console. Bound to anything but loopback, it must have credentials.
 #[derive(Clone, Debug)]
 pub struct ConsoleAuth {
-    checker: Receiver,
+    checker: thulium::auth::BasicAuth,
 }
 
 impl ConsoleAuth {
@@ -54,9 +53,9 @@ impl ConsoleAuth {
     pub fn basic(
         user: &str,
         password: thulium::Password,
-    ) -> Result<Self, thulium::receiver::ConfigError> {
+    ) -> Result<Self, thulium::auth::ConfigError> {
         Ok(Self {
-            checker: Receiver::with_basic_auth(user, password)?,
+            checker: thulium::auth::BasicAuth::new(user, password)?,
         })
     }
 }
@@ -140,7 +139,7 @@ async fn guard<S: Store + Clone>(
     next: Next,
 ) -> Response {
     if let Some(auth) = &console.auth
-        && !auth.checker.is_authorized(request.headers())
+        && !auth.checker.verify(request.headers())
     {
         let mut response = Page::error(StatusCode::UNAUTHORIZED, "Sign in to see the inbox.");
         response.headers_mut().insert(
@@ -415,7 +414,10 @@ async fn list<S: Store>(
                 action = esc(&event.action),
                 received = time(event.received_at),
                 attempts = event.attempts,
-                error = esc(&html::cut(event.last_error.as_deref().unwrap_or(""), 120)),
+                error = esc(&thulium::text::shorten(
+                    event.last_error.as_deref().unwrap_or(""),
+                    120
+                )),
             );
         }
         body.push_str("</tbody></table></div>");
@@ -454,7 +456,7 @@ async fn event<S: Store>(
     let Ok(id) = id.parse::<u64>() else {
         return Page::error(
             StatusCode::BAD_REQUEST,
-            &format!("`{}` is not an event id.", html::cut(&id, 40)),
+            &format!("`{}` is not an event id.", thulium::text::shorten(&id, 40)),
         );
     };
     let event = match console.store.get(EventId(id)).await {

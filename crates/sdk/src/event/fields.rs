@@ -86,11 +86,11 @@ impl<'a> Fields<'a> {
             .map(|slot| std::mem::replace(slot, RawValue::Taken))
             .filter(|raw| !raw.is_absent() && !matches!(raw, RawValue::Taken));
         T::read(raw).map_err(|problem| match problem {
-            Problem::Missing => ParseError::MissingField {
+            FieldProblem::Missing => ParseError::MissingField {
                 action: self.action.clone(),
                 field: name,
             },
-            Problem::Invalid(problem) => ParseError::InvalidField {
+            FieldProblem::Invalid(problem) => ParseError::InvalidField {
                 action: self.action.clone(),
                 field: name,
                 problem,
@@ -109,7 +109,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Why a field could not be read.
-pub(crate) enum Problem {
+pub(crate) enum FieldProblem {
     Missing,
     Invalid(String),
 }
@@ -118,7 +118,7 @@ pub(crate) enum Problem {
 /// `Option` of each (absent becomes `None` instead of an error).
 pub(crate) trait FieldType: Sized {
     /// Reads the field; `None` when it was absent, empty or `"null"`.
-    fn read(raw: Option<RawValue<'_>>) -> Result<Self, Problem>;
+    fn read(raw: Option<RawValue<'_>>) -> Result<Self, FieldProblem>;
     /// The value as a form string; `None` when absent.
     fn text(&self) -> Option<String>;
     /// The value as JSON (`null` when absent).
@@ -201,9 +201,9 @@ impl Scalar for EventDate {
 macro_rules! field_types {
     ($($t:ty),*) => {$(
         impl FieldType for $t {
-            fn read(raw: Option<RawValue<'_>>) -> Result<Self, Problem> {
-                let raw = raw.ok_or(Problem::Missing)?;
-                <$t as Scalar>::parse(raw).map_err(Problem::Invalid)
+            fn read(raw: Option<RawValue<'_>>) -> Result<Self, FieldProblem> {
+                let raw = raw.ok_or(FieldProblem::Missing)?;
+                <$t as Scalar>::parse(raw).map_err(FieldProblem::Invalid)
             }
             fn text(&self) -> Option<String> {
                 Some(Scalar::to_text(self))
@@ -214,8 +214,8 @@ macro_rules! field_types {
         }
 
         impl FieldType for Option<$t> {
-            fn read(raw: Option<RawValue<'_>>) -> Result<Self, Problem> {
-                raw.map(<$t as Scalar>::parse).transpose().map_err(Problem::Invalid)
+            fn read(raw: Option<RawValue<'_>>) -> Result<Self, FieldProblem> {
+                raw.map(<$t as Scalar>::parse).transpose().map_err(FieldProblem::Invalid)
             }
             fn text(&self) -> Option<String> {
                 self.as_ref().map(Scalar::to_text)

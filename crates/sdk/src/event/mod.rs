@@ -18,6 +18,7 @@
 //! assert_eq!(event.dedup_key(), "CUSTOMER_UPDATED|customer_id=682|date=2026-09-04 12:19:43");
 //! ```
 
+pub mod examples;
 mod fields;
 mod parse;
 
@@ -160,7 +161,12 @@ macro_rules! events {
     )*) => {
         $(
             $(#[$doc])*
+            ///
+            /// Not exhaustive, so that a field Thulium adds can be added here without
+            /// breaking code that reads events: build one with `new` (tests) or by
+            /// parsing, then set optional fields directly.
             #[derive(Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+            #[non_exhaustive]
             pub struct $name {
                 $( $(#[$field_doc])* pub $field: $ty, )*
                 /// Fields this SDK does not know, exactly as received.
@@ -171,6 +177,17 @@ macro_rules! events {
             impl $name {
                 /// The action of this event.
                 pub const ACTION: Action = Action::$name;
+
+                /// The event with every field Thulium documents, in its order, and no
+                /// unknown fields. A field added later will be optional, and start
+                /// `None` here, so this signature stays.
+                #[allow(clippy::too_many_arguments)]
+                pub fn new($( $field: $ty ),*) -> Self {
+                    Self {
+                        $( $field, )*
+                        extra: Map::new(),
+                    }
+                }
 
                 fn read(fields: &mut Fields<'_>) -> Result<Self, ParseError> {
                     Ok(Self {
@@ -211,7 +228,7 @@ macro_rules! events {
             pub fn action(&self) -> Action {
                 match self {
                     $( Event::$name(_) => Action::$name, )*
-                    Event::Other(other) => Action::from(other.action.as_str()),
+                    Event::Other(other) => other.action.clone(),
                 }
             }
 
@@ -243,7 +260,7 @@ macro_rules! events {
                         Event::$name(event)
                     } )*
                     other => Event::Other(OtherEvent {
-                        action: other.as_str().to_string(),
+                        action: other,
                         fields: fields.rest(),
                     }),
                 };
@@ -396,11 +413,23 @@ events! {
 
 /// An event whose action this SDK does not know.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OtherEvent {
-    /// The action name, exactly as received.
-    pub action: String,
+    /// The action, exactly as received (an [`Action::Other`] holding its name).
+    pub action: Action,
     /// Every other field, exactly as received (form values are strings).
     pub fields: Map<String, Value>,
+}
+
+impl OtherEvent {
+    /// An event of `action` with these fields (for tests and forwarders). A known
+    /// action built this way stays an `OtherEvent`; [`Event::parse`] would type it.
+    pub fn new(action: impl Into<Action>, fields: Map<String, Value>) -> Self {
+        Self {
+            action: action.into(),
+            fields,
+        }
+    }
 }
 
 impl Event {

@@ -22,12 +22,48 @@ pub enum BodyFormat {
 }
 
 impl BodyFormat {
+    /// `event` encoded this way: [`super::Event::to_form`] or [`super::Event::to_json`].
+    pub fn encode(self, event: &super::Event) -> String {
+        match self {
+            BodyFormat::Form => event.to_form(),
+            BodyFormat::Json => event.to_json(),
+        }
+    }
+
+    /// The name used on command lines and in configuration: `form` or `json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyFormat::Form => "form",
+            BodyFormat::Json => "json",
+        }
+    }
+
     /// The `Content-Type` of a body in this encoding.
     pub fn content_type(self) -> &'static str {
         match self {
             BodyFormat::Form => "application/x-www-form-urlencoded",
             BodyFormat::Json => "application/json",
         }
+    }
+}
+
+impl std::str::FromStr for BodyFormat {
+    type Err = String;
+
+    /// `form` or `json` (any case).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "form" => Ok(BodyFormat::Form),
+            "json" => Ok(BodyFormat::Json),
+            _ => Err(format!("`{text}` is not a body format; use form or json")),
+        }
+    }
+}
+
+impl serde::Serialize for BodyFormat {
+    /// As its [`BodyFormat::name`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 

@@ -3,16 +3,36 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::net::SocketAddr;
+
 use base64::Engine as _;
 use reqwest::StatusCode;
-use thulium::event::Event;
+use thulium::event::{Event, examples};
 use thulium::receiver::Receiver;
-use thulium_tests::serve;
+use thulium::server::{ServerLimits, serve as serve_limited};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const VENDOR_FORM: &str = "action=CHAT_CONVERSATION_CREATED&conversation_id=83a3f676-e831-47d0-bba7-beda6c0bde88\
-    &client_name=John+Smith&client_email=john.smith%40foo.bar&date=2016-04-20+09%3A46%3A24&chat_queue_id=1";
 const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The vendor's example chat event, form-encoded as Thulium sends it.
+fn vendor_form() -> String {
+    examples::event("CHAT_CONVERSATION_CREATED", &[])
+        .unwrap()
+        .to_form()
+}
+
+/// Serves `app` on a fresh loopback port for the rest of the test.
+async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_limited(
+        listener,
+        app,
+        ServerLimits::default(),
+        std::future::pending(),
+    ));
+    addr
+}
 
 type Seen = Arc<Mutex<Vec<Event>>>;
 
@@ -43,8 +63,11 @@ async fn start(limit: Option<usize>) -> (String, Seen) {
 }
 
 fn http() -> reqwest::Client {
-    thulium::install_crypto_provider();
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    thulium::tls::http_client_builder()
+        .unwrap()
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 async fn post(
@@ -70,26 +93,27 @@ async fn post(
 }
 
 fn basic(pair: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
+    let (user, password) = pair.split_once(':').unwrap_or((pair, ""));
+    let value = thulium::auth::basic_authorization(user, &password.into());
+    value.to_str().unwrap().to_string()
 }
 
 #[tokio::test]
 async fn the_vendors_event_is_handed_over_in_both_encodings() {
     let (url, seen) = start(None).await;
     let auth = basic("thulium:s3cret");
-    let (status, _, body) = post(&url, Some(&auth), FORM, VENDOR_FORM).await;
+    let (status, _, body) = post(&url, Some(&auth), FORM, vendor_form()).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "OK"));
-    let json = Event::from_form(VENDOR_FORM.as_bytes()).unwrap().to_json();
+    let json = Event::from_form(vendor_form().as_bytes())
+        .unwrap()
+        .to_json();
     let (status, _, _) = post(&url, Some(&auth), "application/json", json).await;
     assert_eq!(status, StatusCode::OK);
     // No content type at all: the receiver works it out.
     let response = http()
         .post(&url)
         .header("authorization", &auth)
-        .body(VENDOR_FORM)
+        .body(vendor_form())
         .send()
         .await
         .unwrap();
@@ -122,7 +146,7 @@ async fn null_fields_and_unknown_actions_are_accepted() {
     let Event::Other(other) = &seen[1] else {
         panic!("{:?}", seen[1])
     };
-    assert_eq!(other.action, "CALL_QUEUE_ENTERED");
+    assert_eq!(other.action.as_str(), "CALL_QUEUE_ENTERED");
     assert_eq!(other.fields["caller"], "null");
 }
 
@@ -145,7 +169,7 @@ async fn every_wrong_credential_gets_the_same_401() {
     ];
     let mut answers = Vec::new();
     for auth in &cases {
-        answers.push(post(&url, auth.as_deref(), FORM, VENDOR_FORM).await);
+        answers.push(post(&url, auth.as_deref(), FORM, vendor_form()).await);
     }
     for (auth, answer) in cases.iter().zip(&answers) {
         assert_eq!(answer.0, StatusCode::UNAUTHORIZED, "{auth:?}");
@@ -165,7 +189,7 @@ async fn every_wrong_credential_gets_the_same_401() {
 async fn oversized_bodies_get_413_with_or_without_a_length() {
     let (url, seen) = start(Some(1024)).await;
     let auth = basic("thulium:s3cret");
-    let big = format!("{VENDOR_FORM}&padding={}", "x".repeat(2000));
+    let big = format!("{}&padding={}", vendor_form(), "x".repeat(2000));
     assert_eq!(
         post(&url, Some(&auth), FORM, big.clone()).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
@@ -185,8 +209,9 @@ async fn oversized_bodies_get_413_with_or_without_a_length() {
 
     // Just under the limit passes.
     let fits = format!(
-        "{VENDOR_FORM}&padding={}",
-        "x".repeat(1024 - VENDOR_FORM.len() - 9)
+        "{}&padding={}",
+        vendor_form(),
+        "x".repeat(1024 - vendor_form().len() - 9)
     );
     assert_eq!(fits.len(), 1024);
     assert_eq!(post(&url, Some(&auth), FORM, fits).await.0, StatusCode::OK);
@@ -195,29 +220,8 @@ async fn oversized_bodies_get_413_with_or_without_a_length() {
 
 fn futures_util_stream(
     items: Vec<Result<String, std::io::Error>>,
-) -> impl futures_core_stream::Stream<Item = Result<String, std::io::Error>> {
-    futures_core_stream::iter(items)
-}
-
-mod futures_core_stream {
-    //! A minimal stream over a vector, so the test needs no futures crate.
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub use futures_core::Stream;
-
-    pub struct Iter<I>(I);
-
-    pub fn iter<T>(items: Vec<T>) -> Iter<std::vec::IntoIter<T>> {
-        Iter(items.into_iter())
-    }
-
-    impl<I: Iterator + Unpin> Stream for Iter<I> {
-        type Item = I::Item;
-        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<I::Item>> {
-            Poll::Ready(self.0.next())
-        }
-    }
+) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
+    futures_util::stream::iter(items)
 }
 
 #[tokio::test]
@@ -277,7 +281,7 @@ async fn a_panicking_handler_gets_500_and_the_receiver_keeps_serving() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, "the event was not taken; deliver it again");
     assert_eq!(
-        post(&url, Some(&auth), FORM, VENDOR_FORM).await.0,
+        post(&url, Some(&auth), FORM, vendor_form()).await.0,
         StatusCode::OK
     );
     assert_eq!(seen.lock().unwrap().len(), 1);
