@@ -39,6 +39,32 @@ fn free_port() -> u16 {
     }
 }
 
+/// `thulium listen` relaying into `inbox` and on to `sink`.
+fn listen_args(inbox: &Path, addr: SocketAddr, sink: SocketAddr) -> Vec<String> {
+    let (addr, inbox, sink) = (
+        addr.to_string(),
+        inbox.display(),
+        format!("http://{sink}/app"),
+    );
+    [
+        "listen",
+        "--no-auth",
+        "--addr",
+        &addr,
+        "--inbox",
+        &inbox.to_string(),
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([
+        "--forward-to".into(),
+        sink,
+        "--concurrency".into(),
+        "32".into(),
+    ])
+    .collect()
+}
+
 fn start_listener(inbox: &Path, addr: SocketAddr, sink: SocketAddr, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -46,18 +72,7 @@ fn start_listener(inbox: &Path, addr: SocketAddr, sink: SocketAddr, log: &Path) 
         .open(log)
         .unwrap();
     Command::new(env!("CARGO_BIN_EXE_thulium"))
-        .args([
-            "listen",
-            "--no-auth",
-            "--addr",
-            &addr.to_string(),
-            "--inbox",
-            inbox.to_str().unwrap(),
-            "--forward-to",
-            &format!("http://{sink}/app"),
-            "--concurrency",
-            "32",
-        ])
+        .args(listen_args(inbox, addr, sink))
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -275,4 +290,157 @@ fn sigkill_at_random_moments_loses_no_event_answered_200() {
         .args(["-INT", &running.id().to_string()])
         .status();
     let _ = running.wait();
+}
+
+/// `strace`, when it can run here. Without it the creation test says so and is not
+/// run, unless `CI` or `THULIUM_REQUIRE_STRACE` is set: then it fails.
+fn strace() -> Option<&'static str> {
+    match Command::new("strace").arg("-V").output() {
+        Ok(output) if output.status.success() => Some("strace"),
+        outcome => {
+            if std::env::var_os("CI").is_some()
+                || std::env::var_os("THULIUM_REQUIRE_STRACE").is_some()
+            {
+                panic!(
+                    "strace is required (CI) but cannot run: {outcome:?}; apt-get install strace"
+                );
+            }
+            eprintln!(
+                "\nNOT RUN: kills while the inbox is created: no strace; apt-get install strace"
+            );
+            None
+        }
+    }
+}
+
+/// The system calls that write or publish the inbox file while it is created.
+const CREATION_CALLS: &[&str] = &[
+    "pwrite64",
+    "fdatasync",
+    "fsync",
+    "ftruncate",
+    "link",
+    "linkat",
+    "rename",
+    "renameat",
+    "renameat2",
+];
+
+/// Runs `thulium listen` on a new inbox under strace (with `strace_args`) until it
+/// is killed or says it is listening; returns whether it was killed.
+fn listen_under_strace(inbox: &Path, strace_args: &[String], log: &Path) -> bool {
+    let stderr = std::fs::File::create(log).unwrap();
+    let mut child = Command::new(strace().unwrap())
+        .args(["-f", "-qq"])
+        .args(strace_args)
+        .arg(env!("CARGO_BIN_EXE_thulium"))
+        // Nothing listens on port 9 (discard); nothing is forwarded anyway.
+        .args(listen_args(
+            inbox,
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:9".parse().unwrap(),
+        ))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().is_none() || status.code() == Some(137);
+        }
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        if said.contains("listening on") || began.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A listener killed while it creates its inbox must leave either no file or a whole
+/// one. redb writes a new file in place and its magic number last, so a kill in
+/// between used to leave a file every restart refused ("not a redb database"); CI
+/// once hit that window by chance. Here strace delivers the SIGKILL exactly at
+/// each call that writes, syncs or publishes the file during a start, one run per
+/// call, so every step of the creation is cut once.
+#[test]
+fn sigkill_at_each_write_of_a_new_inbox_leaves_no_file_or_a_whole_one() {
+    if strace().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("listener.log");
+    // Which of those calls a start makes, and how often.
+    let trace = dir.path().join("trace.log");
+    let probe = dir.path().join("probe.redb");
+    let traced = [
+        "-o".to_string(),
+        trace.to_str().unwrap().to_string(),
+        format!("-etrace={}", CREATION_CALLS.join(",")),
+    ];
+    assert!(!listen_under_strace(&probe, &traced, &log));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let mut counts: Vec<(&str, usize)> = CREATION_CALLS
+        .iter()
+        .map(|call| {
+            let calls = trace
+                .lines()
+                .filter(|line| {
+                    line.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|s| s.starts_with(&format!("{call}(")))
+                })
+                .count();
+            (*call, calls)
+        })
+        .filter(|(_, calls)| *calls > 0)
+        .collect();
+    counts.sort();
+    assert!(
+        counts
+            .iter()
+            .any(|(call, _)| call.starts_with("fdatasync") || *call == "fsync"),
+        "a start syncs nothing? {counts:?}"
+    );
+
+    let (mut runs, mut killed, mut no_file, mut whole) = (0, 0, 0, 0);
+    for (call, calls) in &counts {
+        for nth in 1..=*calls {
+            runs += 1;
+            let inbox = dir.path().join(format!("{call}-{nth}.redb"));
+            let inject = [
+                format!("-etrace={call}"),
+                format!("-einject={call}:signal=KILL:when={nth}"),
+            ];
+            if listen_under_strace(&inbox, &inject, &log) {
+                killed += 1;
+            }
+            if !inbox.exists() {
+                no_file += 1;
+                continue;
+            }
+            whole += 1;
+            let output = Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args(["inbox", "stats", "--inbox", inbox.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "killed at {call} #{nth} of a start: the inbox it left cannot be opened: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    eprintln!(
+        "{runs} starts, {killed} killed at a write: {no_file} left no file, {whole} a whole inbox; calls {counts:?}"
+    );
+    // Kills before and after the file appeared, or the test proved nothing.
+    assert!(
+        killed * 2 > runs && no_file > 0 && whole > 0,
+        "{runs} runs, {killed} killed, {no_file} no file, {whole} whole"
+    );
 }

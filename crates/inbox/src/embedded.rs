@@ -163,11 +163,19 @@ pub struct DispatchLock {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the inbox file at `path`.
+    /// Opens the inbox file at `path`, creating it first if there is none.
+    ///
+    /// A new file appears at `path` only once it is a complete inbox (made under a
+    /// temporary name beside it, `PATH.new-*`, then linked into place), so a process
+    /// killed while creating it never leaves a file that later opens refuse. An existing empty file is refused, not initialised
+    /// in place, for the same reason.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        create_whole(&path)?;
         let file = path.clone();
-        Self::start(path, Box::new(move || builder().create(&file)))
+        // Reopening after an I/O error only opens: a file that vanished meanwhile is
+        // an error to report, not an empty inbox to start silently.
+        Self::start(path, Box::new(move || builder().open(&file)))
     }
 
     /// Opens the inbox on a redb storage backend that `backend` makes (again after
@@ -292,6 +300,104 @@ fn builder() -> redb::Builder {
     builder
 }
 
+/// Leftovers of creations cut short (`PATH.new-*`) older than this are removed.
+const STALE_CREATION: Duration = Duration::from_secs(600);
+
+/// Creates the inbox at `path` if nothing is there, so that `path` either does not
+/// exist or holds a complete inbox.
+///
+/// redb initialises a new file in place and writes its magic number last: a kill
+/// before that leaves a file every later open refuses ("not a redb database"),
+/// however often the process is restarted. So the inbox is made whole (tables and
+/// schema version committed and synced) under a temporary name beside `path`, then
+/// hard-linked into place, which fails rather than replaces if another process got
+/// there first, and the directory is synced. Where the file system has no hard
+/// links, a rename does the same job, but may replace a file another process
+/// created in the same instant.
+fn create_whole(path: &Path) -> Result<(), StoreError> {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let io_error = |e: std::io::Error| open_error(path, redb::StorageError::Io(e).into());
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(e)),
+    }
+    remove_stale_creations(path);
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(
+        ".new-{}-{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temporary = PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary); // a leftover of a killed process with our pid
+    let made = (|| {
+        let db = builder()
+            .create(&temporary)
+            .map_err(|e| open_error(path, e))?;
+        prepare(&db, path)?;
+        drop(db);
+        File::open(&temporary)
+            .and_then(|file| file.sync_all())
+            .map_err(io_error)?;
+        match std::fs::hard_link(&temporary, path) {
+            Ok(()) => Ok(()),
+            // Another process created it first: open theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) if !path.exists() => std::fs::rename(&temporary, path).map_err(io_error),
+            Err(e) => Err(io_error(e)),
+        }
+    })();
+    let _ = std::fs::remove_file(&temporary);
+    made?;
+    sync_directory(path).map_err(io_error)
+}
+
+/// Makes a new directory entry for `path` durable (a no-op where directories
+/// cannot be opened, as on Windows).
+fn sync_directory(path: &Path) -> std::io::Result<()> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if cfg!(unix) {
+        File::open(directory)?.sync_all()
+    } else {
+        Ok(())
+    }
+}
+
+/// Best effort: removes `PATH.new-*` files older than [`STALE_CREATION`] (a creation
+/// takes milliseconds, so these were left by killed processes).
+fn remove_stale_creations(path: &Path) {
+    let (Some(name), Some(directory)) = (path.file_name(), path.parent()) else {
+        return;
+    };
+    let directory = if directory.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        directory
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".new-");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(&prefix)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > STALE_CREATION);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
     use redb::{DatabaseError as D, StorageError as S};
     let reason = match &error {
@@ -308,6 +414,12 @@ fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
             std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
                 format!("{io}; the inbox needs a file it can write")
             }
+            // redb's words for a file that is empty or lacks its magic number.
+            std::io::ErrorKind::InvalidData => format!(
+                "the file is not an inbox ({io}); name a file that does not exist and \
+                 thulium creates it, or move this one aside (an empty file, or one left \
+                 by a creation that a kill cut short, holds no events)"
+            ),
             _ => io.to_string(),
         },
         D::Storage(S::Corrupted(detail)) => {

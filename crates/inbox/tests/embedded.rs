@@ -4,8 +4,10 @@
 
 mod support;
 
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use support::{Faults, FaultyBackend};
@@ -202,6 +204,54 @@ fn bad_files_and_paths_are_clear_errors() {
             "{error}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_new_inbox_appears_whole_and_leftovers_of_killed_creations_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.redb");
+    // Left by a creation killed long ago, and by one that may still be running.
+    let old = dir.path().join("inbox.redb.new-1-0");
+    let recent = dir.path().join("inbox.redb.new-2-0");
+    std::fs::write(&old, b"half an inbox").unwrap();
+    std::fs::write(&recent, b"half an inbox").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.put(ticket(1, 0)).await.unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["inbox.redb", "inbox.redb.new-2-0"]);
+    drop(store);
+    assert_eq!(
+        EmbeddedStore::open(&path)
+            .unwrap()
+            .stats()
+            .await
+            .unwrap()
+            .pending,
+        1
+    );
+}
+
+#[test]
+fn an_empty_file_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.redb");
+    std::fs::write(&path, b"").unwrap();
+    let error = EmbeddedStore::open(&path).unwrap_err().to_string();
+    assert!(error.contains("not an inbox"), "{error}");
+    assert!(error.contains("name a file that does not exist"), "{error}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
 }
 
 #[tokio::test]
