@@ -440,10 +440,8 @@ async fn a_dead_url_is_given_up_while_the_api_keeps_answering() {
         ..quick_delivery()
     })
     .await;
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}/gone", listener.local_addr().unwrap())
-    };
+    let down = thulium_mock::RefusingAddress::bind().unwrap();
+    let dead = down.url("/gone");
     let client = mock
         .client_builder()
         .retry_policy(RetryPolicy::none())

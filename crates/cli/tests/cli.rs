@@ -245,11 +245,8 @@ async fn errors_are_one_line_with_an_exit_code_by_kind() {
     assert!(!refused.stderr.contains("wrong-pass"));
 
     // Network: nobody listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let down = thulium_mock::RefusingAddress::bind().unwrap();
+    let port = down.addr().port();
     let dead = run(thulium()
         .args([
             "webhooks",
@@ -569,6 +566,8 @@ fn listen_prints_human_lines_by_default() {
 #[test]
 fn emit_wait_reports_a_failed_delivery_and_exits_3() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Refuses connections until the test ends.
+    let down = thulium_mock::RefusingAddress::bind().unwrap();
     let mock = runtime.block_on(async {
         let config = MockConfig {
             delivery: thulium_mock::DeliveryPolicy {
@@ -579,9 +578,7 @@ fn emit_wait_reports_a_failed_delivery_and_exits_3() {
             ..MockConfig::default()
         };
         let mock = MockThulium::start_with(config).await.unwrap();
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", dead.local_addr().unwrap());
-        drop(dead);
+        let url = down.url("/hook");
         mock.client_builder()
             .build()
             .unwrap()

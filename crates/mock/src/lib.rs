@@ -65,6 +65,7 @@ mod api;
 pub mod control;
 mod delivery;
 mod problem;
+mod refusing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,7 @@ pub use delivery::{
     Attempt, AttemptOutcome, DELIVERY_HEADER, Delivery, DeliveryPolicy, DeliveryState,
 };
 pub use problem::Problem;
+pub use refusing::RefusingAddress;
 
 /// How the fake is set up.
 #[derive(Clone, Debug)]

@@ -594,17 +594,19 @@ async fn retry_after_is_honoured_and_an_excessive_one_is_not_waited_for() {
     assert_eq!(err.status(), Some(429));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback socket that is bound but not listening: connections to its port are
+/// refused for as long as it lives, no other test's server can take the port
+/// meanwhile (a port merely freed can be), and it can start listening later.
+fn refusing_socket() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 #[tokio::test]
 async fn connection_refused_is_a_connect_error_after_every_attempt() {
-    let port = free_port();
+    let (_refusing, port) = refusing_socket();
     let client = Client::builder()
         .base_url(format!("http://127.0.0.1:{port}"))
         .credentials("api_user", "api_pass")
@@ -640,10 +642,10 @@ async fn connection_refused_is_a_connect_error_after_every_attempt() {
 
 #[tokio::test]
 async fn a_create_that_never_connected_is_retried_once_the_server_is_up() {
-    let port = free_port();
+    let (socket, port) = refusing_socket();
     let server_up = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let listener = socket.listen(128).unwrap().into_std().unwrap();
         let server = MockServer::builder().listener(listener).start().await;
         Mock::given(method("POST"))
             .respond_with(
