@@ -184,13 +184,15 @@ impl DeliveryLog {
     }
 
     fn update(&self, id: u64, change: impl FnOnce(&mut Delivery)) {
-        let updated = self.lock().get_mut(&id).map(|delivery| {
+        // The copy for watchers is made only when somebody watches.
+        let watched = self.attempts.receiver_count() > 0;
+        let updated = self.lock().get_mut(&id).and_then(|delivery| {
             change(delivery);
-            delivery.clone()
+            watched.then(|| delivery.clone())
         });
         self.changed.notify_waiters();
         if let Some(delivery) = updated {
-            // Nobody watching is fine.
+            // A watcher that left meanwhile is fine.
             let _ = self.attempts.send(delivery);
         }
     }
@@ -205,20 +207,26 @@ pub(crate) struct Deliverer {
 }
 
 impl Deliverer {
-    pub(crate) fn new(policy: DeliveryPolicy) -> Self {
+    /// Fails only if the platform's TLS set-up does (no usable certificate store).
+    pub(crate) fn new(policy: DeliveryPolicy) -> std::io::Result<Self> {
+        let cannot = |e: &dyn std::fmt::Display| {
+            std::io::Error::other(format!(
+                "the fake cannot build its HTTP client for deliveries: {e}"
+            ))
+        };
         let http = thulium::tls::http_client_builder()
-            .expect("the platform's TLS set-up")
+            .map_err(|e| cannot(&e))?
             .timeout(policy.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("thulium-mock")
             .build()
-            .expect("a plain HTTP client always builds");
-        Self {
+            .map_err(|e| cannot(&e))?;
+        Ok(Self {
             log: Arc::default(),
             http,
             policy,
             next_id: Mutex::new(0),
-        }
+        })
     }
 
     /// Starts delivering `event` to every subscription whose actions include it;

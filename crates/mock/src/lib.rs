@@ -151,7 +151,7 @@ impl MockThulium {
             api_auth,
             body_limit: config.body_limit,
             subscriptions: Mutex::new(Vec::new()),
-            deliverer: delivery::Deliverer::new(config.delivery.clone()),
+            deliverer: delivery::Deliverer::new(config.delivery.clone())?,
         });
         let app = api::router(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();

@@ -49,7 +49,6 @@ pub struct Client {
     generated: generated::Client,
     base_url: Url,
     credentials: Credentials,
-    timeout: Duration,
     deadline: Option<Duration>,
     /// Removes the API credentials from anything the server sends back.
     redactor: Redactor,
@@ -61,7 +60,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base_url", &self.base_url.as_str())
             .field("credentials", &self.credentials)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.timeout())
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -77,7 +76,6 @@ impl Client {
         generated: generated::Client,
         base_url: Url,
         credentials: Credentials,
-        timeout: Duration,
         deadline: Option<Duration>,
         allow_plain_http_subscription_auth: bool,
     ) -> Self {
@@ -87,7 +85,6 @@ impl Client {
             generated,
             base_url,
             credentials,
-            timeout,
             deadline,
             redactor,
             allow_plain_http_subscription_auth,
@@ -97,6 +94,11 @@ impl Client {
     /// The base URL requests go to, such as `https://acme.thulium.com/`.
     pub fn base_url(&self) -> &Url {
         &self.base_url
+    }
+
+    /// The per-attempt timeout; kept once, where the hooks set it on each request.
+    fn timeout(&self) -> Duration {
+        self.generated.inner.timeout
     }
 
     /// Every webhook subscription of the account (`GET /api/webhooks`).
@@ -291,7 +293,7 @@ impl Client {
         if error.is_timeout() {
             Error::Timeout {
                 operation,
-                timeout: self.timeout,
+                timeout: self.timeout(),
                 attempts,
                 source: Some(Box::new(error)),
             }

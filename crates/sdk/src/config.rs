@@ -400,7 +400,6 @@ impl ClientBuilder {
             generated,
             base_url,
             credentials,
-            self.timeout,
             self.deadline,
             self.allow_plain_http_subscription_auth,
         ))
