@@ -4,6 +4,8 @@
 //! Every event answered `200` must be stored and forwarded at least once, and sending
 //! all 20,000 again must store nothing new.
 
+mod support;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use support::free_port;
 
 const EVENTS: usize = 20_000;
 const CONNECTIONS: usize = 32;
@@ -23,20 +27,6 @@ fn body(ticket_id: usize) -> String {
     )
     .expect("the vendor's example with another id")
     .to_form()
-}
-
-/// A free port below the kernel's ephemeral range (32768 and up on Linux). The
-/// listener restarts on the same port after each kill, while 32 senders keep
-/// reconnecting from ephemeral ports; a port inside that range can be taken by one of
-/// them (a TCP self-connect to the dead listener's port), and the listener could then
-/// never bind again.
-fn free_port() -> u16 {
-    loop {
-        let port = fastrand::u16(20_000..32_000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// `thulium listen` relaying into `inbox` and on to `sink`.

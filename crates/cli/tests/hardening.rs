@@ -2,6 +2,8 @@
 //! control characters, secrets echoed by servers, credentials over plain HTTP, usage
 //! errors, huge rows, and a listener whose stdout nobody reads.
 
+mod support;
+
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
@@ -305,10 +307,7 @@ fn usage_errors_are_one_line_with_exit_2() {
 
 #[test]
 fn a_listener_whose_stdout_nobody_reads_keeps_answering_and_stops_on_ctrl_c() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     // stdout is a pipe that this test never reads.
     let (_reader, writer) = std::io::pipe().unwrap();

@@ -8,6 +8,8 @@
 //! Needs PostgreSQL (`THULIUM_TEST_POSTGRES`, default the local server); without it
 //! the test says so and is not run, unless `CI` or `THULIUM_REQUIRE_POSTGRES` is set.
 
+mod support;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -39,12 +41,7 @@ struct Listener {
 }
 
 fn start(inbox: &str, schema: &str, sink: SocketAddr) -> Listener {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let child = Command::new(env!("CARGO_BIN_EXE_thulium"))
         .args([
             "listen",
