@@ -167,8 +167,8 @@ impl EmbeddedStore {
     ///
     /// A new file appears at `path` only once it is a complete inbox (made under a
     /// temporary name beside it, `PATH.new-*`, then linked into place), so a process
-    /// killed while creating it never leaves a file that later opens refuse. An existing empty file is refused, not initialised
-    /// in place, for the same reason.
+    /// killed while creating it never leaves a file that later opens refuse. An
+    /// existing empty file is refused, not initialised in place, for the same reason.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         create_whole(&path)?;
@@ -353,15 +353,19 @@ fn create_whole(path: &Path) -> Result<(), StoreError> {
     sync_directory(path).map_err(io_error)
 }
 
+/// The directory that holds `path` (`.` for a bare file name).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
 /// Makes a new directory entry for `path` durable (a no-op where directories
 /// cannot be opened, as on Windows).
 fn sync_directory(path: &Path) -> std::io::Result<()> {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
     if cfg!(unix) {
-        File::open(directory)?.sync_all()
+        File::open(directory_of(path))?.sync_all()
     } else {
         Ok(())
     }
@@ -370,18 +374,13 @@ fn sync_directory(path: &Path) -> std::io::Result<()> {
 /// Best effort: removes `PATH.new-*` files older than [`STALE_CREATION`] (a creation
 /// takes milliseconds, so these were left by killed processes).
 fn remove_stale_creations(path: &Path) {
-    let (Some(name), Some(directory)) = (path.file_name(), path.parent()) else {
+    let Some(name) = path.file_name() else {
         return;
-    };
-    let directory = if directory.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        directory
     };
     let mut prefix = name.to_owned();
     prefix.push(".new-");
     let prefix = prefix.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir(directory) else {
+    let Ok(entries) = std::fs::read_dir(directory_of(path)) else {
         return;
     };
     for entry in entries.flatten() {
