@@ -65,6 +65,7 @@ pub mod console;
 pub mod dispatcher;
 pub mod embedded;
 pub mod forward;
+mod group_commit;
 pub mod model;
 pub mod ops;
 #[cfg(feature = "postgres")]
@@ -72,6 +73,7 @@ pub mod ops;
 pub mod postgres;
 pub mod receiver;
 pub mod store;
+mod transition;
 
 pub use embedded::EmbeddedStore;
 pub use model::{

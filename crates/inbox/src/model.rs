@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use thulium::event::Event;
 
+use crate::transition::{Decision, Lifecycle};
+
 /// Milliseconds since the Unix epoch: how every time in the inbox is kept, so that
 /// backends compare and index times as plain integers.
 pub type UnixMs = u64;
@@ -229,6 +231,7 @@ impl StoredEvent {
     }
 
     pub(crate) fn new(id: EventId, event: NewEvent, conflict: bool) -> Self {
+        let lifecycle = Lifecycle::received(event.received_at);
         Self {
             id,
             dedup_key: event.dedup_key,
@@ -237,24 +240,44 @@ impl StoredEvent {
             body: event.body,
             content_type: event.content_type,
             received_at: event.received_at,
-            state: State::Pending,
-            attempts: 0,
-            due_at: event.received_at,
-            finished_at: None,
+            state: lifecycle.state,
+            attempts: lifecycle.attempts,
+            due_at: lifecycle.due_at,
+            finished_at: lifecycle.finished_at,
             last_error: None,
             conflict,
             history: Vec::new(),
-            claim_token: None,
+            claim_token: lifecycle.claim_token,
         }
     }
 
-    pub(crate) fn record(&mut self, attempt: Attempt) {
-        if let Outcome::Failed(reason) | Outcome::SetAside(reason) = &attempt.outcome {
-            self.last_error = Some(reason.clone());
+    /// The part of the event that its life changes.
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            state: self.state,
+            attempts: self.attempts,
+            due_at: self.due_at,
+            finished_at: self.finished_at,
+            claim_token: self.claim_token,
         }
-        self.history.push(attempt);
-        if self.history.len() > MAX_KEPT_ATTEMPTS {
-            self.history.remove(0);
+    }
+
+    /// Applies what [`crate::transition::decide`] decided.
+    pub(crate) fn apply(&mut self, decision: Decision) {
+        if let Some(reason) = decision.last_error() {
+            self.last_error = Some(reason.to_owned());
+        }
+        let Lifecycle {
+            state,
+            attempts,
+            due_at,
+            finished_at,
+            claim_token,
+        } = decision.after;
+        (self.state, self.attempts, self.due_at) = (state, attempts, due_at);
+        (self.finished_at, self.claim_token) = (finished_at, claim_token);
+        if let Some(attempt) = decision.record {
+            crate::transition::remember(&mut self.history, attempt);
         }
     }
 }

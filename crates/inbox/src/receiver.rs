@@ -77,7 +77,7 @@ impl<S: Store + Clone> DurableReceiver<S> {
                 return rejection.into_response();
             }
         };
-        if let Some(backlog) = self.store.backlog_hint()
+        if let Some(backlog) = self.store.backlog()
             && backlog >= self.max_backlog
         {
             tracing::warn!(

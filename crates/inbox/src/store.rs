@@ -205,8 +205,9 @@ pub trait Store: Send + Sync + 'static {
     fn check_writable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Pending plus in-flight events, if the backend knows it without a query (the
-    /// receiver reads it on every request to apply back-pressure).
-    fn backlog_hint(&self) -> Option<u64> {
+    /// receiver reads it on every request to apply back-pressure; the embedded store
+    /// counts as of its last commit, PostgreSQL refreshes it every second).
+    fn backlog(&self) -> Option<u64> {
         None
     }
 

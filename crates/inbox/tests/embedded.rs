@@ -58,7 +58,7 @@ async fn events_survive_reopening() {
         store.put(ticket(7, 0)).await.unwrap().id()
     };
     let store = EmbeddedStore::open(&path).unwrap();
-    assert_eq!(store.backlog(), 1);
+    assert_eq!(store.backlog(), Some(1));
     assert_eq!(
         store.get(id).await.unwrap().unwrap().dedup_key,
         ticket(7, 0).dedup_key

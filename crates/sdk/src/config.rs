@@ -485,11 +485,26 @@ pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(domain)) => {
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            domain == "localhost" || domain.ends_with(".localhost")
-        }
+        Some(Host::Domain(domain)) => is_loopback_host(domain),
         None => false,
+    }
+}
+
+/// [`is_loopback`] for a bare host: an IP address (IPv6 with or without brackets) or
+/// a name, as a database URL or a bind address gives it. The one loopback rule of the
+/// workspace: the inbox's PostgreSQL connection applies it too.
+///
+/// ```
+/// assert!(thulium::config::is_loopback_host("localhost"));
+/// assert!(thulium::config::is_loopback_host("[::1]"));
+/// assert!(!thulium::config::is_loopback_host("db.example.pl"));
+/// ```
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host == "localhost" || host.ends_with(".localhost"),
     }
 }
 

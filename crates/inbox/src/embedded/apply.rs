@@ -1,0 +1,277 @@
+//! Applies one operation inside the writer's transaction: finds the events it
+//! concerns through the indexes, asks [`crate::transition`] what becomes of each,
+//! and persists that. No rule of an event's life is decided here.
+
+use redb::ReadableTable;
+
+use super::tables::{
+    META_CONFLICTS, META_DUPLICATES, META_NEXT_ID, META_PING, META_RECEIVED, Tables, decode,
+};
+use super::writer::Op;
+use crate::group_commit::{Answer, Job};
+use crate::model::{
+    ClaimToken, Claimed, EventId, NewEvent, Purged, PutOutcome, Replay, StoredEvent, UnixMs, ms,
+    now_ms,
+};
+use crate::store::{ClaimRequest, StoreError};
+use crate::transition::{Change, Finish, decide, decide_put, fresh_token};
+
+/// What applying one operation gives: its answer, and whether it may have made an
+/// event due; or the storage error that aborts the batch, with the answer of this
+/// operation (it will carry the commit's error).
+type Applied = Result<(Answer, bool), (redb::Error, Answer)>;
+
+/// Applies `op` to the transaction's tables.
+pub(super) fn apply(t: &mut Tables<'_>, op: Op) -> Applied {
+    match op {
+        Op::Put(job) => {
+            let outcome = put(t, &job.input);
+            settle(
+                job,
+                outcome.map(|o| (Ok(o), !matches!(o, PutOutcome::Duplicate(_)))),
+            )
+        }
+        Op::Claim(job) => {
+            let claimed = claim(t, &job.input);
+            settle(job, claimed.map(|c| (Ok(c), false)))
+        }
+        Op::Extend(job) => {
+            let (claim, lease) = job.input;
+            let change = Change::Extend {
+                token: claim.token,
+                until: now_ms() + ms(lease),
+            };
+            let changed = change_one(t, claim.id, &change);
+            settle(job, changed.map(|c| (c.map(drop), false)))
+        }
+        Op::Finish(job) => {
+            let (claim, how, attempt) = &job.input;
+            let change = Change::Finish {
+                token: claim.token,
+                how: *how,
+                attempt,
+                now: now_ms(),
+            };
+            let retry = matches!(how, Finish::RetryAt(_));
+            let changed = change_one(t, claim.id, &change).map(|c| (c.map(drop), retry));
+            settle(job, changed)
+        }
+        Op::SetAside(job) => {
+            let (id, reason) = &job.input;
+            let change = Change::SetAside {
+                reason,
+                now: now_ms(),
+            };
+            let changed = change_one(t, *id, &change).map(|c| (c.map(drop), false));
+            settle(job, changed)
+        }
+        Op::Replay(job) => {
+            let replayed = replay(t, &job.input);
+            settle(
+                job,
+                replayed.map(|r| {
+                    let due = r.as_ref().is_ok_and(|count| *count > 0);
+                    (r, due)
+                }),
+            )
+        }
+        Op::Purge(job) => {
+            let (finished_before, keys_before) = job.input;
+            let purged = purge(t, finished_before, keys_before);
+            settle(job, purged.map(|p| (Ok(p), false)))
+        }
+        Op::Release(job) => {
+            let released = release(t);
+            settle(job, released.map(|count| (Ok(count), count > 0)))
+        }
+        Op::Ping(job) => {
+            let pinged = t.meta.insert(META_PING, now_ms()).map(drop);
+            settle(job, pinged.map(|()| (Ok(()), false)).map_err(Into::into))
+        }
+    }
+}
+
+/// Pairs a job with its outcome, or with the storage error that aborts the batch.
+fn settle<I, O: Send + 'static>(
+    job: Job<I, O>,
+    outcome: Result<(Result<O, StoreError>, bool), redb::Error>,
+) -> Applied {
+    match outcome {
+        Ok((result, due)) => Ok((job.answer(result), due)),
+        Err(error) => Err((error, job.unanswered())),
+    }
+}
+
+fn put(t: &mut Tables<'_>, event: &NewEvent) -> Result<PutOutcome, redb::Error> {
+    t.add(META_RECEIVED, 1)?;
+    let identity = format!("{}\u{1f}{}", event.dedup_key, event.content_digest());
+    let same = t
+        .dedup
+        .get(identity.as_str())?
+        .map(|v| EventId(v.value().0));
+    let key_known = same.is_some() || t.keys.get(event.dedup_key.as_str())?.is_some();
+    let fresh = EventId(t.counter(META_NEXT_ID)?.max(1));
+    let outcome = decide_put(same, key_known, fresh);
+    match outcome {
+        PutOutcome::Duplicate(_) => {
+            t.add(META_DUPLICATES, 1)?;
+            return Ok(outcome);
+        }
+        PutOutcome::Conflict(_) => t.add(META_CONFLICTS, 1)?,
+        _ => drop(t.keys.insert(event.dedup_key.as_str(), fresh.0)?),
+    }
+    t.set(META_NEXT_ID, fresh.0 + 1)?;
+    t.dedup
+        .insert(identity.as_str(), (fresh.0, event.received_at))?;
+    let conflict = matches!(outcome, PutOutcome::Conflict(_));
+    let stored = StoredEvent::new(fresh, event.clone(), conflict);
+    t.save(None, &stored)?;
+    Ok(outcome)
+}
+
+/// Asks the rules what `change` makes of event `id`, and writes it; `Ok(Err(..))`
+/// refuses this operation alone. Returns the event as changed.
+fn change_one(
+    t: &mut Tables<'_>,
+    id: EventId,
+    change: &Change<'_>,
+) -> Result<Result<StoredEvent, StoreError>, redb::Error> {
+    let Some(mut event) = t.load(id)? else {
+        return Ok(Err(StoreError::NotFound(id)));
+    };
+    let before = event.lifecycle();
+    match decide(Some(before), change) {
+        Ok(decision) => {
+            event.apply(decision);
+            t.save(Some(before), &event)?;
+            Ok(Ok(event))
+        }
+        Err(refusal) => Ok(Err(refusal.into_error(id).unwrap_or(
+            StoreError::WrongState {
+                id,
+                state: before.state,
+                reason: "nothing to do",
+            },
+        ))),
+    }
+}
+
+/// Applies a bulk `change` to each of `ids` that it selects; returns how many.
+fn change_each(t: &mut Tables<'_>, ids: Vec<u64>, change: &Change<'_>) -> Result<u64, redb::Error> {
+    let mut count = 0;
+    for id in ids {
+        if change_one(t, EventId(id), change)?.is_ok() {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+fn claim(t: &mut Tables<'_>, request: &ClaimRequest) -> Result<Vec<Claimed>, redb::Error> {
+    let now = request.now;
+    let mut ids = Vec::new();
+    for entry in t.due.range(..=(now, u64::MAX))? {
+        if ids.len() >= request.max {
+            break;
+        }
+        ids.push(entry?.0.value().1);
+    }
+    if ids.len() < request.max {
+        for entry in t.leases.range(..=(now, u64::MAX))? {
+            if ids.len() >= request.max {
+                break;
+            }
+            ids.push(entry?.0.value().1);
+        }
+    }
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in ids {
+        let token = fresh_token();
+        let change = Change::Claim {
+            token,
+            now,
+            lease_until: now + ms(request.lease),
+        };
+        if let Ok(event) = change_one(t, EventId(id), &change)? {
+            claimed.push(Claimed {
+                token: ClaimToken {
+                    id: event.id,
+                    token,
+                },
+                event,
+            });
+        }
+    }
+    Ok(claimed)
+}
+
+fn replay(t: &mut Tables<'_>, selection: &Replay) -> Result<Result<u64, StoreError>, redb::Error> {
+    let now = now_ms();
+    match selection {
+        Replay::Id(id) => Ok(change_one(t, *id, &Change::ReplayOne { now })?.map(|_| 1)),
+        Replay::AllDead => {
+            let ids = t
+                .dead
+                .iter()?
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            Ok(Ok(change_each(t, ids, &Change::ReplayAllDead { now })?))
+        }
+        Replay::ReceivedBetween { from, to } => {
+            let mut ids = Vec::new();
+            for entry in t.events.iter()? {
+                let (key, value) = entry?;
+                let event = decode(EventId(key.value()), value.value())?;
+                if event.received_at >= *from && event.received_at < *to {
+                    ids.push(key.value());
+                }
+            }
+            Ok(Ok(change_each(t, ids, &Change::ReplayFinished { now })?))
+        }
+    }
+}
+
+fn release(t: &mut Tables<'_>) -> Result<u64, redb::Error> {
+    let held: Vec<u64> = t
+        .leases
+        .iter()?
+        .map(|entry| entry.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    change_each(t, held, &Change::Release { now: now_ms() })
+}
+
+fn purge(
+    t: &mut Tables<'_>,
+    finished_before: UnixMs,
+    keys_before: UnixMs,
+) -> Result<Purged, redb::Error> {
+    let finished: Vec<(u64, u64)> = t
+        .done
+        .range(..(finished_before, 0))?
+        .map(|e| e.map(|(k, _)| k.value()))
+        .collect::<Result<_, _>>()?;
+    for (finished_at, id) in &finished {
+        t.remove_done(*finished_at, *id)?;
+    }
+    let mut forgotten = Vec::new();
+    for entry in t.dedup.iter()? {
+        let (key, value) = entry?;
+        let (id, received_at) = value.value();
+        if received_at < keys_before && t.events.get(id)?.is_none() {
+            forgotten.push((key.value().to_string(), id));
+        }
+    }
+    for (identity, id) in &forgotten {
+        t.dedup.remove(identity.as_str())?;
+        if let Some((key, _)) = identity.split_once('\u{1f}') {
+            let first = t.keys.get(key)?.map(|v| v.value());
+            if first == Some(*id) {
+                t.keys.remove(key)?;
+            }
+        }
+    }
+    Ok(Purged {
+        events: finished.len() as u64,
+        keys: forgotten.len() as u64,
+    })
+}

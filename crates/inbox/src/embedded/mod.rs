@@ -1,0 +1,292 @@
+//! [`EmbeddedStore`]: the default backend, one redb file on local disk.
+//!
+//! redb is pure Rust, keeps one file, and checksums its commits: a crash or a kill
+//! leaves the file as of its last commit. Writes go through one writer thread that
+//! **group-commits**: it takes every operation waiting (up to [`MAX_BATCH`]) into one
+//! transaction and one fsync, so concurrent puts share the cost of the sync, and each
+//! caller is answered only after that commit. The file is opened in redb's
+//! `MultiWriter` mode, so `thulium inbox replay` can write to it while a listener
+//! runs; a lock file beside it ([`EmbeddedStore::lock_for_dispatch`]) keeps a second
+//! listener from dispatching from the same file.
+//!
+//! The file's concerns each have a module: [`file`](self) creation and opening
+//! (`file.rs`), the tables and their indexes (`tables.rs`), the writer thread
+//! (`writer.rs`), the operations it applies through [`crate::transition`]
+//! (`apply.rs`), and the reads (`read.rs`).
+
+mod apply;
+mod file;
+mod read;
+mod tables;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::time::Duration;
+
+use redb::{Database, StorageBackend};
+use tokio::sync::Notify;
+
+use self::file::{Handle, Opener, builder, create_whole, open_error};
+pub use self::tables::SCHEMA_VERSION;
+use self::tables::prepare;
+pub use self::writer::MAX_BATCH;
+use self::writer::{Op, writer_loop};
+use crate::group_commit::Job;
+use crate::model::{
+    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay, Stats,
+    StoredEvent, UnixMs,
+};
+use crate::store::{ClaimRequest, Store, StoreError};
+use crate::transition::Finish;
+
+/// The inbox in one redb file. Cheap to clone; clones share the file and the writer.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: Arc<Handle>,
+    writer: Mutex<Option<mpsc::Sender<Op>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Pending plus in-flight events as of the last commit of this process.
+    backlog: Arc<AtomicU64>,
+    /// Signalled after every commit that may have made work due.
+    work: Arc<Notify>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer thread after its current batch.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Holds the dispatch lock of an embedded store until dropped.
+#[derive(Debug)]
+pub struct DispatchLock {
+    _file: File,
+}
+
+impl EmbeddedStore {
+    /// Opens the inbox file at `path`, creating it first if there is none.
+    ///
+    /// A new file appears at `path` only once it is a complete inbox (made under a
+    /// temporary name beside it, `PATH.new-*`, then linked into place), so a process
+    /// killed while creating it never leaves a file that later opens refuse. An
+    /// existing empty file is refused, not initialised in place, for the same reason.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        create_whole(&path)?;
+        let file = path.clone();
+        // Reopening after an I/O error only opens: a file that vanished meanwhile is
+        // an error to report, not an empty inbox to start silently.
+        Self::start(path, Box::new(move || builder().open(&file)))
+    }
+
+    /// Opens the inbox on a redb storage backend that `backend` makes (again after
+    /// an I/O error); `label` names it in errors. For tests that must see or fail the
+    /// file's syncs, and for custom storage.
+    pub fn open_on<B: StorageBackend>(
+        backend: impl Fn() -> B + Send + Sync + 'static,
+        label: impl Into<PathBuf>,
+    ) -> Result<Self, StoreError> {
+        Self::start(
+            label.into(),
+            Box::new(move || builder().create_with_backend(backend())),
+        )
+    }
+
+    fn start(path: PathBuf, opener: Opener) -> Result<Self, StoreError> {
+        let db = opener().map_err(|e| open_error(&path, e))?;
+        prepare(&db, &path)?;
+        let db = Arc::new(Handle {
+            current: RwLock::new(Some(Arc::new(db))),
+            opener,
+            path: path.clone(),
+        });
+        let backlog = Arc::new(AtomicU64::new(0));
+        let work = Arc::new(Notify::new());
+        let (sender, receiver) = mpsc::channel::<Op>();
+        let thread = {
+            let (db, backlog, work) = (Arc::clone(&db), Arc::clone(&backlog), Arc::clone(&work));
+            std::thread::Builder::new()
+                .name("inbox-writer".into())
+                .spawn(move || writer_loop(&db, &receiver, &backlog, &work))
+                .map_err(|e| StoreError::storage("cannot start the inbox writer thread", e))?
+        };
+        let store = Self {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                writer: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+                backlog,
+                work,
+            }),
+        };
+        let stats = read::read_stats(&*store.inner.db.get()?)?;
+        store.inner.backlog.store(stats.open(), Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Takes the lock that lets one process dispatch from this file (a lock file
+    /// beside it, `PATH.lock`, released when the process ends, even by a kill).
+    /// Fails if another process holds it.
+    pub fn lock_for_dispatch(&self) -> Result<DispatchLock, StoreError> {
+        let mut lock_path = self.inner.path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Open {
+                path: lock_path.clone(),
+                reason: format!("cannot create the dispatch lock file: {e}"),
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(DispatchLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Open {
+                path: self.inner.path.clone(),
+                reason:
+                    "another listener is dispatching from this inbox; stop it, or use another file"
+                        .into(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
+                path: lock_path,
+                reason: format!("cannot lock: {e}"),
+            }),
+        }
+    }
+
+    /// Hands `input` to the writer as the operation `op` makes of it, and waits for
+    /// the answer, which comes once the batch that carried it is committed.
+    async fn send<I, O: Send + 'static>(
+        &self,
+        op: fn(Job<I, O>) -> Op,
+        input: I,
+    ) -> Result<O, StoreError> {
+        let (job, answer) = Job::new(input);
+        {
+            let writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let writer = writer.as_ref().ok_or(StoreError::Closed)?;
+            writer.send(op(job)).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.inner.db.get()?;
+        tokio::task::spawn_blocking(move || read(&db))
+            .await
+            .map_err(|e| StoreError::storage("an inbox read panicked", e))?
+    }
+}
+
+impl Store for EmbeddedStore {
+    async fn put(&self, event: NewEvent) -> Result<PutOutcome, StoreError> {
+        self.send(Op::Put, event).await
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        // Idle dispatchers poll: answer "nothing due" from a read, without a commit.
+        let now = request.now;
+        if !self.read(move |db| read::anything_due(db, now)).await? {
+            return Ok(Vec::new());
+        }
+        self.send(Op::Claim, request).await
+    }
+
+    async fn extend(&self, claim: ClaimToken, lease: Duration) -> Result<(), StoreError> {
+        self.send(Op::Extend, (claim, lease)).await
+    }
+
+    async fn ack(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
+        self.send(Op::Finish, (claim, Finish::Ack, attempt)).await
+    }
+
+    async fn retry_at(
+        &self,
+        claim: ClaimToken,
+        at: UnixMs,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        self.send(Op::Finish, (claim, Finish::RetryAt(at), attempt))
+            .await
+    }
+
+    async fn dead_letter(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
+        self.send(Op::Finish, (claim, Finish::DeadLetter, attempt))
+            .await
+    }
+
+    async fn set_aside(&self, id: EventId, reason: String) -> Result<(), StoreError> {
+        self.send(Op::SetAside, (id, reason)).await
+    }
+
+    async fn replay(&self, selection: Replay) -> Result<u64, StoreError> {
+        self.send(Op::Replay, selection).await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        self.read(read::read_stats).await
+    }
+
+    async fn purge(
+        &self,
+        finished_before: UnixMs,
+        keys_received_before: UnixMs,
+    ) -> Result<Purged, StoreError> {
+        self.send(Op::Purge, (finished_before, keys_received_before))
+            .await
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.read(move |db| read::read_event(db, id)).await
+    }
+
+    async fn list(&self, filter: Filter) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |db| read::read_list(db, &filter)).await
+    }
+
+    async fn release_claims(&self) -> Result<u64, StoreError> {
+        self.send(Op::Release, ()).await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.send(Op::Ping, ()).await
+    }
+
+    fn backlog(&self) -> Option<u64> {
+        Some(self.inner.backlog.load(Ordering::Relaxed))
+    }
+
+    fn work_signal(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.inner.work))
+    }
+}

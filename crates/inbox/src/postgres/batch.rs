@@ -1,0 +1,304 @@
+//! Group commit on PostgreSQL: one writer task per kind of operation takes every
+//! waiting one into one transaction of multi-row statements (`unnest` of arrays),
+//! one round-trip set and one WAL flush for many. Puts are one kind; the changes a
+//! worker asks for (heartbeats, acks, retries, dead letters) are the other.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::changes::{ClaimChange, change_batch};
+use super::connect::{db_error, is_connection_lost};
+use super::rows::{StateCode, i};
+use super::{Inner, MAX_BATCH};
+use crate::group_commit::{Job, answer_all};
+use crate::model::{EventId, NewEvent, PutOutcome};
+use crate::store::StoreError;
+use crate::transition::{CLAIMABLE, decide_put};
+
+/// A kind of operation written in batches: every waiting one in one round of
+/// statements.
+pub(super) trait Batched: Send + Sync + Sized + 'static {
+    /// What each operation returns.
+    type Outcome: Send + 'static;
+    /// Writes one batch in one transaction; per operation, its outcome.
+    fn write(
+        inner: &Inner,
+        batch: &[&Self],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Outcome, StoreError>>, StoreError>> + Send;
+    /// Whether the written batch may have made events due (wakes this process's
+    /// dispatcher).
+    fn wakes(batch: &[&Self], outcomes: &[Result<Self::Outcome, StoreError>]) -> bool;
+}
+
+/// Takes every waiting operation of one kind into a batch, writes it, and answers
+/// each; after a lost connection, flushes the pool and tries the batch once more
+/// (every batched operation is safe to repeat: puts are put-if-absent, changes are
+/// fenced by their claim token and decided again on the rows as they are then).
+pub(super) async fn write_batches<T: Batched>(
+    inner: std::sync::Weak<Inner>,
+    mut queue: mpsc::Receiver<Job<T, T::Outcome>>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(inner) = inner.upgrade() else { return };
+        let items: Vec<&T> = batch.iter().map(|job| &job.input).collect();
+        let mut result = T::write(&inner, &items).await;
+        if result.as_ref().is_err_and(is_connection_lost) {
+            // Every idle connection may be as dead as this one: drop them all.
+            inner.pool.retain(|_, _| false);
+            result = T::write(&inner, &items).await;
+        }
+        match result {
+            Ok(outcomes) => {
+                if T::wakes(&items, &outcomes) {
+                    inner.work.notify_waiters();
+                }
+                let answers = batch.drain(..).zip(outcomes).map(|(job, o)| job.answer(o));
+                answer_all(answers.collect(), Ok(()));
+            }
+            Err(error) => {
+                let answers = batch.drain(..).map(Job::unanswered).collect();
+                answer_all(answers, Err(error));
+            }
+        }
+    }
+}
+
+impl Batched for NewEvent {
+    type Outcome = PutOutcome;
+
+    async fn write(
+        inner: &Inner,
+        batch: &[&Self],
+    ) -> Result<Vec<Result<PutOutcome, StoreError>>, StoreError> {
+        Ok(put_batch(inner, batch).await?.into_iter().map(Ok).collect())
+    }
+
+    fn wakes(_: &[&Self], outcomes: &[Result<PutOutcome, StoreError>]) -> bool {
+        outcomes
+            .iter()
+            .any(|o| !matches!(o, Ok(PutOutcome::Duplicate(_))))
+    }
+}
+
+impl Batched for ClaimChange {
+    type Outcome = ();
+
+    fn write(
+        inner: &Inner,
+        batch: &[&Self],
+    ) -> impl Future<Output = Result<Vec<Result<(), StoreError>>, StoreError>> + Send {
+        change_batch(inner, batch)
+    }
+
+    fn wakes(batch: &[&Self], outcomes: &[Result<(), StoreError>]) -> bool {
+        batch
+            .iter()
+            .zip(outcomes)
+            .any(|(change, outcome)| change.makes_due() && outcome.is_ok())
+    }
+}
+
+pub(super) async fn put_batch(
+    inner: &Inner,
+    events: &[&NewEvent],
+) -> Result<Vec<PutOutcome>, StoreError> {
+    let names = &inner.names;
+    let mut client = inner
+        .pool
+        .get()
+        .await
+        .map_err(|e| db_error("no database connection", e))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| db_error("cannot start a transaction", e))?;
+    let keys: Vec<&str> = events.iter().map(|e| e.dedup_key.as_str()).collect();
+    let digests: Vec<String> = events.iter().map(|e| e.content_digest()).collect();
+    let received: Vec<i64> = events.iter().map(|e| i(e.received_at)).collect();
+    // 1. Claim each (key, digest) identity; the winners get a fresh event id. Within
+    //    the batch the same identity may come twice: the first wins.
+    let claimed = transaction
+        .query(
+            &format!(
+                "INSERT INTO {dedup} (dedup_key, digest, event_id, received_at)
+                 SELECT k, d, nextval(pg_get_serial_sequence('{events_raw}', 'id')), r
+                 FROM (SELECT DISTINCT ON (k, d) k, d, r, o FROM unnest($1::text[], $2::text[], $3::bigint[])
+                       WITH ORDINALITY AS t(k, d, r, o) ORDER BY k, d, o) AS input
+                 ORDER BY k, d -- one lock order for every writer: no deadlocks between hosts
+                 ON CONFLICT DO NOTHING
+                 RETURNING dedup_key, digest, event_id",
+                dedup = names.dedup,
+                events_raw = names.events.replace('"', "")
+            ),
+            &[&keys, &digests, &received],
+        )
+        .await
+        .map_err(|e| db_error("cannot store the events", e))?;
+    let mut won: std::collections::HashMap<(String, String), i64> = claimed
+        .iter()
+        .map(|row| {
+            (
+                (row.get::<_, String>(0), row.get::<_, String>(1)),
+                row.get::<_, i64>(2),
+            )
+        })
+        .collect();
+    // 2. The first id stored under each key tells conflicts apart.
+    let first: std::collections::HashMap<String, i64> = if won.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        transaction
+        .query(
+            &format!(
+                "SELECT dedup_key, min(event_id) FROM {} WHERE dedup_key = ANY($1) GROUP BY dedup_key",
+                names.dedup
+            ),
+            &[&keys],
+        )
+        .await
+        .map_err(|e| db_error("cannot store the events", e))?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+    };
+    // 3. The new events themselves.
+    let mut outcomes = vec![None; events.len()];
+    let mut rows: Vec<(usize, i64, bool)> = Vec::new();
+    for (position, event) in events.iter().enumerate() {
+        let identity = (event.dedup_key.clone(), digests[position].clone());
+        if let Some(id) = won.remove(&identity) {
+            let key_known = first.get(&event.dedup_key).is_some_and(|f| *f != id);
+            let outcome = decide_put(None, key_known, EventId(id as u64));
+            rows.push((position, id, matches!(outcome, PutOutcome::Conflict(_))));
+            outcomes[position] = Some(outcome);
+        }
+    }
+    if !rows.is_empty() {
+        let ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let conflicts: Vec<bool> = rows.iter().map(|r| r.2).collect();
+        let pick = |f: &dyn Fn(&NewEvent) -> Option<String>| -> Vec<Option<String>> {
+            rows.iter().map(|r| f(events[r.0])).collect()
+        };
+        let row_keys = pick(&|e| Some(e.dedup_key.clone()));
+        let actions = pick(&|e| Some(e.action.clone()));
+        let canonicals = pick(&|e| Some(e.canonical.clone()));
+        let bodies = pick(&|e| Some(e.body.clone()));
+        let content_types = pick(&|e| e.content_type.clone());
+        let times: Vec<i64> = rows.iter().map(|r| i(events[r.0].received_at)).collect();
+        transaction
+            .execute(
+                &format!(
+                    "INSERT INTO {} (id, dedup_key, action, canonical, body, content_type, received_at, state, due_at, conflict)
+                     SELECT id, k, a, c, b, t, r, 0, r, x
+                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bool[])
+                       AS u(id, k, a, c, b, t, r, x)",
+                    names.events
+                ),
+                &[&ids, &row_keys, &actions, &canonicals, &bodies, &content_types, &times, &conflicts],
+            )
+            .await
+            .map_err(|e| db_error("cannot store the events", e))?;
+    }
+    // 4. The rest are redeliveries of stored events.
+    let missing: Vec<usize> = (0..events.len())
+        .filter(|p| outcomes[*p].is_none())
+        .collect();
+    if !missing.is_empty() {
+        let missing_keys: Vec<&str> = missing.iter().map(|p| keys[*p]).collect();
+        let missing_digests: Vec<&str> = missing.iter().map(|p| digests[*p].as_str()).collect();
+        let known: std::collections::HashMap<(String, String), i64> = transaction
+            .query(
+                &format!(
+                    "SELECT d.dedup_key, d.digest, d.event_id FROM {} d
+                     JOIN unnest($1::text[], $2::text[]) AS u(k, g) ON d.dedup_key = u.k AND d.digest = u.g",
+                    names.dedup
+                ),
+                &[&missing_keys, &missing_digests],
+            )
+            .await
+            .map_err(|e| db_error("cannot store the events", e))?
+            .iter()
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect();
+        // A duplicate within this batch points at the event its first copy stored.
+        let in_batch: std::collections::HashMap<(String, String), EventId> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(p, e)| {
+                outcomes[p].map(|o| ((e.dedup_key.clone(), digests[p].clone()), o.id()))
+            })
+            .collect();
+        for position in missing {
+            let identity = (
+                events[position].dedup_key.clone(),
+                digests[position].clone(),
+            );
+            let same = in_batch
+                .get(&identity)
+                .copied()
+                .or_else(|| known.get(&identity).map(|id| EventId(*id as u64)))
+                .ok_or_else(|| StoreError::Storage {
+                    message: "a concurrent writer holds this event's dedup key; deliver it again"
+                        .into(),
+                    source: None,
+                })?;
+            outcomes[position] = Some(decide_put(Some(same), true, same));
+        }
+    }
+    let outcomes: Vec<PutOutcome> = outcomes
+        .into_iter()
+        .map(|o| o.expect("every put has an outcome"))
+        .collect();
+    let count = |f: fn(&PutOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as i64;
+    // One statement for the three counters, on one of 16 shards so that writers on
+    // several hosts rarely wait for each other's row locks.
+    let shard = fastrand::i16(0..16);
+    let values = [
+        outcomes.len() as i64,
+        count(|o| matches!(o, PutOutcome::Duplicate(_))),
+        count(|o| matches!(o, PutOutcome::Conflict(_))),
+    ];
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO {} AS c (name, shard, value)
+                 SELECT n, $1, v FROM unnest(ARRAY['received', 'duplicates', 'conflicts'], $2::bigint[]) AS u(n, v)
+                 WHERE v > 0
+                 ON CONFLICT (name, shard) DO UPDATE SET value = c.value + EXCLUDED.value",
+                names.counters
+            ),
+            &[&shard, &values.as_slice()],
+        )
+        .await
+        .map_err(|e| db_error("cannot store the events", e))?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| db_error("cannot commit the events", e))?;
+    Ok(outcomes)
+}
+
+pub(super) async fn backlog_refresher(inner: std::sync::Weak<Inner>) {
+    loop {
+        {
+            let Some(inner) = inner.upgrade() else { return };
+            if let Ok(client) = inner.pool.get().await {
+                let query = format!(
+                    "SELECT count(*) FROM {} WHERE state IN {}",
+                    inner.names.events,
+                    StateCode::list(&CLAIMABLE)
+                );
+                if let Ok(row) = client.query_one(&query, &[]).await {
+                    inner
+                        .backlog
+                        .store(row.get::<_, i64>(0) as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

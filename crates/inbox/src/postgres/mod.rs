@@ -1,0 +1,345 @@
+//! [`PostgresStore`] (feature `postgres`): the inbox on PostgreSQL, so that several
+//! receiver hosts share one durable queue.
+//!
+//! The same [`Store`] semantics as the embedded store, in SQL:
+//!
+//! - **put-if-absent** is `INSERT ... ON CONFLICT DO NOTHING` on the dedup table's
+//!   primary key (dedup key, content digest), and **group commit** is a writer task
+//!   that takes every waiting put into one transaction of multi-row statements
+//!   (`unnest` of arrays): one round trip set and one WAL flush for many events;
+//! - **claims** are `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)` with a
+//!   random token per row; ack, retry and dead-letter match `id` *and* token, so a
+//!   stale worker changes nothing;
+//! - no `LISTEN/NOTIFY` (it takes a global lock at commit): dispatchers poll, and a put
+//!   wakes the dispatcher of its own process;
+//! - done rows are deleted by purges, and dedup rows once the window is over, so the
+//!   tables do not grow without bound.
+//!
+//! The driver is tokio-postgres with a deadpool pool: plain async, no compile-time
+//! query checking (the SQL is built at run time for configurable schema and table
+//! names, which sqlx's checked queries cannot take). The schema ships as versioned
+//! migrations applied at start, under an advisory lock so that several hosts starting
+//! at once apply each version once; the runner is a few lines here rather than a crate
+//! because the names are configurable.
+//!
+//! Connections to anything but a loopback host or a Unix socket must use TLS
+//! (`sslmode=require`; rustls, system roots): the password never travels in clear.
+
+mod batch;
+mod changes;
+mod connect;
+mod options;
+mod rows;
+mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{Notify, mpsc};
+
+use self::changes::{ClaimChange, ClaimChangeKind};
+use self::connect::db_error;
+pub use self::options::PostgresOptions;
+use self::rows::{COLUMNS, StateCode, event_of, i};
+use self::schema::Names;
+use crate::group_commit::Job;
+use crate::model::{
+    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay, State,
+    Stats, StoredEvent, UnixMs, ms, now_ms,
+};
+use crate::store::{ClaimRequest, Store, StoreError};
+use crate::transition::{CLAIMABLE, Change, Finish};
+
+/// The schema version this code reads and writes.
+pub const SCHEMA_VERSION: i32 = 1;
+/// The most operations one group commit takes.
+pub const MAX_BATCH: usize = 1000;
+
+/// The inbox in PostgreSQL. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    names: Names,
+    puts: mpsc::Sender<Job<NewEvent, PutOutcome>>,
+    changes: mpsc::Sender<Job<ClaimChange, ()>>,
+    backlog: AtomicU64,
+    work: Arc<Notify>,
+    label: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &self.inner.label)
+            .field("schema", &self.inner.names.schema)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Where the store is, without credentials: `postgres://host:port/db`.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Queues a change under `claim` for the change writer, and waits for its commit.
+    async fn on_claim(&self, claim: ClaimToken, kind: ClaimChangeKind) -> Result<(), StoreError> {
+        let (job, answer) = Job::new(ClaimChange { claim, kind });
+        self.inner
+            .changes
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Store for PostgresStore {
+    async fn put(&self, event: NewEvent) -> Result<PutOutcome, StoreError> {
+        let (job, answer) = Job::new(event);
+        self.inner
+            .puts
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        changes::claim(self, &request).await
+    }
+
+    async fn extend(&self, claim: ClaimToken, lease: Duration) -> Result<(), StoreError> {
+        let until = now_ms() + ms(lease);
+        self.on_claim(claim, ClaimChangeKind::Extend(until)).await
+    }
+
+    async fn ack(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
+        self.on_claim(claim, ClaimChangeKind::Finish(Finish::Ack, attempt))
+            .await
+    }
+
+    async fn retry_at(
+        &self,
+        claim: ClaimToken,
+        at: UnixMs,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        // The batch that records it wakes this process's dispatcher.
+        let how = Finish::RetryAt(at);
+        self.on_claim(claim, ClaimChangeKind::Finish(how, attempt))
+            .await
+    }
+
+    async fn dead_letter(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
+        let how = Finish::DeadLetter;
+        self.on_claim(claim, ClaimChangeKind::Finish(how, attempt))
+            .await
+    }
+
+    async fn set_aside(&self, id: EventId, reason: String) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let change = Change::SetAside {
+            reason: &reason,
+            now: now_ms(),
+        };
+        changes::change_one(&mut client, &self.inner.names, id, &change).await
+    }
+
+    async fn replay(&self, selection: Replay) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let replayed = changes::replay(&mut client, &self.inner.names, &selection).await?;
+        self.inner.work.notify_waiters();
+        Ok(replayed)
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        let client = self.client().await?;
+        let names = &self.inner.names;
+        let mut stats = Stats::default();
+        for row in client
+            .query(
+                &format!(
+                    "SELECT state, count(*) FROM {} GROUP BY state",
+                    names.events
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("cannot count events", e))?
+        {
+            let count = row.get::<_, i64>(1) as u64;
+            match StateCode::state(row.get(0)) {
+                State::Pending => stats.pending = count,
+                State::InFlight => stats.in_flight = count,
+                State::Done => stats.done = count,
+                State::Dead => stats.dead = count,
+            }
+        }
+        for row in client
+            .query(
+                &format!(
+                    "SELECT name, sum(value)::bigint FROM {} GROUP BY name",
+                    names.counters
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("cannot read the counters", e))?
+        {
+            let value = row.get::<_, i64>(1) as u64;
+            match row.get::<_, &str>(0) {
+                "received" => stats.received = value,
+                "duplicates" => stats.duplicates = value,
+                "conflicts" => stats.conflicts = value,
+                _ => {}
+            }
+        }
+        stats.oldest_open_received_at = client
+            .query_opt(
+                &format!(
+                    "SELECT received_at FROM {} WHERE state IN {} ORDER BY id LIMIT 1",
+                    names.events,
+                    StateCode::list(&CLAIMABLE)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("cannot read the oldest event", e))?
+            .map(|row| row.get::<_, i64>(0) as u64);
+        self.inner.backlog.store(stats.open(), Ordering::Relaxed);
+        Ok(stats)
+    }
+
+    async fn purge(
+        &self,
+        finished_before: UnixMs,
+        keys_received_before: UnixMs,
+    ) -> Result<Purged, StoreError> {
+        let client = self.client().await?;
+        let names = &self.inner.names;
+        let events = client
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE state = {} AND finished_at < $1",
+                    names.events,
+                    StateCode::of(State::Done)
+                ),
+                &[&i(finished_before)],
+            )
+            .await
+            .map_err(|e| db_error("cannot purge events", e))?;
+        let keys = client
+            .execute(
+                &format!(
+                    "DELETE FROM {dedup} d WHERE d.received_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.id = d.event_id)",
+                    dedup = names.dedup,
+                    events = names.events
+                ),
+                &[&i(keys_received_before)],
+            )
+            .await
+            .map_err(|e| db_error("cannot purge dedup keys", e))?;
+        Ok(Purged { events, keys })
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM {} WHERE id = $1",
+                    self.inner.names.events
+                ),
+                &[&i(id.0)],
+            )
+            .await
+            .map_err(|e| db_error("cannot read the event", e))?
+            .as_ref()
+            .map(event_of))
+    }
+
+    async fn list(&self, filter: Filter) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let text = filter.text.as_ref().map(|t| {
+            format!(
+                "%{}%",
+                t.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+        let state = filter.state.map(StateCode::of);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM {} WHERE id < $1
+                       AND ($2::smallint IS NULL OR state = $2)
+                       AND ($3::text IS NULL OR action = $3)
+                       AND ($4::bigint IS NULL OR received_at >= $4)
+                       AND ($5::bigint IS NULL OR received_at < $5)
+                       AND ($6::text IS NULL OR body LIKE $6 OR canonical LIKE $6)
+                       AND ($8::bigint IS NULL OR id > $8)
+                     ORDER BY id DESC LIMIT $7",
+                    self.inner.names.events
+                ),
+                &[
+                    &filter.before.map_or(i64::MAX, |b| i(b.0)),
+                    &state,
+                    &filter.action,
+                    &filter.received_from.map(i),
+                    &filter.received_to.map(i),
+                    &text,
+                    &(filter.page_size() as i64),
+                    &filter.after.map(|a| i(a.0)),
+                ],
+            )
+            .await
+            .map_err(|e| db_error("cannot list events", e))?;
+        Ok(rows.iter().map(event_of).collect())
+    }
+
+    async fn release_claims(&self) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let released = changes::release(&mut client, &self.inner.names).await?;
+        self.inner.work.notify_waiters();
+        Ok(released)
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("the database does not answer", e))?;
+        let (recovery, read_only): (bool, String) = (row.get(0), row.get(1));
+        if recovery || read_only == "on" {
+            return Err(StoreError::Storage {
+                message: format!(
+                    "{} is read-only (a replica?); point the inbox at the primary",
+                    self.inner.label
+                ),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn backlog(&self) -> Option<u64> {
+        Some(self.inner.backlog.load(Ordering::Relaxed))
+    }
+
+    fn work_signal(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.inner.work))
+    }
+}
