@@ -138,7 +138,7 @@ pub async fn claims_ack_in_due_order<S: Store>(store: S) {
         "claimed twice"
     );
     store
-        .ack(claimed[0].token, attempt(1, Outcome::Delivered))
+        .ack(claimed[0].claim, attempt(1, Outcome::Delivered))
         .await
         .unwrap();
     let stats = store.stats().await.unwrap();
@@ -172,8 +172,8 @@ pub async fn stale_claims_are_refused<S: Store>(store: S) {
     let second = store.claim(later).await.unwrap();
     assert_eq!(second.len(), 1, "an expired lease must be claimable");
     assert_eq!(second[0].event.attempts, 2);
-    let stale = first[0].token;
-    assert_ne!(stale, second[0].token);
+    let stale = first[0].claim;
+    assert_ne!(stale, second[0].claim);
     let is_stale = |r: Result<(), StoreError>| matches!(r, Err(StoreError::StaleClaim(_)));
     assert!(is_stale(
         store.ack(stale, attempt(1, Outcome::Delivered)).await
@@ -189,9 +189,9 @@ pub async fn stale_claims_are_refused<S: Store>(store: S) {
         store.get(stale.id).await.unwrap().unwrap().state,
         State::InFlight
     );
-    store.extend(second[0].token, HOUR).await.unwrap();
+    store.extend(second[0].claim, HOUR).await.unwrap();
     store
-        .ack(second[0].token, attempt(2, Outcome::Delivered))
+        .ack(second[0].claim, attempt(2, Outcome::Delivered))
         .await
         .unwrap();
     let unknown = ClaimToken {
@@ -210,7 +210,7 @@ pub async fn retries_wait_until_due<S: Store>(store: S) {
     let claimed = store.claim(ClaimRequest::now(1, HOUR)).await.unwrap();
     let due = now_ms() + 3_600_000;
     store
-        .retry_at(claimed[0].token, due, attempt(1, failed()))
+        .retry_at(claimed[0].claim, due, attempt(1, failed()))
         .await
         .unwrap();
     let event = store.get(claimed[0].event.id).await.unwrap().unwrap();
@@ -239,7 +239,7 @@ pub async fn dead_letters_and_replay<S: Store>(store: S) {
     let b = store.put(ticket(2, 0)).await.unwrap().id();
     let claimed = store.claim(ClaimRequest::now(1, HOUR)).await.unwrap();
     store
-        .dead_letter(claimed[0].token, attempt(1, failed()))
+        .dead_letter(claimed[0].claim, attempt(1, failed()))
         .await
         .unwrap();
     store.set_aside(b, "by hand".into()).await.unwrap();
@@ -272,7 +272,7 @@ pub async fn dead_letters_and_replay<S: Store>(store: S) {
         Err(StoreError::WrongState { .. })
     ));
     store
-        .ack(claimed[0].token, attempt(1, Outcome::Delivered))
+        .ack(claimed[0].claim, attempt(1, Outcome::Delivered))
         .await
         .unwrap();
     assert!(matches!(
@@ -296,7 +296,7 @@ pub async fn purge_keeps_keys_for_the_window<S: Store>(store: S) {
     let open = store.put(ticket(2, 0)).await.unwrap().id();
     let claimed = store.claim(ClaimRequest::now(1, HOUR)).await.unwrap();
     store
-        .ack(claimed[0].token, attempt(1, Outcome::Delivered))
+        .ack(claimed[0].claim, attempt(1, Outcome::Delivered))
         .await
         .unwrap();
     let purged = store.purge(now_ms() + 1, 0).await.unwrap();
@@ -334,7 +334,7 @@ pub async fn release_frees_every_claim<S: Store>(store: S) {
     assert_eq!((stats.pending, stats.in_flight), (3, 0));
     assert!(matches!(
         store
-            .ack(claimed[0].token, attempt(1, Outcome::Delivered))
+            .ack(claimed[0].claim, attempt(1, Outcome::Delivered))
             .await,
         Err(StoreError::StaleClaim(_))
     ));
@@ -516,10 +516,10 @@ pub async fn check_against_model<S: Store>(store: &S, ops: &[ModelOp]) {
                     let event = events.get_mut(&claim.event.id).expect("a known event");
                     assert_eq!(event.state, State::Pending, "{context}: claimed twice");
                     event.state = State::InFlight;
-                    event.token = Some(claim.token.token);
+                    event.token = Some(claim.claim.token);
                     event.attempts += 1;
                     assert_eq!(claim.event.attempts, event.attempts, "{context}");
-                    tokens.push(claim.token);
+                    tokens.push(claim.claim);
                 }
             }
             ModelOp::Ack(n) | ModelOp::Retry(n) | ModelOp::Dead(n) => {

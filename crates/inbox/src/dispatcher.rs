@@ -339,7 +339,7 @@ async fn attempt<S: Store, H: Handler>(
     claimed: Claimed,
 ) {
     let Claimed {
-        token,
+        claim: token,
         event: stored,
     } = claimed;
     let number = stored.attempts;

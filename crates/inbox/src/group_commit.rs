@@ -39,8 +39,11 @@ impl<I, O: Send + 'static> Job<I, O> {
     }
 }
 
+/// Sends a held-back outcome, given the commit's error if it failed.
+type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
 /// An outcome decided within a batch, held back until the batch's commit ended.
-pub(crate) struct Answer(Box<dyn FnOnce(Option<&StoreError>) + Send>);
+pub(crate) struct Answer(Deliver);
 
 impl Answer {
     fn new<O: Send + 'static>(reply: Reply<O>, outcome: Result<O, StoreError>) -> Self {

@@ -318,7 +318,7 @@ pub struct ClaimToken {
 #[non_exhaustive]
 pub struct Claimed {
     /// Present it to extend, ack, retry or dead-letter.
-    pub token: ClaimToken,
+    pub claim: ClaimToken,
     /// The event, with `attempts` counting this one.
     pub event: StoredEvent,
 }

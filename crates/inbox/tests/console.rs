@@ -38,13 +38,13 @@ async fn seeded() -> (tempfile::TempDir, EmbeddedStore) {
             |outcome| thulium_inbox::Attempt::ended_now(1, thulium_inbox::model::now_ms(), outcome);
         if i < 2 {
             store
-                .ack(claim.token, attempt(Outcome::Delivered))
+                .ack(claim.claim, attempt(Outcome::Delivered))
                 .await
                 .unwrap();
         } else {
             store
                 .dead_letter(
-                    claim.token,
+                    claim.claim,
                     attempt(Outcome::Failed("<b>database</b> is down".into())),
                 )
                 .await

@@ -194,7 +194,7 @@ fn claim(t: &mut Tables<'_>, request: &ClaimRequest) -> Result<Vec<Claimed>, red
         };
         if let Ok(event) = change_one(t, EventId(id), &change)? {
             claimed.push(Claimed {
-                token: ClaimToken {
+                claim: ClaimToken {
                     id: event.id,
                     token,
                 },

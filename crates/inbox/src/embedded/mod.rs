@@ -9,10 +9,10 @@
 //! runs; a lock file beside it ([`EmbeddedStore::lock_for_dispatch`]) keeps a second
 //! listener from dispatching from the same file.
 //!
-//! The file's concerns each have a module: [`file`](self) creation and opening
-//! (`file.rs`), the tables and their indexes (`tables.rs`), the writer thread
-//! (`writer.rs`), the operations it applies through [`crate::transition`]
-//! (`apply.rs`), and the reads (`read.rs`).
+//! Each concern has its module: creating and opening the file (`file.rs`), the
+//! tables and their indexes (`tables.rs`), the writer thread (`writer.rs`), the
+//! operations it applies through the shared rules of `transition.rs` (`apply.rs`),
+//! and the reads (`read.rs`).
 
 mod apply;
 mod file;

@@ -119,7 +119,7 @@ pub(super) async fn claim(
             writes.push(Write::of(event.id, &decision));
             event.apply(decision);
             claimed.push(Claimed {
-                token: ClaimToken {
+                claim: ClaimToken {
                     id: event.id,
                     token,
                 },

@@ -7,9 +7,12 @@
 //!   primary key (dedup key, content digest), and **group commit** is a writer task
 //!   that takes every waiting put into one transaction of multi-row statements
 //!   (`unnest` of arrays): one round trip set and one WAL flush for many events;
-//! - **claims** are `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)` with a
-//!   random token per row; ack, retry and dead-letter match `id` *and* token, so a
-//!   stale worker changes nothing;
+//! - **claims** lock due rows with `SELECT ... FOR UPDATE SKIP LOCKED` (hosts never
+//!   wait for each other's rows), and every state change (claim, heartbeat, ack,
+//!   retry, dead letter, set-aside, replay, release) is decided by the rules all
+//!   backends share (`transition`) on the locked rows, then written in one
+//!   multi-row `UPDATE`; a worker whose claim token is no longer the row's changes
+//!   nothing;
 //! - no `LISTEN/NOTIFY` (it takes a global lock at commit): dispatchers poll, and a put
 //!   wakes the dispatcher of its own process;
 //! - done rows are deleted by purges, and dedup rows once the window is over, so the
