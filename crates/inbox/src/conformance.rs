@@ -11,7 +11,8 @@ use std::time::Duration;
 use thulium::event::Event;
 
 use crate::model::{
-    Attempt, ClaimToken, EventId, Filter, NewEvent, Outcome, PutOutcome, Replay, State, now_ms,
+    Attempt, ClaimToken, EventId, Filter, MAX_KEPT_ATTEMPTS, NewEvent, Outcome, PutOutcome, Replay,
+    State, now_ms,
 };
 use crate::store::{ClaimRequest, Store, StoreError};
 
@@ -73,6 +74,9 @@ pub fn cases<S: Store + Clone>() -> Vec<Case<S>> {
         }),
         ("list_filters_and_pages", |s| {
             Box::pin(list_filters_and_pages(s))
+        }),
+        ("history_keeps_the_newest_attempts", |s| {
+            Box::pin(history_keeps_the_newest_attempts(s))
         }),
     ]
 }
@@ -424,6 +428,42 @@ pub async fn list_filters_and_pages<S: Store>(store: S) {
         .unwrap();
     let ids: Vec<u64> = window.iter().map(|e| e.id.0).collect();
     assert_eq!(ids, [top - 3, top - 4, top - 5]);
+}
+
+/// An event retried more often than [`MAX_KEPT_ATTEMPTS`] keeps the newest attempts,
+/// its last error, and a set-aside recorded as the attempt it stopped.
+pub async fn history_keeps_the_newest_attempts<S: Store>(store: S) {
+    let id = store.put(ticket(1, 0)).await.unwrap().id();
+    let attempts = MAX_KEPT_ATTEMPTS as u32 + 2;
+    for number in 1..=attempts {
+        let claimed = store.claim(ClaimRequest::now(1, HOUR)).await.unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {number} claims the event");
+        assert_eq!(claimed[0].event.attempts, number);
+        let failure = Outcome::Failed(format!("failure {number}"));
+        store
+            .retry_at(claimed[0].claim, 0, attempt(number, failure))
+            .await
+            .unwrap();
+    }
+    let event = store.get(id).await.unwrap().unwrap();
+    assert_eq!(event.history.len(), MAX_KEPT_ATTEMPTS);
+    assert_eq!(event.history[0].number, 3, "the oldest two were dropped");
+    assert_eq!(event.history.last().unwrap().number, attempts);
+    assert_eq!(
+        event.last_error.as_deref(),
+        Some(&*format!("failure {attempts}"))
+    );
+
+    store.set_aside(id, "poison".into()).await.unwrap();
+    let event = store.get(id).await.unwrap().unwrap();
+    assert_eq!(event.state, State::Dead);
+    assert_eq!(event.history.len(), MAX_KEPT_ATTEMPTS);
+    let last = event.history.last().unwrap();
+    assert_eq!(
+        (last.number, &last.outcome),
+        (attempts, &Outcome::SetAside("poison".into()))
+    );
+    assert_eq!(event.last_error.as_deref(), Some("poison"));
 }
 
 /// One step of a random operation sequence for [`check_against_model`].
