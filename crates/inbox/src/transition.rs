@@ -46,7 +46,7 @@ impl Lifecycle {
 
     /// Pending or in flight: not yet done or dead.
     pub fn is_open(self) -> bool {
-        is_open(self.state)
+        matches!(self.state, State::Pending | State::InFlight)
     }
 
     /// Whether a claim at `now` may take it: pending and due, or in flight with a
@@ -54,11 +54,6 @@ impl Lifecycle {
     pub fn is_claimable(self, now: UnixMs) -> bool {
         CLAIMABLE.contains(&self.state) && self.due_at <= now
     }
-}
-
-/// Pending or in flight.
-pub(crate) fn is_open(state: State) -> bool {
-    matches!(state, State::Pending | State::InFlight)
 }
 
 /// The states a claim takes events from (when their due time or lease end has come).
@@ -148,21 +143,23 @@ pub(crate) enum Refusal {
     StaleClaim,
     /// The change does not apply in this state; the reason says why.
     WrongState(State, &'static str),
-    /// A bulk change that passes over this event (not selected by it), or a claim
-    /// of an event that is not due: nothing to do, nothing to report.
-    Skip,
+    /// A bulk change that passes over an event in this state (not selected by it),
+    /// or a claim of an event that is not due: the bulk change goes on to the next.
+    Skip(State),
 }
 
 impl Refusal {
-    /// The error to answer with; `None` for [`Refusal::Skip`].
-    pub fn into_error(self, id: EventId) -> Option<StoreError> {
+    /// The error to answer a change of event `id` with.
+    pub fn into_error(self, id: EventId) -> StoreError {
         match self {
-            Refusal::NotFound => Some(StoreError::NotFound(id)),
-            Refusal::StaleClaim => Some(StoreError::StaleClaim(id)),
-            Refusal::WrongState(state, reason) => {
-                Some(StoreError::WrongState { id, state, reason })
-            }
-            Refusal::Skip => None,
+            Refusal::NotFound => StoreError::NotFound(id),
+            Refusal::StaleClaim => StoreError::StaleClaim(id),
+            Refusal::WrongState(state, reason) => StoreError::WrongState { id, state, reason },
+            Refusal::Skip(state) => StoreError::WrongState {
+                id,
+                state,
+                reason: "the change does not apply in this state",
+            },
         }
     }
 }
@@ -181,7 +178,7 @@ pub(crate) fn decide(before: Option<Lifecycle>, change: &Change<'_>) -> Result<D
             lease_until,
         } => {
             if !before.is_claimable(now) {
-                return Err(Refusal::Skip);
+                return Err(Refusal::Skip(before.state));
             }
             Ok(Decision::to(Lifecycle {
                 state: State::InFlight,
@@ -294,7 +291,7 @@ fn selected(before: Lifecycle, from: &[State]) -> Result<(), Refusal> {
     if from.contains(&before.state) {
         Ok(())
     } else {
-        Err(Refusal::Skip)
+        Err(Refusal::Skip(before.state))
     }
 }
 

@@ -146,13 +146,7 @@ fn change_one(
             t.save(Some(before), &event)?;
             Ok(Ok(event))
         }
-        Err(refusal) => Ok(Err(refusal.into_error(id).unwrap_or(
-            StoreError::WrongState {
-                id,
-                state: before.state,
-                reason: "nothing to do",
-            },
-        ))),
+        Err(refusal) => Ok(Err(refusal.into_error(id))),
     }
 }
 

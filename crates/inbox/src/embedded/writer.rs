@@ -119,25 +119,24 @@ fn commit_batch(
     batch: Vec<Op>,
     answers: &mut Vec<Answer>,
 ) -> Result<Committed, redb::Error> {
-    let txn = match db.begin_write() {
-        Ok(txn) => txn,
-        Err(error) => {
-            answers.extend(batch.into_iter().map(Op::unanswered));
-            return Err(error.into());
-        }
-    };
+    let mut ops = batch.into_iter();
+    let committed = apply_all(db, &mut ops, answers);
+    // What the batch never reached (it failed first) hears the commit's error too.
+    answers.extend(ops.map(Op::unanswered));
+    committed
+}
+
+/// Applies operations from `ops` until it is empty or one fails, then commits.
+fn apply_all(
+    db: &Database,
+    ops: &mut impl Iterator<Item = Op>,
+    answers: &mut Vec<Answer>,
+) -> Result<Committed, redb::Error> {
+    let txn = db.begin_write()?;
     let mut makes_due = false;
-    let open;
-    {
-        let mut tables = match Tables::open(&txn) {
-            Ok(tables) => tables,
-            Err(error) => {
-                answers.extend(batch.into_iter().map(Op::unanswered));
-                return Err(error);
-            }
-        };
-        let mut ops = batch.into_iter();
-        while let Some(op) = ops.next() {
+    let open = {
+        let mut tables = Tables::open(&txn)?;
+        for op in ops.by_ref() {
             match apply(&mut tables, op) {
                 Ok((answer, due)) => {
                     answers.push(answer);
@@ -145,14 +144,14 @@ fn commit_batch(
                 }
                 Err((error, answer)) => {
                     answers.push(answer);
-                    answers.extend(ops.map(Op::unanswered));
                     return Err(error);
                 }
             }
         }
-        open = tables.open_count()?;
+        let open = tables.open_count()?;
         tables.flush()?;
-    }
+        open
+    };
     txn.commit()?;
     Ok(Committed { open, makes_due })
 }

@@ -79,7 +79,7 @@ pub(super) async fn change_batch(
     Ok(results
         .into_iter()
         .zip(&changes)
-        .map(|(result, (id, _))| result.map(drop).map_err(|r| refused(*id, r)))
+        .map(|(result, (id, _))| result.map(drop).map_err(|r| r.into_error(*id)))
         .collect())
 }
 
@@ -147,7 +147,7 @@ pub(super) async fn change_one(
     commit(tx).await?;
     match results.pop() {
         Some(Ok(_)) => Ok(()),
-        Some(Err(refusal)) => Err(refused(id, refusal)),
+        Some(Err(refusal)) => Err(refusal.into_error(id)),
         None => Err(StoreError::NotFound(id)),
     }
 }
@@ -358,8 +358,4 @@ async fn write(tx: &Transaction<'_>, names: &Names, writes: &[Write]) -> Result<
     .await
     .map_err(|e| db_error("cannot record the change", e))?;
     Ok(())
-}
-
-fn refused(id: EventId, refusal: Refusal) -> StoreError {
-    refusal.into_error(id).unwrap_or(StoreError::NotFound(id))
 }

@@ -114,7 +114,7 @@ fn every_change_against_every_state() {
     let held = WrongState(InFlight, "a worker holds it now");
     // Rows: the changes above; columns: pending, in flight, done, dead (all due).
     let expected: [[Result<State, Refusal>; 4]; 12] = [
-        [Ok(InFlight), Ok(InFlight), Err(Skip), Err(Skip)],
+        [Ok(InFlight), Ok(InFlight), Err(Skip(Done)), Err(Skip(Dead))],
         [
             Err(StaleClaim),
             Ok(InFlight),
@@ -133,9 +133,24 @@ fn every_change_against_every_state() {
         [Err(StaleClaim), Ok(Dead), Err(StaleClaim), Err(StaleClaim)],
         [Ok(Dead), Err(busy), Err(handed), Ok(Dead)],
         [Ok(Pending), Err(held), Ok(Pending), Ok(Pending)],
-        [Err(Skip), Err(Skip), Err(Skip), Ok(Pending)],
-        [Err(Skip), Err(Skip), Ok(Pending), Ok(Pending)],
-        [Err(Skip), Ok(Pending), Err(Skip), Err(Skip)],
+        [
+            Err(Skip(Pending)),
+            Err(Skip(InFlight)),
+            Err(Skip(Done)),
+            Ok(Pending),
+        ],
+        [
+            Err(Skip(Pending)),
+            Err(Skip(InFlight)),
+            Ok(Pending),
+            Ok(Pending),
+        ],
+        [
+            Err(Skip(Pending)),
+            Ok(Pending),
+            Err(Skip(Done)),
+            Err(Skip(Dead)),
+        ],
     ];
     for ((name, change), row) in changes.iter().zip(expected) {
         for (state, want) in State::ALL.into_iter().zip(row) {
@@ -160,7 +175,7 @@ fn a_claim_waits_for_the_due_time_and_for_the_lease_to_end() {
     for state in [State::Pending, State::InFlight] {
         assert_eq!(
             decide(Some(event(state, NOW + 1)), &claim),
-            Err(Refusal::Skip)
+            Err(Refusal::Skip(state))
         );
     }
     let decision = decide(Some(event(State::Pending, NOW)), &claim).unwrap();
