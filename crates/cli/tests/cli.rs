@@ -3,9 +3,11 @@
 //! walkthrough of the README (mock + listen + create + emit/send).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
+
 use std::sync::mpsc;
 use std::time::Duration;
+use thulium_testkit::process::Guarded;
 
 use assert_cmd::Command;
 use thulium::{Action, NewWebhook};
@@ -351,7 +353,8 @@ fn completions_are_printed_for_each_shell() {
 
 /// A long-running `thulium` process whose stdout and stderr lines arrive on channels.
 struct Running {
-    child: Child,
+    /// Killed with the test, pass or fail.
+    _child: Guarded,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
 }
@@ -368,7 +371,7 @@ impl Running {
         for (key, value) in envs {
             command.env(key, value);
         }
-        let mut child = command.spawn().unwrap();
+        let mut child = Guarded::spawn(&mut command).unwrap();
         let lines = |stream: Box<dyn std::io::Read + Send>| {
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
@@ -380,10 +383,10 @@ impl Running {
             });
             rx
         };
-        let stdout = lines(Box::new(child.stdout.take().unwrap()));
-        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        let stdout = lines(Box::new(child.child().stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.child().stderr.take().unwrap()));
         Self {
-            child,
+            _child: child,
             stdout,
             stderr,
         }
@@ -393,13 +396,6 @@ impl Running {
         channel
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("no {what} within 20 s"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,8 +2,6 @@
 //! control characters, secrets echoed by servers, credentials over plain HTTP, usage
 //! errors, huge rows, and a listener whose stdout nobody reads.
 
-mod support;
-
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
@@ -307,17 +305,18 @@ fn usage_errors_are_one_line_with_exit_2() {
 
 #[test]
 fn a_listener_whose_stdout_nobody_reads_keeps_answering_and_stops_on_ctrl_c() {
-    let port = support::free_port();
+    let port = thulium_testkit::free_port();
     let addr = format!("127.0.0.1:{port}");
     // stdout is a pipe that this test never reads.
     let (_reader, writer) = std::io::pipe().unwrap();
-    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_thulium"))
-        .args(["listen", "--no-auth", "--addr", &addr])
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = thulium_testkit::process::Guarded::spawn(
+        StdCommand::new(env!("CARGO_BIN_EXE_thulium"))
+            .args(["listen", "--no-auth", "--addr", &addr])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

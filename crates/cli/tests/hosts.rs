@@ -8,134 +8,57 @@
 //! Needs PostgreSQL (`THULIUM_TEST_POSTGRES`, default the local server); without it
 //! the test says so and is not run, unless `CI` or `THULIUM_REQUIRE_POSTGRES` is set.
 
-mod support;
-
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use thulium_testkit::events::ticket_body as body;
+use thulium_testkit::postgres::url;
+use thulium_testkit::process::Guarded;
+use thulium_testkit::sink::{self, Sink};
 
 const EVENTS: usize = 20_000;
 const CONNECTIONS: usize = 32;
 
-fn url() -> String {
-    std::env::var("THULIUM_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn body(ticket_id: usize) -> String {
-    thulium::event::examples::event(
-        "TICKET_CREATED",
-        &[("ticket_id".into(), ticket_id.to_string())],
-    )
-    .expect("the vendor's example with another id")
-    .to_form()
-}
-
 struct Listener {
-    child: Child,
+    child: Guarded,
     addr: SocketAddr,
     alive: AtomicBool,
 }
 
 fn start(inbox: &str, schema: &str, sink: SocketAddr) -> Listener {
-    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let child = Command::new(env!("CARGO_BIN_EXE_thulium"))
-        .args([
-            "listen",
-            "--no-auth",
-            "--addr",
-            &addr.to_string(),
-            "--inbox",
-            inbox,
-            "--inbox-schema",
-            schema,
-            "--forward-to",
-            &format!("http://{sink}/app"),
-            "--handler-timeout",
-            "2s",
-            "--concurrency",
-            "16",
-        ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], thulium_testkit::free_port()));
+    let child = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_thulium"))
+            .args([
+                "listen",
+                "--no-auth",
+                "--addr",
+                &addr.to_string(),
+                "--inbox",
+                inbox,
+                "--inbox-schema",
+                schema,
+                "--forward-to",
+                &format!("http://{sink}/app"),
+                "--handler-timeout",
+                "2s",
+                "--concurrency",
+                "16",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     Listener {
         child,
         addr,
         alive: AtomicBool::new(true),
     }
-}
-
-/// The application: records every event, and notices if one is handed to it twice
-/// at the same time (two workers holding it).
-#[derive(Default)]
-struct Sink {
-    seen: Mutex<HashSet<usize>>,
-    running: Mutex<HashSet<String>>,
-    overlaps: AtomicUsize,
-    deliveries: AtomicUsize,
-}
-
-/// Marks an event as being handled until dropped.
-struct Held {
-    sink: Arc<Sink>,
-    id: String,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.sink.running.lock().unwrap().remove(&self.id);
-    }
-}
-
-async fn start_sink(sink: Arc<Sink>) -> SocketAddr {
-    let app = axum::Router::new().route(
-        "/app",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let sink = Arc::clone(&sink);
-            async move {
-                let id = headers
-                    .get("x-thulium-inbox-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                if !sink.running.lock().unwrap().insert(id.clone()) {
-                    sink.overlaps.fetch_add(1, Ordering::SeqCst);
-                }
-                // Dropped with the request when its sender dies (the killed host): a
-                // worker that is gone holds nothing.
-                let _held = Held {
-                    sink: Arc::clone(&sink),
-                    id: id.clone(),
-                };
-                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
-                let ticket = body
-                    .split('&')
-                    .find_map(|pair| pair.strip_prefix("ticket_id="))
-                    .and_then(|t| t.parse::<usize>().ok());
-                if let Some(ticket) = ticket {
-                    sink.seen.lock().unwrap().insert(ticket);
-                }
-                sink.deliveries.fetch_add(1, Ordering::SeqCst);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(thulium::server::serve(
-        listener,
-        app,
-        Default::default(),
-        std::future::pending(),
-    ));
-    addr
 }
 
 /// Posts event `i` to random live listeners until one answers 200; `avoid` is a
@@ -187,7 +110,7 @@ fn three_listeners_one_database_a_kill_and_terminated_connections_lose_nothing()
                 Some(client)
             }
             Err(error) => {
-                if std::env::var_os("CI").is_some() || std::env::var_os("THULIUM_REQUIRE_POSTGRES").is_some() {
+                if thulium_testkit::postgres::required() {
                     panic!("PostgreSQL at {} is required (CI) but not reachable: {error}", url());
                 }
                 use std::io::Write as _;
@@ -200,7 +123,8 @@ fn three_listeners_one_database_a_kill_and_terminated_connections_lose_nothing()
     thulium::tls::install_default_provider();
 
     let sink = Arc::new(Sink::default());
-    let sink_addr = runtime.block_on(start_sink(Arc::clone(&sink)));
+    // Up to 3 ms per forward, so that forwards overlap as a real application's do.
+    let sink_addr = runtime.block_on(sink::start(Arc::clone(&sink), Duration::from_millis(3)));
     // Migrate once, then start the three hosts.
     let (code, _, stderr) = {
         let out = Command::new(env!("CARGO_BIN_EXE_thulium"))
@@ -262,7 +186,7 @@ fn three_listeners_one_database_a_kill_and_terminated_connections_lose_nothing()
         }
         let victim = &listeners[0];
         victim.alive.store(false, Ordering::SeqCst);
-        let _ = Command::new("kill").args(["-KILL", &victim.child.id().to_string()]).status();
+        victim.child.signal("KILL");
         while next.load(Ordering::SeqCst) < EVENTS * 2 / 3 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -288,10 +212,8 @@ fn three_listeners_one_database_a_kill_and_terminated_connections_lose_nothing()
     // back after their lease).
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let missing = accepted
-            .iter()
-            .filter(|i| !sink.seen.lock().unwrap().contains(i))
-            .count();
+        let seen = sink.seen();
+        let missing = accepted.iter().filter(|i| !seen.contains(i)).count();
         if missing == 0 {
             break;
         }
@@ -316,21 +238,15 @@ fn three_listeners_one_database_a_kill_and_terminated_connections_lose_nothing()
         (EVENTS as i64, EVENTS as i64),
         "an event was stored twice"
     );
-    assert_eq!(
-        sink.overlaps.load(Ordering::SeqCst),
-        0,
-        "two workers held one event at once"
-    );
+    assert_eq!(sink.overlaps(), 0, "two workers held one event at once");
     eprintln!(
         "{} events, {} sent twice, {} deliveries to the application",
         EVENTS,
         twice.load(Ordering::SeqCst),
-        sink.deliveries.load(Ordering::SeqCst)
+        sink.deliveries()
     );
     for listener in listeners.iter().skip(1) {
-        let _ = Command::new("kill")
-            .args(["-INT", &listener.child.id().to_string()])
-            .status();
+        listener.child.signal("INT");
     }
     let listeners = Arc::try_unwrap(listeners)
         .ok()

@@ -7,10 +7,12 @@
 //! Without ChromeDriver the test says it was not run, unless `CI` or
 //! `THULIUM_REQUIRE_BROWSER` is set: then it fails.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use thulium_testkit::process::Guarded;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use thulium::event::Event;
@@ -18,14 +20,8 @@ use thulium_inbox::conformance::ticket;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, Dispatcher, RetrySchedule};
 use thulium_inbox::{EmbeddedStore, Store};
 
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// ChromeDriver and the browsers it started, killed with the test, pass or fail.
+struct Driver(#[allow(dead_code)] Guarded);
 
 fn chromedriver() -> Option<(Driver, u16)> {
     let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
@@ -34,12 +30,12 @@ fn chromedriver() -> Option<(Driver, u16)> {
         .local_addr()
         .unwrap()
         .port();
-    match Command::new(&binary)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
+    match Guarded::spawn(
+        Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    ) {
         Ok(child) => Some((Driver(child), port)),
         Err(error) => {
             if std::env::var_os("CI").is_some()

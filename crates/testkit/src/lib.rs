@@ -1,4 +1,14 @@
-//! Helpers shared by the CLI's integration tests.
+//! Test support shared by the workspace's integration tests, so that each helper is
+//! written once: child processes that cannot outlive their test ([`process`]), the
+//! application a relay forwards to ([`sink`]), event bodies ([`events`]), the
+//! PostgreSQL the tests use ([`postgres`]) and free ports ([`free_port`]).
+//!
+//! Not published: only `dev-dependencies` name it.
+
+pub mod events;
+pub mod postgres;
+pub mod process;
+pub mod sink;
 
 /// A free loopback port for a child process to bind, below the kernel's ephemeral
 /// range (32768 and up on Linux).

@@ -1,0 +1,91 @@
+//! The application behind a relay: an HTTP endpoint that records what it is handed.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the sink has been handed. Shared with the test through an `Arc`.
+#[derive(Debug, Default)]
+pub struct Sink {
+    seen: Mutex<HashSet<usize>>,
+    running: Mutex<HashSet<String>>,
+    overlaps: AtomicUsize,
+    deliveries: AtomicUsize,
+}
+
+impl Sink {
+    /// The ticket ids of every event handed over at least once.
+    pub fn seen(&self) -> HashSet<usize> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Forwards received, redeliveries included.
+    pub fn deliveries(&self) -> usize {
+        self.deliveries.load(Ordering::SeqCst)
+    }
+
+    /// How often an event (by its `X-Thulium-Inbox-Id`) was handed over while a
+    /// forward of it was still running: two workers holding one event.
+    pub fn overlaps(&self) -> usize {
+        self.overlaps.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks an event as being handled until dropped.
+struct Held {
+    sink: Arc<Sink>,
+    id: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.sink.running.lock().unwrap().remove(&self.id);
+    }
+}
+
+/// Serves `POST /app` on a loopback port, answering `200` to everything after up to
+/// `max_delay`, and records each forward in `sink`. Returns the address.
+pub async fn start(sink: Arc<Sink>, max_delay: Duration) -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = Arc::clone(&sink);
+            async move {
+                let id = headers
+                    .get("x-thulium-inbox-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                if !id.is_empty() && !sink.running.lock().unwrap().insert(id.clone()) {
+                    sink.overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                // Dropped with the request when its sender dies (a killed relay): a
+                // worker that is gone holds nothing.
+                let _held = Held {
+                    sink: Arc::clone(&sink),
+                    id,
+                };
+                let delay = u64::try_from(max_delay.as_millis()).unwrap_or(u64::MAX);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..delay))).await;
+                }
+                if let Some(ticket) = crate::events::ticket_id(&body) {
+                    sink.seen.lock().unwrap().insert(ticket);
+                }
+                sink.deliveries.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(thulium::server::serve(
+        listener,
+        app,
+        thulium::server::ServerLimits::default(),
+        std::future::pending(),
+    ));
+    addr
+}
