@@ -363,7 +363,8 @@ pub enum InboxCommand {
         #[command(flatten)]
         console: ConsoleArgs,
     },
-    /// Create or upgrade a PostgreSQL inbox's tables (listeners also do it at start).
+    /// Create or upgrade an inbox's tables: a file written by an older version, or a
+    /// PostgreSQL schema (listeners also do it at start).
     Migrate {
         #[command(flatten)]
         at: InboxAt,

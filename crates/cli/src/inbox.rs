@@ -23,20 +23,21 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
         | InboxCommand::Purge { at, .. } => at,
     };
     if let InboxCommand::Migrate { at } = &command {
-        if !location::is_postgres(&at.inbox) {
-            return output::print("an inbox file migrates itself when opened; nothing to do");
-        }
-        let Opened::Postgres(store) =
-            location::open(&at.inbox, &at.inbox_schema, false, true).await?
-        else {
-            unreachable!("a PostgreSQL URL opens a PostgreSQL store")
+        // Opening applies what is missing: a file is upgraded in place, in one
+        // transaction; a schema gets its migrations under an advisory lock.
+        return match location::open(&at.inbox, &at.inbox_schema, false, true).await? {
+            Opened::File(store) => output::print(format!(
+                "inbox file {} is at schema version {}",
+                store.path().display(),
+                thulium_inbox::embedded::SCHEMA_VERSION
+            )),
+            Opened::Postgres(store) => output::print(format!(
+                "{} schema {} is at version {}",
+                store.label(),
+                at.inbox_schema,
+                thulium_inbox::postgres::SCHEMA_VERSION
+            )),
         };
-        return output::print(format!(
-            "{} schema {} is at version {}",
-            store.label(),
-            at.inbox_schema,
-            thulium_inbox::postgres::SCHEMA_VERSION
-        ));
     }
     // The commands that read or replay never create or migrate: they find the
     // inbox a listener made.
@@ -248,7 +249,8 @@ fn event_json(event: &StoredEvent) -> Value {
         "last_error": event.last_error,
         "conflict": event.conflict,
         "content_type": event.content_type,
-        "body": event.body,
+        "body": thulium_inbox::model::body_json::serialize(&event.body, serde_json::value::Serializer)
+            .unwrap_or_default(),
         "event": serde_json::from_str::<Value>(&event.canonical).unwrap_or(Value::Null),
         "history": event.history,
     })
@@ -269,7 +271,7 @@ fn show(event: &StoredEvent) -> String {
         },
         output::escape(&event.dedup_key),
         output::escape(event.content_type.as_deref().unwrap_or("no content type")),
-        output::escape(&event.body),
+        output::escape(&String::from_utf8_lossy(&event.body)),
     );
     if !event.history.is_empty() {
         out.push_str("\nattempts\n");

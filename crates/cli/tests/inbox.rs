@@ -4,10 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use thulium_testkit::process::Guarded;
 
 fn thulium(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_thulium"))
@@ -42,36 +44,31 @@ fn wait_for(what: &str, inbox: &str, check: impl Fn(&serde_json::Value) -> bool)
     }
 }
 
-struct Listener(Child);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// Killed with its test, pass or fail.
+struct Listener(#[allow(dead_code)] Guarded);
 
 fn listen(inbox: &Path, addr: SocketAddr, sink: SocketAddr) -> Listener {
     Listener(
-        Command::new(env!("CARGO_BIN_EXE_thulium"))
-            .args([
-                "listen",
-                "--no-auth",
-                "--addr",
-                &addr.to_string(),
-                "--inbox",
-                inbox.to_str().unwrap(),
-                "--forward-to",
-                &format!("http://{sink}/app"),
-                "--max-attempts",
-                "2",
-            ])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args([
+                    "listen",
+                    "--no-auth",
+                    "--addr",
+                    &addr.to_string(),
+                    "--inbox",
+                    inbox.to_str().unwrap(),
+                    "--forward-to",
+                    &format!("http://{sink}/app"),
+                    "--max-attempts",
+                    "2",
+                ])
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap(),
     )
 }
 
@@ -232,4 +229,27 @@ fn the_console_refuses_to_serve_off_loopback_without_credentials() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("without credentials"), "{stderr}");
+}
+
+/// `thulium inbox migrate` upgrades a file written by thulium 0.1.0 (schema 1; the
+/// inbox crate's `tests/fixtures`), and every event then shows exactly as that version
+/// showed it.
+#[test]
+fn an_old_inbox_file_migrates_and_shows_every_event_as_before() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inbox/tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("old.redb");
+    std::fs::copy(fixtures.join("schema-1.redb"), &inbox).unwrap();
+    let inbox = inbox.to_str().unwrap();
+    let (code, stdout, stderr) = thulium(&["inbox", "migrate", "--inbox", inbox]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("schema version 2"), "{stdout}");
+    let before: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("schema-1.json")).unwrap())
+            .unwrap();
+    for shown in before {
+        let id = shown["id"].to_string();
+        let now = json(&["inbox", "show", &id, "--output", "json", "--inbox", inbox]);
+        assert_eq!(now, shown, "event {id}");
+    }
 }

@@ -78,6 +78,9 @@ pub fn cases<S: Store + Clone>() -> Vec<Case<S>> {
         ("history_keeps_the_newest_attempts", |s| {
             Box::pin(history_keeps_the_newest_attempts(s))
         }),
+        ("hostile_bytes_fail_no_neighbour", |s| {
+            Box::pin(hostile_bytes_fail_no_neighbour(s))
+        }),
     ]
 }
 
@@ -464,6 +467,71 @@ pub async fn history_keeps_the_newest_attempts<S: Store>(store: S) {
         (attempts, &Outcome::SetAside("poison".into()))
     );
     assert_eq!(event.last_error.as_deref(), Some("poison"));
+}
+
+/// A body keeps every byte it arrived with (a NUL, bytes that are not UTF-8); an
+/// event the store cannot hold fails alone, never the puts stored beside it; an
+/// application's error text with a NUL or an escape sequence is recorded visibly and
+/// fails neither its own outcome nor those finished beside it.
+pub async fn hostile_bytes_fail_no_neighbour<S: Store + Clone>(store: S) {
+    let mut raw = ticket(1, 0);
+    raw.body = bytes::Bytes::from_static(b"action=TICKET_CREATED&ticket_id=1&note=a\x00b\xff");
+    let id = store.put(raw.clone()).await.unwrap().id();
+    assert_eq!(store.get(id).await.unwrap().unwrap().body, raw.body);
+
+    // Puts sent together share a batch where the backend batches them; a NUL in the
+    // dedup key is something PostgreSQL's text cannot hold.
+    let mut poisoned = ticket(2, 0);
+    poisoned.dedup_key.push('\0');
+    poisoned.action.push('\0');
+    let mut puts: Vec<_> = (10..40)
+        .map(|ticket_id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put(ticket(ticket_id, 0)).await })
+        })
+        .collect();
+    puts.insert(15, {
+        let store = store.clone();
+        tokio::spawn(async move { store.put(poisoned).await })
+    });
+    for (position, put) in puts.into_iter().enumerate() {
+        let outcome = put.await.unwrap();
+        if position != 15 {
+            assert!(
+                matches!(outcome, Ok(PutOutcome::Stored(_))),
+                "a put beside an event the store cannot hold failed: {outcome:?}"
+            );
+        }
+    }
+
+    // Outcomes finished together: one with an error text a database may refuse.
+    let claimed = store.claim(ClaimRequest::now(20, HOUR)).await.unwrap();
+    assert!(claimed.len() >= 10, "{} claimed", claimed.len());
+    let finishes: Vec<_> = claimed
+        .iter()
+        .enumerate()
+        .map(|(n, c)| {
+            let (store, claim) = (store.clone(), c.claim);
+            tokio::spawn(async move {
+                if n == 3 {
+                    let ugly = Outcome::Failed("bad\0body\u{1b}[31m".into());
+                    store.retry_at(claim, 0, attempt(1, ugly)).await
+                } else {
+                    store.ack(claim, attempt(1, Outcome::Delivered)).await
+                }
+            })
+        })
+        .collect();
+    for finish in finishes {
+        finish.await.unwrap().expect("every outcome is recorded");
+    }
+    let ugly = store.get(claimed[3].claim.id).await.unwrap().unwrap();
+    assert_eq!(ugly.state, State::Pending);
+    assert_eq!(
+        ugly.history.last().map(|a| &a.outcome),
+        Some(&Outcome::Failed("bad\\u{0}body\\u{1b}[31m".into()))
+    );
+    assert_eq!(ugly.last_error.as_deref(), Some("bad\\u{0}body\\u{1b}[31m"));
 }
 
 /// One step of a random operation sequence for [`check_against_model`].

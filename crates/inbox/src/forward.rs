@@ -93,14 +93,17 @@ impl Forwarder {
 impl Handler for Forwarder {
     async fn handle(&self, event: Event, delivery: Delivery) -> Result<(), HandlerError> {
         let (body, content_type) = match self.format {
-            ForwardFormat::AsReceived => (
-                delivery.body,
-                delivery
-                    .content_type
-                    .unwrap_or_else(|| BodyFormat::Form.content_type().to_string()),
-            ),
+            ForwardFormat::AsReceived => {
+                // Sent without a content type: labelled as what the parser read it as.
+                let content_type = delivery.content_type.unwrap_or_else(|| {
+                    BodyFormat::detect(&delivery.body, None)
+                        .content_type()
+                        .to_string()
+                });
+                (delivery.body, content_type)
+            }
             ForwardFormat::Reencoded(format) => {
-                (format.encode(&event), format.content_type().into())
+                (format.encode(&event).into(), format.content_type().into())
             }
         };
         let mut request = self

@@ -77,7 +77,7 @@ mod transition;
 
 pub use embedded::EmbeddedStore;
 pub use model::{
-    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Outcome, PutOutcome, Replay, State,
-    Stats, StoredEvent, UnixMs,
+    Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Outcome, PutOutcome, Replay,
+    State, Stats, StoredEvent, UnixMs,
 };
 pub use store::{ClaimRequest, Store, StoreError};

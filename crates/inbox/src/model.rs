@@ -3,10 +3,11 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thulium::event::Event;
 
-use crate::transition::{Decision, Lifecycle};
+use crate::transition::Lifecycle;
 
 /// Milliseconds since the Unix epoch: how every time in the inbox is kept, so that
 /// backends compare and index times as plain integers.
@@ -47,8 +48,8 @@ pub struct NewEvent {
     /// The event as its flat JSON object ([`Event::to_json`]): what identifies its
     /// content, whether it came form-encoded or as JSON.
     pub canonical: String,
-    /// The body exactly as received.
-    pub body: String,
+    /// The body exactly as received, byte for byte.
+    pub body: Bytes,
     /// The `Content-Type` it came with.
     pub content_type: Option<String>,
     /// When it was received.
@@ -57,12 +58,12 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// An event received now with this body and content type.
-    pub fn from_event(event: &Event, body: String, content_type: Option<String>) -> Self {
+    pub fn from_event(event: &Event, body: impl Into<Bytes>, content_type: Option<String>) -> Self {
         Self {
             dedup_key: event.dedup_key(),
             action: event.action().to_string(),
             canonical: event.to_json(),
-            body,
+            body: body.into(),
             content_type,
             received_at: now_ms(),
         }
@@ -156,7 +157,19 @@ pub enum Outcome {
     SetAside(String),
 }
 
-/// One attempt, as the console and `thulium inbox show` list them.
+/// How a worker's attempt ended, as [`crate::Store::finish`] records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Finish {
+    /// Handed over: the event is done.
+    Ack,
+    /// Failed: the event is pending again, due at this time.
+    RetryAt(UnixMs),
+    /// Failed for the last time (or for good): the event is dead until replayed.
+    DeadLetter,
+}
+
+/// One attempt, as the store's history keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Attempt {
@@ -199,8 +212,10 @@ pub struct StoredEvent {
     pub action: String,
     /// The event as its flat JSON object.
     pub canonical: String,
-    /// The body as received.
-    pub body: String,
+    /// The body as received, byte for byte. In JSON it is a string when it is UTF-8
+    /// (as every body Thulium sends is), else `{"base64": "..."}`.
+    #[serde(with = "body_json")]
+    pub body: Bytes,
     /// The content type it came with.
     pub content_type: Option<String>,
     /// When it was received.
@@ -251,6 +266,26 @@ impl StoredEvent {
         }
     }
 
+    /// Puts back what a backend kept apart from the payload: the lifecycle, the last
+    /// error and the kept history.
+    pub(crate) fn restore(
+        &mut self,
+        lifecycle: Lifecycle,
+        last_error: Option<String>,
+        history: Vec<Attempt>,
+    ) {
+        let Lifecycle {
+            state,
+            attempts,
+            due_at,
+            finished_at,
+            claim_token,
+        } = lifecycle;
+        (self.state, self.attempts, self.due_at) = (state, attempts, due_at);
+        (self.finished_at, self.claim_token) = (finished_at, claim_token);
+        (self.last_error, self.history) = (last_error, history);
+    }
+
     /// The part of the event that its life changes.
     pub(crate) fn lifecycle(&self) -> Lifecycle {
         Lifecycle {
@@ -262,22 +297,79 @@ impl StoredEvent {
         }
     }
 
-    /// Applies what [`crate::transition::decide`] decided.
-    pub(crate) fn apply(&mut self, decision: Decision) {
-        if let Some(reason) = decision.last_error() {
-            self.last_error = Some(reason.to_owned());
-        }
-        let Lifecycle {
-            state,
-            attempts,
-            due_at,
-            finished_at,
-            claim_token,
-        } = decision.after;
-        (self.state, self.attempts, self.due_at) = (state, attempts, due_at);
-        (self.finished_at, self.claim_token) = (finished_at, claim_token);
+    /// Applies what [`crate::transition::decide`] decided (for a backend that keeps
+    /// the event whole in memory while it changes it).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn apply(&mut self, decision: crate::transition::Decision) {
+        let last_error = match decision.last_error() {
+            Some(reason) => Some(reason.to_owned()),
+            None => self.last_error.take(),
+        };
+        let mut history = std::mem::take(&mut self.history);
         if let Some(attempt) = decision.record {
-            crate::transition::remember(&mut self.history, attempt);
+            crate::transition::remember(&mut history, attempt);
+        }
+        self.restore(decision.after, last_error, history);
+    }
+}
+
+impl From<&StoredEvent> for NewEvent {
+    /// The event as it was received.
+    fn from(event: &StoredEvent) -> Self {
+        Self {
+            dedup_key: event.dedup_key.clone(),
+            action: event.action.clone(),
+            canonical: event.canonical.clone(),
+            body: event.body.clone(),
+            content_type: event.content_type.clone(),
+            received_at: event.received_at,
+        }
+    }
+}
+
+/// A body in JSON: a string when it is UTF-8, else `{"base64": "..."}`, so that
+/// what is shown is exactly what was received. For `#[serde(with = "...")]`, as on
+/// [`StoredEvent::body`].
+pub mod body_json {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        Text(String),
+        Binary { base64: String },
+    }
+
+    /// Writes `body` as a string, or as `{"base64": "..."}` when it is not UTF-8.
+    ///
+    /// ```
+    /// use thulium_inbox::model::body_json;
+    /// let text = body_json::serialize(&"a=1".into(), serde_json::value::Serializer).unwrap();
+    /// assert_eq!(text, "a=1");
+    /// let bytes = body_json::serialize(&vec![0xff].into(), serde_json::value::Serializer).unwrap();
+    /// assert_eq!(bytes, serde_json::json!({"base64": "/w=="}));
+    /// ```
+    pub fn serialize<S: Serializer>(body: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(body) {
+            Ok(text) => serializer.serialize_str(text),
+            Err(_) => Body::Binary {
+                base64: STANDARD.encode(body),
+            }
+            .serialize(serializer),
+        }
+    }
+
+    /// Reads what [`serialize`] wrote.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        match Body::deserialize(deserializer)? {
+            Body::Text(text) => Ok(Bytes::from(text)),
+            Body::Binary { base64 } => STANDARD
+                .decode(base64)
+                .map(Bytes::from)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -413,7 +505,8 @@ impl Filter {
             && self.received_from.is_none_or(|t| event.received_at >= t)
             && self.received_to.is_none_or(|t| event.received_at < t)
             && self.text.as_ref().is_none_or(|t| {
-                event.body.contains(t.as_str()) || event.canonical.contains(t.as_str())
+                event.canonical.contains(t.as_str())
+                    || memchr::memmem::find(&event.body, t.as_bytes()).is_some()
             })
     }
 }

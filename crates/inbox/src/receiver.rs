@@ -88,8 +88,7 @@ impl<S: Store + Clone> DurableReceiver<S> {
             metrics::counter!("thulium_inbox_refused_total", "reason" => "full").increment(1);
             return self.unavailable("the inbox is full; deliver again later");
         }
-        let body = String::from_utf8_lossy(&delivery.body).into_owned();
-        let event = NewEvent::from_event(&delivery.event, body, delivery.content_type);
+        let event = NewEvent::from_event(&delivery.event, delivery.body, delivery.content_type);
         metrics::counter!("thulium_inbox_received_total").increment(1);
         match self.store.put(event).await {
             Ok(PutOutcome::Stored(id)) => {

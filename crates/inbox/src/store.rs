@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::{
-    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay, Stats,
-    StoredEvent, UnixMs,
+    Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Purged, PutOutcome, Replay,
+    Stats, StoredEvent, UnixMs,
 };
 
 /// Why a store operation failed. `Display` says what to do.
@@ -140,12 +140,24 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records how the claim's attempt ended (`how`) with `attempt` in the event's
+    /// history: done, pending again at a time, or dead. [`Self::ack`],
+    /// [`Self::retry_at`] and [`Self::dead_letter`] say the same in one word each.
+    fn finish(
+        &self,
+        claim: ClaimToken,
+        how: Finish,
+        attempt: Attempt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The handler took the event: it is done.
     fn ack(
         &self,
         claim: ClaimToken,
         attempt: Attempt,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.finish(claim, Finish::Ack, attempt)
+    }
 
     /// The attempt failed: the event is pending again, due at `at`.
     fn retry_at(
@@ -153,14 +165,18 @@ pub trait Store: Send + Sync + 'static {
         claim: ClaimToken,
         at: UnixMs,
         attempt: Attempt,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.finish(claim, Finish::RetryAt(at), attempt)
+    }
 
     /// The last attempt failed: the event is dead until replayed.
     fn dead_letter(
         &self,
         claim: ClaimToken,
         attempt: Attempt,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.finish(claim, Finish::DeadLetter, attempt)
+    }
 
     /// An operator sets a pending or dead event aside by hand (it becomes dead).
     fn set_aside(

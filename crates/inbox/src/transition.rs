@@ -12,6 +12,8 @@
 //! The functions are pure: no clock, no randomness (the caller passes `now` and the
 //! new claim's token), so the tests below check every state against every change.
 
+use thulium::text::visible;
+
 use crate::model::{Attempt, EventId, MAX_KEPT_ATTEMPTS, Outcome, PutOutcome, State, UnixMs};
 use crate::store::StoreError;
 
@@ -67,16 +69,7 @@ pub(crate) const REPLAY_FINISHED_FROM: [State; 2] = [State::Done, State::Dead];
 /// The states a release takes events from.
 pub(crate) const RELEASE_FROM: [State; 1] = [State::InFlight];
 
-/// How the handler's attempt ended, as the store records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Finish {
-    /// Handed over: done.
-    Ack,
-    /// Failed: pending again, due at this time.
-    RetryAt(UnixMs),
-    /// Failed for the last time: dead.
-    DeadLetter,
-}
+pub(crate) use crate::model::Finish;
 
 /// A state change asked of one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,7 +211,7 @@ pub(crate) fn decide(before: Option<Lifecycle>, change: &Change<'_>) -> Result<D
             };
             Ok(Decision {
                 after,
-                record: Some(attempt.clone()),
+                record: Some(recordable(attempt)),
             })
         }
         Change::SetAside { reason, now } => {
@@ -238,7 +231,7 @@ pub(crate) fn decide(before: Option<Lifecycle>, change: &Change<'_>) -> Result<D
                     number: before.attempts,
                     started_at: now,
                     duration_ms: 0,
-                    outcome: Outcome::SetAside(reason.to_owned()),
+                    outcome: Outcome::SetAside(visible(reason).into_owned()),
                 }),
             })
         }
@@ -312,7 +305,31 @@ pub(crate) fn fresh_token() -> u64 {
     fastrand::u64(1..=i64::MAX as u64)
 }
 
+/// `attempt` as the history keeps it: its error text made visible
+/// ([`thulium::text::visible`]), so that a NUL or an escape sequence in an
+/// application's answer is recorded as text every store holds and every page shows as
+/// it was, instead of failing the write (PostgreSQL refuses NUL) or the display.
+fn recordable(attempt: &Attempt) -> Attempt {
+    let outcome = match &attempt.outcome {
+        Outcome::Failed(reason) => Outcome::Failed(visible(reason).into_owned()),
+        Outcome::SetAside(reason) => Outcome::SetAside(visible(reason).into_owned()),
+        Outcome::Delivered => Outcome::Delivered,
+    };
+    Attempt {
+        outcome,
+        ..attempt.clone()
+    }
+}
+
+/// When the attempt with sequence number `sequence` (0 for the first an event ever
+/// recorded) joins a history kept as numbered rows, the row that falls out of the
+/// newest [`MAX_KEPT_ATTEMPTS`], if any: the same cap as [`remember`].
+pub(crate) fn forgotten_by(sequence: u32) -> Option<u32> {
+    sequence.checked_sub(MAX_KEPT_ATTEMPTS as u32)
+}
+
 /// Adds `attempt` to `history`, keeping the newest [`MAX_KEPT_ATTEMPTS`].
+#[cfg(any(feature = "postgres", test))]
 pub(crate) fn remember(history: &mut Vec<Attempt>, attempt: Attempt) {
     history.push(attempt);
     if history.len() > MAX_KEPT_ATTEMPTS {

@@ -54,7 +54,7 @@ async fn seeded() -> (tempfile::TempDir, EmbeddedStore) {
     let hostile = "action=CUSTOM_ACTION&note=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
     let event = Event::parse(hostile.as_bytes(), None).unwrap();
     store
-        .put(NewEvent::from_event(&event, hostile.into(), None))
+        .put(NewEvent::from_event(&event, hostile, None))
         .await
         .unwrap();
     (dir, store)

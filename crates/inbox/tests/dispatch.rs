@@ -138,7 +138,12 @@ async fn a_hanging_or_panicking_handler_is_cut_off_and_retried() {
     let (_dir, store) = fresh();
     let hang = store.put(ticket(1, 0)).await.unwrap().id();
     let panic = store.put(ticket(2, 0)).await.unwrap().id();
-    let config = quick(5).handler_timeout(Duration::from_millis(200));
+    // A lease far longer than the timeout: on a loaded machine a 600 ms lease (three
+    // timeouts) ran out before the failed attempt was written, and the event was
+    // claimed again without it in its history.
+    let config = quick(5)
+        .handler_timeout(Duration::from_millis(200))
+        .lease(Duration::from_secs(10));
     let (stop, task) = spawn(
         &store,
         config,
@@ -195,14 +200,17 @@ async fn two_dispatchers_on_one_store_never_run_one_event_at_once() {
                     overlaps.fetch_add(1, Ordering::SeqCst);
                 }
                 *runs.lock().unwrap().entry(delivery.id.0).or_default() += 1;
-                // Longer than the lease: only the heartbeat keeps the claim.
-                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..250))).await;
+                // Often longer than the lease: only the heartbeat keeps the claim.
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..600))).await;
                 running.lock().unwrap().remove(&delivery.id.0);
                 Ok::<_, std::convert::Infallible>(())
             }
         }
     };
-    let config = quick(5).lease(Duration::from_millis(150));
+    // A heartbeat every third of the lease: 400 ms leaves a heartbeat 260 ms of
+    // slack on a loaded machine (150 ms was lost by a debug build beside the other
+    // test binaries, and a stalled worker's lease runs out, as it must).
+    let config = quick(5).lease(Duration::from_millis(400));
     let (stop_a, task_a) = spawn(
         &first,
         config.clone(),
@@ -273,11 +281,11 @@ async fn shutdown_lets_running_handlers_finish_and_leaves_the_rest_pending() {
     assert_eq!(stats.pending + stats.done, 20);
 }
 
-async fn post(url: &str, body: &str, auth: bool) -> (u16, Option<String>) {
+async fn post(url: &str, body: &[u8], auth: bool) -> (u16, Option<String>) {
     let mut request = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.to_string());
+        .body(body.to_vec());
     if auth {
         request = request.basic_auth("thulium", Some("s3cret"));
     }
@@ -325,7 +333,7 @@ async fn the_receiver_answers_200_once_stored_and_503_when_it_cannot_store() {
         "a redelivery"
     );
     assert_eq!(post(&url, &body(2), false).await.0, 401);
-    assert_eq!(post(&url, "action=TICKET_CREATED", true).await.0, 400);
+    assert_eq!(post(&url, b"action=TICKET_CREATED", true).await.0, 400);
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.pending, stats.duplicates), (1, 1));
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use support::{Faults, FaultyBackend};
 use thulium_inbox::conformance::{self, ticket};
-use thulium_inbox::{EmbeddedStore, PutOutcome, Store, StoreError};
+use thulium_inbox::{EmbeddedStore, PutOutcome, State, Store, StoreError};
 
 fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -275,7 +275,7 @@ async fn another_schema_version_is_refused() {
             error,
             StoreError::SchemaVersion {
                 found: 99,
-                expected: 1,
+                expected: thulium_inbox::embedded::SCHEMA_VERSION,
                 ..
             }
         ),
@@ -295,4 +295,94 @@ async fn only_one_process_dispatches_and_others_may_still_write() {
     assert!(other.lock_for_dispatch().is_err());
     drop(lock);
     assert!(other.lock_for_dispatch().is_ok());
+}
+
+/// A file written by thulium 0.1.0 (schema 1, each event one JSON record; see
+/// `tests/fixtures/README.md`) is upgraded in place when opened: every event reads
+/// as that version showed it, the counters and dedup keys still hold, and its
+/// events are claimed, finished and purged as any other.
+#[tokio::test]
+async fn a_schema_1_file_is_upgraded_in_place_and_keeps_every_event() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    std::fs::copy(fixtures.join("schema-1.redb"), &path).unwrap();
+    let expected: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("schema-1.json")).unwrap())
+            .unwrap();
+
+    let store = EmbeddedStore::open(&path).unwrap();
+    for shown in &expected {
+        let id = thulium_inbox::EventId(shown["id"].as_u64().unwrap());
+        let event = store.get(id).await.unwrap().unwrap();
+        assert_eq!(event.action, shown["action"], "{id}");
+        assert_eq!(event.dedup_key, shown["dedup_key"], "{id}");
+        assert_eq!(event.state.as_str(), shown["state"], "{id}");
+        assert_eq!(u64::from(event.attempts), shown["attempts"], "{id}");
+        assert_eq!(event.conflict, shown["conflict"], "{id}");
+        assert_eq!(
+            event.content_type.as_deref(),
+            shown["content_type"].as_str(),
+            "{id}"
+        );
+        assert_eq!(
+            &event.body[..],
+            shown["body"].as_str().unwrap().as_bytes(),
+            "{id}"
+        );
+        assert_eq!(
+            event.last_error.as_deref(),
+            shown["last_error"].as_str(),
+            "{id}"
+        );
+        assert_eq!(
+            serde_json::to_value(&event.history).unwrap(),
+            shown["history"],
+            "{id}"
+        );
+        assert_eq!(
+            serde_json::to_value(event.event().unwrap().to_json_value()).unwrap(),
+            shown["event"],
+            "{id}"
+        );
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.in_flight, stats.done, stats.dead),
+        (2, 0, 5, 3)
+    );
+    assert_eq!(
+        (stats.received, stats.duplicates, stats.conflicts),
+        (11, 1, 1)
+    );
+
+    // The dedup keys survived: ticket 2 again is a redelivery.
+    let again = ticket(2, 0);
+    assert!(matches!(
+        store.put(again).await.unwrap(),
+        PutOutcome::Duplicate(thulium_inbox::EventId(2))
+    ));
+    // The pending events are claimed and acked; the history goes on from where it was.
+    let mut request = thulium_inbox::ClaimRequest::now(10, Duration::from_secs(60));
+    request.now += 86_400_000; // event 9 waits for its retry
+    let claimed = store.claim(request).await.unwrap();
+    let mut ids: Vec<u64> = claimed.iter().map(|c| c.claim.id.0).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 9]);
+    for claimed in claimed {
+        let attempt = thulium_inbox::Attempt::ended_now(
+            claimed.event.attempts,
+            thulium_inbox::model::now_ms(),
+            thulium_inbox::Outcome::Delivered,
+        );
+        store.ack(claimed.claim, attempt).await.unwrap();
+    }
+    let first = store.get(thulium_inbox::EventId(1)).await.unwrap().unwrap();
+    assert_eq!(first.history.len(), 3, "{first:?}");
+    assert_eq!(first.state, State::Done);
+    drop(store);
+
+    // Opened again, it is a schema 2 file and nothing changes.
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.stats().await.unwrap().done, 7);
 }

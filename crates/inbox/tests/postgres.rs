@@ -16,19 +16,12 @@ use thulium_inbox::conformance::{self, ticket};
 use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
 use thulium_inbox::{PutOutcome, Store, StoreError};
 
-fn url() -> String {
-    std::env::var("THULIUM_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn required() -> bool {
-    std::env::var_os("CI").is_some() || std::env::var_os("THULIUM_REQUIRE_POSTGRES").is_some()
-}
+use thulium_testkit::postgres::{fresh_schema, required, url};
 
 /// A store in a fresh schema, or `None` (with the reason printed) when PostgreSQL is
 /// not reachable and not required.
 async fn fresh(test: &str) -> Option<(PostgresStore, String)> {
-    let schema = format!("t_{}_{:x}", test, fastrand::u32(..));
+    let schema = fresh_schema(test);
     match PostgresStore::connect(&url(), PostgresOptions::default().schema(&schema)).await {
         Ok(store) => Some((store, schema)),
         Err(error) if !required() => {
@@ -164,6 +157,59 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
         missing.to_string().contains("thulium inbox migrate"),
         "{missing}"
     );
+    drop_schema(&schema).await;
+}
+
+/// A schema left by thulium 0.1.0 (`tests/fixtures/postgres-schema-1.sql`, body as
+/// text) is migrated at connect: the body becomes bytes, every byte kept, and the
+/// store takes bodies text could not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_database_is_migrated_and_keeps_its_events() {
+    let schema = fresh_schema("schema_1");
+    let admin = match tokio_postgres::connect(&url(), tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            client
+        }
+        Err(error) if !required() => {
+            eprintln!("NOT RUN: PostgreSQL is not reachable ({error})");
+            return;
+        }
+        Err(error) => panic!("PostgreSQL is required (CI) but not reachable: {error}"),
+    };
+    let fixture = include_str!("fixtures/postgres-schema-1.sql").replace("{schema}", &schema);
+    admin.batch_execute(&fixture).await.unwrap();
+
+    let store = PostgresStore::connect(&url(), PostgresOptions::default().schema(&schema))
+        .await
+        .unwrap();
+    let event = store.get(thulium_inbox::EventId(1)).await.unwrap().unwrap();
+    assert_eq!(
+        &event.body[..],
+        "action=TICKET_CREATED&ticket_id=1&agent_login=%C5%BC%C3%B3%C5%82w&direction=in_behalf_of&date=2014-11-17+12%3A59%3A32&customer_id=154".as_bytes()
+    );
+    assert_eq!(event.state, thulium_inbox::State::Done);
+    assert_eq!(event.history.len(), 1);
+    assert_eq!(
+        event.event().unwrap().to_json_value()["agent_login"],
+        "żółw"
+    );
+    let column: String = admin
+        .query_one(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'events' AND column_name = 'body'",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(column, "bytea");
+    // A body with a NUL, which the text column refused with every put of its batch.
+    let mut raw = ticket(2, 0);
+    raw.body = bytes::Bytes::from_static(b"action=TICKET_CREATED&ticket_id=2&note=a\x00b");
+    let id = store.put(raw.clone()).await.unwrap().id();
+    assert_eq!(id.0, 2, "the id sequence goes on");
+    assert_eq!(store.get(id).await.unwrap().unwrap().body, raw.body);
+    drop(store);
     drop_schema(&schema).await;
 }
 

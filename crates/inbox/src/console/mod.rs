@@ -542,7 +542,7 @@ fn event_body(event: &StoredEvent, csrf: &str) -> String {
         body,
         r#"<h2>Payload as received</h2><p class="meta">{}</p><pre class="payload">{}</pre><h2>Attempts</h2>"#,
         esc(event.content_type.as_deref().unwrap_or("no content type")),
-        esc(&event.body)
+        esc(&String::from_utf8_lossy(&event.body))
     );
     body.push_str(&attempts_table(event));
     body

@@ -5,16 +5,15 @@
 use redb::ReadableTable;
 
 use super::tables::{
-    META_CONFLICTS, META_DUPLICATES, META_NEXT_ID, META_PING, META_RECEIVED, Tables, decode,
+    META_CONFLICTS, META_DUPLICATES, META_NEXT_ID, META_PING, META_RECEIVED, Tables,
 };
 use super::writer::Op;
 use crate::group_commit::{Answer, Job};
 use crate::model::{
-    ClaimToken, Claimed, EventId, NewEvent, Purged, PutOutcome, Replay, StoredEvent, UnixMs, ms,
-    now_ms,
+    ClaimToken, Claimed, EventId, NewEvent, Purged, PutOutcome, Replay, UnixMs, ms, now_ms,
 };
 use crate::store::{ClaimRequest, StoreError};
-use crate::transition::{Change, Finish, decide, decide_put, fresh_token};
+use crate::transition::{Change, Finish, Lifecycle, decide, decide_put, fresh_token};
 
 /// What applying one operation gives: its answer, and whether it may have made an
 /// event due; or the storage error that aborts the batch, with the answer of this
@@ -123,28 +122,26 @@ fn put(t: &mut Tables<'_>, event: &NewEvent) -> Result<PutOutcome, redb::Error> 
     t.set(META_NEXT_ID, fresh.0 + 1)?;
     t.dedup
         .insert(identity.as_str(), (fresh.0, event.received_at))?;
-    let conflict = matches!(outcome, PutOutcome::Conflict(_));
-    let stored = StoredEvent::new(fresh, event.clone(), conflict);
-    t.save(None, &stored)?;
+    t.insert(fresh, event, matches!(outcome, PutOutcome::Conflict(_)))?;
     Ok(outcome)
 }
 
 /// Asks the rules what `change` makes of event `id`, and writes it; `Ok(Err(..))`
-/// refuses this operation alone. Returns the event as changed.
+/// refuses this operation alone. Reads and rewrites only the event's life record
+/// (and adds the attempt it records): the payload is never read here. Returns the
+/// event's lifecycle as changed.
 fn change_one(
     t: &mut Tables<'_>,
     id: EventId,
     change: &Change<'_>,
-) -> Result<Result<StoredEvent, StoreError>, redb::Error> {
-    let Some(mut event) = t.load(id)? else {
+) -> Result<Result<Lifecycle, StoreError>, redb::Error> {
+    let Some(before) = t.life(id.0)? else {
         return Ok(Err(StoreError::NotFound(id)));
     };
-    let before = event.lifecycle();
-    match decide(Some(before), change) {
+    match decide(Some(before.lifecycle), change) {
         Ok(decision) => {
-            event.apply(decision);
-            t.save(Some(before), &event)?;
-            Ok(Ok(event))
+            t.apply(id.0, before, &decision)?;
+            Ok(Ok(decision.after))
         }
         Err(refusal) => Ok(Err(refusal.into_error(id))),
     }
@@ -186,10 +183,13 @@ fn claim(t: &mut Tables<'_>, request: &ClaimRequest) -> Result<Vec<Claimed>, red
             now,
             lease_until: now + ms(request.lease),
         };
-        if let Ok(event) = change_one(t, EventId(id), &change)? {
+        if change_one(t, EventId(id), &change)?.is_ok() {
+            let event = t.load(EventId(id))?.ok_or_else(|| {
+                redb::Error::Corrupted(format!("event {id} vanished while being claimed"))
+            })?;
             claimed.push(Claimed {
                 claim: ClaimToken {
-                    id: event.id,
+                    id: EventId(id),
                     token,
                 },
                 event,
@@ -212,14 +212,7 @@ fn replay(t: &mut Tables<'_>, selection: &Replay) -> Result<Result<u64, StoreErr
             Ok(Ok(change_each(t, ids, &Change::ReplayAllDead { now })?))
         }
         Replay::ReceivedBetween { from, to } => {
-            let mut ids = Vec::new();
-            for entry in t.events.iter()? {
-                let (key, value) = entry?;
-                let event = decode(EventId(key.value()), value.value())?;
-                if event.received_at >= *from && event.received_at < *to {
-                    ids.push(key.value());
-                }
-            }
+            let ids = t.received_between(*from, *to)?;
             Ok(Ok(change_each(t, ids, &Change::ReplayFinished { now })?))
         }
     }
@@ -251,7 +244,7 @@ fn purge(
     for entry in t.dedup.iter()? {
         let (key, value) = entry?;
         let (id, received_at) = value.value();
-        if received_at < keys_before && t.events.get(id)?.is_none() {
+        if received_at < keys_before && !t.contains(id)? {
             forgotten.push((key.value().to_string(), id));
         }
     }

@@ -9,14 +9,17 @@
 //! runs; a lock file beside it ([`EmbeddedStore::lock_for_dispatch`]) keeps a second
 //! listener from dispatching from the same file.
 //!
-//! Each concern has its module: creating and opening the file (`file.rs`), the
-//! tables and their indexes (`tables.rs`), the writer thread (`writer.rs`), the
-//! operations it applies through the shared rules of `transition.rs` (`apply.rs`),
-//! and the reads (`read.rs`).
+//! Each concern has its module: creating and opening the file (`file.rs`), how an
+//! event lies in it, in a payload written once and a small life record that claims
+//! and finishes rewrite (`record.rs`), the tables, their indexes and the upgrade of
+//! an older file (`tables.rs`), the writer thread (`writer.rs`), the operations it
+//! applies through the shared rules of `transition.rs` (`apply.rs`), and the reads
+//! (`read.rs`).
 
 mod apply;
 mod file;
 mod read;
+mod record;
 mod tables;
 mod writer;
 
@@ -36,11 +39,10 @@ pub use self::writer::MAX_BATCH;
 use self::writer::{Op, writer_loop};
 use crate::group_commit::Job;
 use crate::model::{
-    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay, Stats,
-    StoredEvent, UnixMs,
+    Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Purged, PutOutcome, Replay,
+    Stats, StoredEvent, UnixMs,
 };
 use crate::store::{ClaimRequest, Store, StoreError};
-use crate::transition::Finish;
 
 /// The inbox in one redb file. Cheap to clone; clones share the file and the writer.
 #[derive(Clone)]
@@ -226,23 +228,13 @@ impl Store for EmbeddedStore {
         self.send(Op::Extend, (claim, lease)).await
     }
 
-    async fn ack(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
-        self.send(Op::Finish, (claim, Finish::Ack, attempt)).await
-    }
-
-    async fn retry_at(
+    async fn finish(
         &self,
         claim: ClaimToken,
-        at: UnixMs,
+        how: Finish,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        self.send(Op::Finish, (claim, Finish::RetryAt(at), attempt))
-            .await
-    }
-
-    async fn dead_letter(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
-        self.send(Op::Finish, (claim, Finish::DeadLetter, attempt))
-            .await
+        self.send(Op::Finish, (claim, how, attempt)).await
     }
 
     async fn set_aside(&self, id: EventId, reason: String) -> Result<(), StoreError> {

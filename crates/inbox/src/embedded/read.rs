@@ -1,15 +1,46 @@
 //! Reads of the inbox file: they run on the blocking pool beside the writer (redb's
 //! readers see the last commit and never wait for the writer).
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::file::storage;
+use super::record::Life;
 use super::tables::{
-    DEAD, DUE, EVENTS, LEASES, META, META_CONFLICTS, META_DUPLICATES, META_RECEIVED, OPEN, decode,
-    state_counter,
+    DEAD, DUE, ERRORS, HISTORY, LEASES, LIVES, META, META_CONFLICTS, META_DUPLICATES,
+    META_RECEIVED, OPEN, PAYLOADS, assemble, state_counter,
 };
 use crate::model::{EventId, Filter, State, Stats, StoredEvent, UnixMs};
 use crate::store::StoreError;
+
+/// The tables a whole event is read from, in one read transaction.
+struct Events {
+    payloads: ReadOnlyTable<u64, &'static [u8]>,
+    lives: ReadOnlyTable<u64, &'static [u8]>,
+    history: ReadOnlyTable<(u64, u32), &'static str>,
+    errors: ReadOnlyTable<u64, &'static str>,
+}
+
+impl Events {
+    fn open(txn: &ReadTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            payloads: txn.open_table(PAYLOADS).map_err(storage)?,
+            lives: txn.open_table(LIVES).map_err(storage)?,
+            history: txn.open_table(HISTORY).map_err(storage)?,
+            errors: txn.open_table(ERRORS).map_err(storage)?,
+        })
+    }
+
+    fn get(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        assemble(&self.payloads, &self.lives, &self.history, &self.errors, id).map_err(storage)
+    }
+
+    fn life(&self, id: u64) -> Result<Option<Life>, StoreError> {
+        match self.lives.get(id).map_err(storage)? {
+            Some(bytes) => Ok(Some(Life::decode(id, bytes.value()).map_err(storage)?)),
+            None => Ok(None),
+        }
+    }
+}
 
 pub(super) fn read_stats(db: &Database) -> Result<Stats, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
@@ -19,18 +50,9 @@ pub(super) fn read_stats(db: &Database) -> Result<Stats, StoreError> {
     };
     let open = txn.open_table(OPEN).map_err(storage)?;
     let oldest = match open.first().map_err(storage)? {
-        Some((id, _)) => {
-            let events = txn.open_table(EVENTS).map_err(storage)?;
-            let event = events.get(id.value()).map_err(storage)?;
-            match event {
-                Some(json) => Some(
-                    decode(EventId(id.value()), json.value())
-                        .map_err(storage)?
-                        .received_at,
-                ),
-                None => None,
-            }
-        }
+        Some((id, _)) => Events::open(&txn)?
+            .life(id.value())?
+            .map(|life| life.received_at),
         None => None,
     };
     Ok(Stats {
@@ -47,7 +69,7 @@ pub(super) fn read_stats(db: &Database) -> Result<Stats, StoreError> {
 
 pub(super) fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEvent>, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
-    let events = txn.open_table(EVENTS).map_err(storage)?;
+    let events = Events::open(&txn)?;
     let limit = filter.page_size();
     let upper = filter.before.map_or(u64::MAX, |b| b.0);
     let lower = filter.after.map_or(0, |a| a.0.saturating_add(1));
@@ -60,29 +82,36 @@ pub(super) fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEven
         let dead = txn.open_table(DEAD).map_err(storage)?;
         for entry in dead.range(lower..upper).map_err(storage)?.rev() {
             let id = entry.map_err(storage)?.0.value();
-            if let Some(json) = events.get(id).map_err(storage)? {
-                let event = decode(EventId(id), json.value()).map_err(storage)?;
-                if filter.matches(&event) {
-                    page.push(event);
-                    if page.len() >= limit {
-                        break;
-                    }
+            if let Some(event) = events.get(EventId(id))?
+                && filter.matches(&event)
+            {
+                page.push(event);
+                if page.len() >= limit {
+                    break;
                 }
             }
         }
         return Ok(page);
     }
-    for entry in events.range(lower..upper).map_err(storage)?.rev() {
-        let (key, value) = entry.map_err(storage)?;
-        let event = decode(EventId(key.value()), value.value()).map_err(storage)?;
+    for entry in events.lives.range(lower..upper).map_err(storage)?.rev() {
+        let (key, bytes) = entry.map_err(storage)?;
+        let life = Life::decode(key.value(), bytes.value()).map_err(storage)?;
         if filter
             .received_from
-            .is_some_and(|from| event.received_at < from)
+            .is_some_and(|from| life.received_at < from)
         {
             // Ids grow with the time received: nothing older can match.
             break;
         }
-        if filter.matches(&event) {
+        // The life answers the state and time conditions without reading the payload.
+        if filter.state.is_some_and(|s| s != life.lifecycle.state)
+            || filter.received_to.is_some_and(|to| life.received_at >= to)
+        {
+            continue;
+        }
+        if let Some(event) = events.get(EventId(key.value()))?
+            && filter.matches(&event)
+        {
             page.push(event);
             if page.len() >= limit {
                 break;
@@ -95,11 +124,7 @@ pub(super) fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEven
 /// One event.
 pub(super) fn read_event(db: &Database, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
-    let events = txn.open_table(EVENTS).map_err(storage)?;
-    match events.get(id.0).map_err(storage)? {
-        Some(json) => Ok(Some(decode(id, json.value()).map_err(storage)?)),
-        None => Ok(None),
-    }
+    Events::open(&txn)?.get(id)
 }
 
 /// Whether any event is due at `now` (pending and due, or with a lease that ran

@@ -51,6 +51,22 @@ pub(super) async fn write_batches<T: Batched>(
             inner.pool.retain(|_, _| false);
             result = T::write(&inner, &items).await;
         }
+        if result
+            .as_ref()
+            .is_err_and(|error| items.len() > 1 && !is_connection_lost(error))
+        {
+            // The database refused the batch for something in it (a value it cannot
+            // hold): one bad operation must not fail the others. Each is written
+            // alone, and only the one the database refuses is answered with the error.
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in &items {
+                outcomes.push(match T::write(&inner, &[item]).await {
+                    Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
+                    Err(error) => Err(error),
+                });
+            }
+            result = Ok(outcomes);
+        }
         match result {
             Ok(outcomes) => {
                 if T::wakes(&items, &outcomes) {
@@ -186,7 +202,7 @@ pub(super) async fn put_batch(
         let row_keys = pick(&|e| Some(e.dedup_key.clone()));
         let actions = pick(&|e| Some(e.action.clone()));
         let canonicals = pick(&|e| Some(e.canonical.clone()));
-        let bodies = pick(&|e| Some(e.body.clone()));
+        let bodies: Vec<&[u8]> = rows.iter().map(|r| &events[r.0].body[..]).collect();
         let content_types = pick(&|e| e.content_type.clone());
         let times: Vec<i64> = rows.iter().map(|r| i(events[r.0].received_at)).collect();
         transaction
@@ -194,7 +210,7 @@ pub(super) async fn put_batch(
                 &format!(
                     "INSERT INTO {} (id, dedup_key, action, canonical, body, content_type, received_at, state, due_at, conflict)
                      SELECT id, k, a, c, b, t, r, 0, r, x
-                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bool[])
+                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[], $8::bool[])
                        AS u(id, k, a, c, b, t, r, x)",
                     names.events
                 ),

@@ -56,7 +56,7 @@ use crate::store::{ClaimRequest, Store, StoreError};
 use crate::transition::{CLAIMABLE, Change, Finish};
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// The most operations one group commit takes.
 pub const MAX_BATCH: usize = 1000;
 
@@ -123,25 +123,13 @@ impl Store for PostgresStore {
         self.on_claim(claim, ClaimChangeKind::Extend(until)).await
     }
 
-    async fn ack(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
-        self.on_claim(claim, ClaimChangeKind::Finish(Finish::Ack, attempt))
-            .await
-    }
-
-    async fn retry_at(
+    async fn finish(
         &self,
         claim: ClaimToken,
-        at: UnixMs,
+        how: Finish,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        // The batch that records it wakes this process's dispatcher.
-        let how = Finish::RetryAt(at);
-        self.on_claim(claim, ClaimChangeKind::Finish(how, attempt))
-            .await
-    }
-
-    async fn dead_letter(&self, claim: ClaimToken, attempt: Attempt) -> Result<(), StoreError> {
-        let how = Finish::DeadLetter;
+        // A retry's batch wakes this process's dispatcher.
         self.on_claim(claim, ClaimChangeKind::Finish(how, attempt))
             .await
     }
@@ -288,7 +276,7 @@ impl Store for PostgresStore {
                        AND ($3::text IS NULL OR action = $3)
                        AND ($4::bigint IS NULL OR received_at >= $4)
                        AND ($5::bigint IS NULL OR received_at < $5)
-                       AND ($6::text IS NULL OR body LIKE $6 OR canonical LIKE $6)
+                       AND ($6::text IS NULL OR canonical LIKE $6 OR body LIKE convert_to($6::text, 'UTF8'))
                        AND ($8::bigint IS NULL OR id > $8)
                      ORDER BY id DESC LIMIT $7",
                     self.inner.names.events

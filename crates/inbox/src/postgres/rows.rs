@@ -56,7 +56,7 @@ pub(super) fn event_of(row: &tokio_postgres::Row) -> StoredEvent {
         dedup_key: row.get(1),
         action: row.get(2),
         canonical: row.get(3),
-        body: row.get(4),
+        body: bytes::Bytes::from(row.get::<_, Vec<u8>>(4)),
         content_type: row.get(5),
         received_at: row.get::<_, i64>(6) as u64,
         state: StateCode::state(row.get(7)),

@@ -57,10 +57,11 @@ impl Names {
             prefix,
             ..
         } = self;
-        vec![(
-            1,
-            format!(
-                "CREATE TABLE {events} (
+        vec![
+            (
+                1,
+                format!(
+                    "CREATE TABLE {events} (
                    id BIGSERIAL PRIMARY KEY,
                    dedup_key TEXT NOT NULL,
                    action TEXT NOT NULL,
@@ -96,8 +97,17 @@ impl Names {
                    value BIGINT NOT NULL,
                    PRIMARY KEY (name, shard)
                  );",
+                ),
             ),
-        )]
+            // The body exactly as received: bytes, which may hold what text cannot
+            // (a NUL made every put of its batch fail under schema 1).
+            (
+                2,
+                format!(
+                    "ALTER TABLE {events} ALTER COLUMN body TYPE BYTEA USING convert_to(body, 'UTF8');"
+                ),
+            ),
+        ]
     }
 }
 

@@ -256,6 +256,18 @@ fn the_history_keeps_the_newest_attempts() {
     assert_eq!(history.len(), MAX_KEPT_ATTEMPTS);
     assert_eq!(history[0].number, 8);
     assert_eq!(history.last().unwrap().number, MAX_KEPT_ATTEMPTS as u32 + 7);
+
+    // The same cap for a history kept as numbered rows: recording every sequence
+    // number and dropping what `forgotten_by` names keeps the same newest ones.
+    let mut rows = std::collections::BTreeSet::new();
+    for sequence in 0..(MAX_KEPT_ATTEMPTS as u32 + 7) {
+        rows.insert(sequence);
+        if let Some(forgotten) = forgotten_by(sequence) {
+            assert!(rows.remove(&forgotten), "{forgotten} was never kept");
+        }
+    }
+    assert_eq!(rows.len(), MAX_KEPT_ATTEMPTS);
+    assert_eq!(rows.first(), Some(&7));
 }
 
 fn any_state() -> impl Strategy<Value = State> {

@@ -38,6 +38,36 @@ impl BodyFormat {
         }
     }
 
+    /// How [`super::Event::parse`] reads `body` sent with `content_type`: the form
+    /// or JSON content types by name; with none or another one, JSON if the body
+    /// looks like a JSON object, else form data.
+    ///
+    /// ```
+    /// use thulium::event::BodyFormat;
+    /// assert_eq!(BodyFormat::detect(br#" {"action":"X"}"#, None), BodyFormat::Json);
+    /// assert_eq!(BodyFormat::detect(b"action=X", None), BodyFormat::Form);
+    /// assert_eq!(BodyFormat::detect(b"{}", Some("application/x-www-form-urlencoded")), BodyFormat::Form);
+    /// ```
+    pub fn detect(body: &[u8], content_type: Option<&str>) -> Self {
+        let essence = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(str::trim);
+        match essence {
+            Some(ct) if ct.eq_ignore_ascii_case("application/x-www-form-urlencoded") => {
+                BodyFormat::Form
+            }
+            Some(ct)
+                if ct.eq_ignore_ascii_case("application/json")
+                    || ct.eq_ignore_ascii_case("text/json")
+                    || ct.to_ascii_lowercase().ends_with("+json") =>
+            {
+                BodyFormat::Json
+            }
+            _ if body.trim_ascii_start().starts_with(b"{") => BodyFormat::Json,
+            _ => BodyFormat::Form,
+        }
+    }
+
     /// The `Content-Type` of a body in this encoding.
     pub fn content_type(self) -> &'static str {
         match self {
@@ -123,25 +153,7 @@ pub(super) fn fields<'a>(
     body: &'a [u8],
     content_type: Option<&str>,
 ) -> Result<(Action, Fields<'a>), ParseError> {
-    let essence = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(str::trim);
-    let format = match essence {
-        Some(ct) if ct.eq_ignore_ascii_case("application/x-www-form-urlencoded") => {
-            BodyFormat::Form
-        }
-        Some(ct)
-            if ct.eq_ignore_ascii_case("application/json")
-                || ct.eq_ignore_ascii_case("text/json")
-                || ct.to_ascii_lowercase().ends_with("+json") =>
-        {
-            BodyFormat::Json
-        }
-        // No or an unexpected content type: JSON if it looks like a JSON object.
-        _ if body.trim_ascii_start().starts_with(b"{") => BodyFormat::Json,
-        _ => BodyFormat::Form,
-    };
-    let values = match format {
+    let values = match BodyFormat::detect(body, content_type) {
         BodyFormat::Form => decode_form(body)?,
         BodyFormat::Json => decode_json(body)?,
     };
