@@ -11,7 +11,9 @@
 //!    through two receivers, each with its own pool and writer, beside the embedded
 //!    store; claim and ack with three dispatchers.
 //!
-//! Flags after `--`: `--quick` (small counts), `--no-write` (print only).
+//! Flags after `--`: `--quick` (small counts), `--no-write` (print only),
+//! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres; implies
+//! `--no-write`, since the file holds one whole run).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -37,7 +39,18 @@ const AUTH: &str = "Basic dGh1bGl1bTpiZW5jaC1wYXNzd29yZA=="; // thulium:bench-pa
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let write = !args.iter().any(|a| a == "--no-write");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|at| args.get(at + 1))
+        .cloned();
+    let runs = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    if let Some(at) = args.iter().position(|a| a == "--profile-dispatch") {
+        let dispatch = args.get(at + 1).is_some_and(|m| m == "dispatch");
+        profile_dispatch(dispatch);
+        return;
+    }
+    let write = !args.iter().any(|a| a == "--no-write") && only.is_none();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -54,11 +67,21 @@ fn main() {
         dir.path().display(),
         if quick { " -- --quick" } else { "" }
     );
-    runtime.block_on(ingest_section(&mut out, dir.path(), quick));
-    runtime.block_on(dispatch_section(&mut out, dir.path(), quick));
-    runtime.block_on(reopen_section(&mut out, dir.path(), quick));
-    runtime.block_on(console_section(&mut out, dir.path(), quick));
-    runtime.block_on(postgres_section(&mut out, dir.path(), quick));
+    if runs("ingest") {
+        runtime.block_on(ingest_section(&mut out, dir.path(), quick));
+    }
+    if runs("dispatch") {
+        runtime.block_on(dispatch_section(&mut out, dir.path(), quick));
+    }
+    if runs("reopen") {
+        runtime.block_on(reopen_section(&mut out, dir.path(), quick));
+    }
+    if runs("console") {
+        runtime.block_on(console_section(&mut out, dir.path(), quick));
+    }
+    if runs("postgres") {
+        runtime.block_on(postgres_section(&mut out, dir.path(), quick));
+    }
     let _ = writeln!(
         out,
         "\nWhole run: {:.0} s.",
@@ -326,6 +349,47 @@ async fn ingest_section(out: &mut String, dir: &Path, quick: bool) {
 }
 
 // ---- 2. dispatch ----
+
+/// For callgrind: `BENCH_PROFILE_EVENTS` events put into a fresh store, then, with
+/// `--profile-dispatch dispatch`, claimed, handed to a no-op handler and acked by a
+/// dispatcher at the default settings. Instructions per dispatched event are
+/// `(dispatch - fill) / events` (see BENCHMARKS.md).
+fn profile_dispatch(dispatch: bool) {
+    let count: u64 = std::env::var("BENCH_PROFILE_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    runtime.block_on(async {
+        let store = EmbeddedStore::open(dir.path().join("profile.redb")).expect("the inbox");
+        fill(&store, 0, count).await;
+        if !dispatch {
+            return;
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(
+            Dispatcher::new(store.clone(), DispatchConfig::default()).run(
+                |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
+                    std::hint::black_box(event);
+                    Ok::<_, std::convert::Infallible>(())
+                },
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+        );
+        while store.stats().await.expect("stats").done < count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = stop.send(());
+        task.await.expect("the dispatcher");
+    });
+}
 
 async fn fill(store: &EmbeddedStore, from: u64, count: u64) {
     let mut tasks = Vec::new();

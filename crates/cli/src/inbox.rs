@@ -77,7 +77,7 @@ async fn run_on<S: Store + Clone>(
         InboxCommand::Stats { .. } => {
             let stats = store.stats().await?;
             match format {
-                Output::Json => output::print(stats_json(&stats)),
+                Output::Json => output::print(stats.to_json(now_ms())),
                 Output::Table => output::print(stats_table(&stats)),
             }
         }
@@ -204,19 +204,6 @@ fn time(at: UnixMs) -> String {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-fn stats_json(stats: &Stats) -> Value {
-    json!({
-        "pending": stats.pending,
-        "in_flight": stats.in_flight,
-        "done": stats.done,
-        "dead": stats.dead,
-        "received": stats.received,
-        "duplicates": stats.duplicates,
-        "conflicts": stats.conflicts,
-        "oldest_open_age_seconds": stats.oldest_open_age(now_ms()).map(|a| a.as_secs()),
-    })
 }
 
 fn stats_table(stats: &Stats) -> String {

@@ -78,6 +78,9 @@ pub fn cases<S: Store + Clone>() -> Vec<Case<S>> {
         ("history_keeps_the_newest_attempts", |s| {
             Box::pin(history_keeps_the_newest_attempts(s))
         }),
+        ("a_claim_given_back_counts_nothing", |s| {
+            Box::pin(a_claim_given_back_counts_nothing(s))
+        }),
         ("hostile_bytes_fail_no_neighbour", |s| {
             Box::pin(hostile_bytes_fail_no_neighbour(s))
         }),
@@ -467,6 +470,31 @@ pub async fn history_keeps_the_newest_attempts<S: Store>(store: S) {
         (attempts, &Outcome::SetAside("poison".into()))
     );
     assert_eq!(event.last_error.as_deref(), Some("poison"));
+}
+
+/// A claim given back unstarted leaves the event pending, due at once, with the
+/// attempt count it had; only the current claim's holder can give it back.
+pub async fn a_claim_given_back_counts_nothing<S: Store>(store: S) {
+    let id = store.put(ticket(1, 0)).await.unwrap().id();
+    let first = store.claim(ClaimRequest::now(1, HOUR)).await.unwrap();
+    assert_eq!(first[0].event.attempts, 1);
+    store.give_back(first[0].claim).await.unwrap();
+    let back = store.get(id).await.unwrap().unwrap();
+    assert_eq!((back.state, back.attempts), (State::Pending, 0));
+    assert!(back.history.is_empty(), "nothing ran, nothing is recorded");
+    assert!(matches!(
+        store.give_back(first[0].claim).await,
+        Err(StoreError::StaleClaim(_))
+    ));
+    let again = store.claim(ClaimRequest::now(1, HOUR)).await.unwrap();
+    assert_eq!(again.len(), 1, "given back, it is due at once");
+    assert_eq!(again[0].event.attempts, 1);
+    assert!(matches!(
+        store
+            .ack(first[0].claim, attempt(1, Outcome::Delivered))
+            .await,
+        Err(StoreError::StaleClaim(_))
+    ));
 }
 
 /// A body keeps every byte it arrived with (a NUL, bytes that are not UTF-8); an

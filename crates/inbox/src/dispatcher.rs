@@ -1,16 +1,20 @@
 //! [`Dispatcher`]: hands stored events to the application's [`Handler`].
 //!
-//! Workers claim due events under a lease, at most `concurrency` at a time, and run
-//! the handler with a per-attempt timeout. `Ok` acks the event. An `Err`, a panic or a
+//! The dispatcher claims due events under a lease, in batches of up to `prefetch`
+//! beyond its free handlers, and runs the handler on at most `concurrency` at a time,
+//! each with a per-attempt timeout; outcomes are written after a handler's slot is
+//! free, so many share one commit. `Ok` acks the event. An `Err`, a panic or a
 //! timeout schedules a retry after a jittered, exponentially growing delay
 //! ([`RetrySchedule`]); after the last attempt the event is dead-lettered, from where
 //! a replay brings it back. The lease is longer than the handler timeout and is
 //! extended while the handler runs, so no other worker takes the event meanwhile; a
 //! worker that lost its claim (its lease ran out) cannot ack it, the store refuses.
 //!
-//! On shutdown the dispatcher stops claiming, lets running handlers finish within a
-//! grace period, and leaves everything else pending for the next start.
+//! On shutdown the dispatcher stops claiming, gives back the events it claimed but
+//! did not start, lets running handlers finish within a grace period, and leaves
+//! everything else pending for the next start.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use thulium::event::Event;
+use thulium::retry::{Backoff, Jitter};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -37,8 +42,8 @@ pub struct Delivery {
     pub first_received_at: UnixMs,
     /// The event's dedup key.
     pub dedup_key: String,
-    /// The body as Thulium sent it.
-    pub body: String,
+    /// The body as Thulium sent it, byte for byte.
+    pub body: bytes::Bytes,
     /// The content type Thulium sent it with.
     pub content_type: Option<String>,
 }
@@ -112,16 +117,12 @@ impl RetrySchedule {
         }
     }
 
-    /// The wait after failed attempt number `attempt` (1 for the first).
+    /// The wait after failed attempt number `attempt` (1 for the first): the
+    /// workspace's one [`Backoff`], spread by [`Self::jitter`].
     pub fn delay(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(40);
-        let nominal = self
-            .initial
-            .saturating_mul(1u32 << doublings.min(31))
-            .min(self.max);
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = 1.0 - jitter + 2.0 * jitter * fastrand::f64();
-        nominal.mul_f64(factor).min(self.max)
+        Backoff::new(self.initial, self.max)
+            .jitter(Jitter::Proportional(self.jitter))
+            .delay(attempt)
     }
 }
 
@@ -137,6 +138,13 @@ pub struct DispatchConfig {
     /// timeout). It is extended every third of itself while the handler runs; after a
     /// crash, the events a worker held wait this long before another claims them.
     pub lease: Duration,
+    /// Events claimed ahead of the running handlers (default 512), so that one
+    /// commit claims many: with fast handlers each claim and each batch of outcomes
+    /// costs a sync, and 16 handlers alone would take 16 events per sync. An event
+    /// that waited here a third of its lease has its lease renewed before it runs;
+    /// at shutdown every event not started is given back, due at once. With several
+    /// hosts on one PostgreSQL inbox, a smaller value spreads events more evenly.
+    pub prefetch: usize,
     /// When failed attempts are repeated.
     pub schedule: RetrySchedule,
     /// How often to look for due events when the store gives no signal (default 250 ms).
@@ -151,6 +159,7 @@ impl Default for DispatchConfig {
             concurrency: 16,
             handler_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(90),
+            prefetch: 512,
             schedule: RetrySchedule::default(),
             poll_interval: Duration::from_millis(250),
             shutdown_grace: Duration::from_secs(10),
@@ -177,6 +186,12 @@ impl DispatchConfig {
     /// Sets [`Self::lease`].
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Sets [`Self::prefetch`] (0: claim only for free handlers).
+    pub fn prefetch(mut self, events: usize) -> Self {
+        self.prefetch = events;
         self
     }
 
@@ -218,79 +233,107 @@ impl<S: Store + Clone> Dispatcher<S> {
     pub async fn run<H: Handler>(self, handler: H, shutdown: impl Future<Output = ()> + Send) {
         let handler = Arc::new(handler);
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED));
         let signal = self.store.work_signal();
         let mut running = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        // Claimed events not yet started, oldest claim first, with when they came.
+        let mut ready: VecDeque<(Claimed, Instant)> = VecDeque::new();
         loop {
             while running.try_join_next().is_some() {}
             // Wait for a free slot (or the end).
-            let first = tokio::select! {
+            let slot = tokio::select! {
                 permit = Arc::clone(&slots).acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
                 () = &mut shutdown => break,
             };
-            // Acks free slots in bursts (one group commit answers many): let the
-            // burst land before claiming, so that one claim takes many events.
-            if slots.available_permits() + 1 < self.config.concurrency / 2 {
-                for _ in 0..4 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            let free = slots.available_permits() + 1;
-            // Register interest before claiming, so a put between the claim and the
-            // wait still wakes us.
-            let notified = signal.as_ref().map(Arc::clone);
-            let mut wake = notified.as_ref().map(|s| Box::pin(s.notified()));
-            if let Some(wake) = wake.as_mut() {
-                wake.as_mut().enable();
-            }
-            let claimed = match self
-                .store
-                .claim(ClaimRequest::now(free, self.config.lease))
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::error!(%error, "cannot claim events; trying again");
-                    drop(first);
-                    tokio::select! {
-                        () = tokio::time::sleep(self.config.poll_interval.max(Duration::from_millis(100))) => {}
-                        () = &mut shutdown => break,
+            if ready.is_empty() {
+                // Acks free slots in bursts (one group commit answers many): let the
+                // burst land before claiming, so that one claim takes many events.
+                if slots.available_permits() + 1 < self.config.concurrency / 2 {
+                    for _ in 0..4 {
+                        tokio::task::yield_now().await;
                     }
-                    continue;
                 }
+                let want = slots.available_permits() + 1 + self.config.prefetch;
+                // Register interest before claiming, so a put between the claim and
+                // the wait still wakes us.
+                let notified = signal.as_ref().map(Arc::clone);
+                let mut wake = notified.as_ref().map(|s| Box::pin(s.notified()));
+                if let Some(wake) = wake.as_mut() {
+                    wake.as_mut().enable();
+                }
+                match self
+                    .store
+                    .claim(ClaimRequest::now(want, self.config.lease))
+                    .await
+                {
+                    Ok(claimed) if claimed.is_empty() => {
+                        drop(slot);
+                        let poll = tokio::time::sleep(self.config.poll_interval);
+                        tokio::select! {
+                            () = poll => {}
+                            () = async { match wake { Some(w) => w.await, None => std::future::pending().await } } => {}
+                            () = &mut shutdown => break,
+                        }
+                        continue;
+                    }
+                    Ok(claimed) => {
+                        let now = Instant::now();
+                        ready.extend(claimed.into_iter().map(|c| (c, now)));
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot claim events; trying again");
+                        drop(slot);
+                        tokio::select! {
+                            () = tokio::time::sleep(self.config.poll_interval.max(Duration::from_millis(100))) => {}
+                            () = &mut shutdown => break,
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some((claim, since)) = ready.pop_front() else {
+                continue;
             };
-            if claimed.is_empty() {
-                drop(first);
-                let poll = tokio::time::sleep(self.config.poll_interval);
-                tokio::select! {
-                    () = poll => {}
-                    () = async { match wake { Some(w) => w.await, None => std::future::pending().await } } => {}
-                    () = &mut shutdown => break,
-                }
+            if since.elapsed() > self.config.lease / 3 && !self.renew(&claim).await {
                 continue;
             }
-            let mut permit = Some(first);
-            for claim in claimed {
-                let permit = match permit.take() {
-                    Some(permit) => permit,
-                    None => match Arc::clone(&slots).acquire_owned().await {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                };
-                let (store, handler, config) = (
-                    self.store.clone(),
-                    Arc::clone(&handler),
-                    self.config.clone(),
-                );
-                running.spawn(async move {
-                    attempt(&store, &*handler, &config, claim).await;
-                    drop(permit);
-                });
-            }
+            // The outcome is written after the handler's slot is given back, so the
+            // next events run while it commits (and many outcomes share a commit); at
+            // most MAX_UNRECORDED wait to be written at once.
+            let recording = match Arc::clone(&unrecorded).acquire_owned().await {
+                Ok(recording) => recording,
+                Err(_) => break,
+            };
+            let (store, handler, config) = (
+                self.store.clone(),
+                Arc::clone(&handler),
+                self.config.clone(),
+            );
+            running.spawn(async move {
+                attempt(&store, &*handler, &config, claim, slot).await;
+                drop(recording);
+            });
+        }
+        // Events claimed ahead and never started go back, due at once, so that
+        // another worker need not wait for their leases to run out.
+        let unstarted = ready.len();
+        let given_back = futures_util::future::join_all(
+            ready
+                .drain(..)
+                .map(|(claimed, _)| self.store.give_back(claimed.claim)),
+        )
+        .await;
+        let kept = given_back.iter().filter(|r| r.is_err()).count();
+        if kept > 0 {
+            tracing::warn!(
+                kept,
+                unstarted,
+                "cannot give back every event claimed ahead; they are handed over once their leases run out"
+            );
         }
         // Stop claiming; let running handlers finish within the grace period. Those
         // cut off keep their claims, which run out (or are released at the next start).
@@ -306,6 +349,22 @@ impl<S: Store + Clone> Dispatcher<S> {
                 "handlers still running after the shutdown grace period; their events stay in the inbox"
             );
             running.abort_all();
+        }
+    }
+}
+
+impl<S: Store> Dispatcher<S> {
+    /// Renews the lease of an event that waited long after its claim; `false` if the
+    /// claim is no longer this worker's (another took the event meanwhile).
+    async fn renew(&self, claimed: &Claimed) -> bool {
+        match self.store.extend(claimed.claim, self.config.lease).await {
+            Ok(()) => true,
+            Err(StoreError::StaleClaim(_) | StoreError::NotFound(_)) => false,
+            // The store is down: run it; the heartbeat tries again while it runs.
+            Err(error) => {
+                tracing::warn!(id = %claimed.claim.id, %error, "cannot renew a claim before running it");
+                true
+            }
         }
     }
 }
@@ -331,12 +390,18 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Runs the handler once for a claimed event and records the outcome.
+/// The most outcomes whose handlers have ended and that wait to be written: a bound
+/// on what a slow store lets pile up (each is a few hundred bytes).
+const MAX_UNRECORDED: usize = 4096;
+
+/// Runs the handler once for a claimed event, gives back its handler slot, and
+/// records the outcome.
 async fn attempt<S: Store, H: Handler>(
     store: &S,
     handler: &H,
     config: &DispatchConfig,
     claimed: Claimed,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let Claimed {
         claim: token,
@@ -369,6 +434,7 @@ async fn attempt<S: Store, H: Handler>(
         }
     };
     let elapsed = clock.elapsed();
+    drop(slot);
     metrics::histogram!("thulium_inbox_handler_duration_seconds").record(elapsed.as_secs_f64());
     let record = |outcome| Attempt {
         number,

@@ -129,7 +129,98 @@ impl Handler for Forwarder {
         }
         let text = response.text().await.unwrap_or_default();
         let text = self.redactor.redact(&text);
-        let excerpt: String = text.chars().take(200).collect();
+        let excerpt = thulium::text::shorten(text.trim(), 200);
+        if excerpt.is_empty() {
+            return Err(format!("{} answered HTTP {status}", self.url).into());
+        }
         Err(format!("{} answered HTTP {status}: {excerpt}", self.url).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::model::EventId;
+
+    /// What the application was handed: content type and body of each forward.
+    type Seen = Arc<Mutex<Vec<(Option<String>, bytes::Bytes)>>>;
+
+    async fn application(seen: Seen) -> String {
+        let app = axum::Router::new().route(
+            "/app",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: bytes::Bytes| async move {
+                    let content_type = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    seen.lock().unwrap().push((content_type, body));
+                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "")
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/app")
+    }
+
+    fn delivery(body: &'static [u8], content_type: Option<&str>) -> Delivery {
+        Delivery {
+            id: EventId(1),
+            attempt: 1,
+            first_received_at: 0,
+            dedup_key: "k".into(),
+            body: bytes::Bytes::from_static(body),
+            content_type: content_type.map(str::to_owned),
+        }
+    }
+
+    /// As received means the bytes as received; a body that came without a content
+    /// type goes on labelled as what the parser read it as (JSON was labelled a form).
+    #[tokio::test]
+    async fn as_received_keeps_the_bytes_and_labels_what_was_detected() {
+        thulium::tls::install_default_provider();
+        let seen = Seen::default();
+        let url = application(Arc::clone(&seen)).await;
+        let forwarder = Forwarder::new(
+            &url,
+            None,
+            ForwardFormat::AsReceived,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let json = br#"{"action":"CALL_ANSWERED","connection_id":"1.2"}"#;
+        let form = b"action=CALL_ANSWERED&connection_id=1.2&note=a\x00b";
+        let event = Event::parse(json, None).unwrap();
+        for (body, content_type) in [
+            (&json[..], None),
+            (&form[..], None),
+            (&json[..], Some("text/plain")),
+        ] {
+            let error = forwarder
+                .handle(event.clone(), delivery(body, content_type))
+                .await
+                .unwrap_err()
+                .to_string();
+            // An empty answer leaves no dangling ": " in the error.
+            assert!(
+                error.ends_with("answered HTTP 500 Internal Server Error"),
+                "{error}"
+            );
+        }
+        let seen = seen.lock().unwrap().clone();
+        let labels: Vec<_> = seen.iter().map(|(ct, _)| ct.as_deref()).collect();
+        assert_eq!(
+            labels,
+            [
+                Some("application/json"),
+                Some("application/x-www-form-urlencoded"),
+                Some("text/plain")
+            ]
+        );
+        assert_eq!(&seen[1].1[..], &form[..], "every byte as received");
     }
 }

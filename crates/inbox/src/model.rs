@@ -448,6 +448,30 @@ impl Stats {
         self.oldest_open_received_at
             .map(|at| Duration::from_millis(now.saturating_sub(at)))
     }
+
+    /// The counts as JSON, with the oldest open event's age in seconds at `now`:
+    /// the one shape `thulium inbox stats --output json` and the console's
+    /// `/api/stats` share.
+    ///
+    /// ```
+    /// let stats = thulium_inbox::Stats { pending: 2, in_flight: 1, ..Default::default() };
+    /// let json = stats.to_json(0);
+    /// assert_eq!((json["pending"].as_u64(), json["open"].as_u64()), (Some(2), Some(3)));
+    /// assert!(json["oldest_open_age_seconds"].is_null());
+    /// ```
+    pub fn to_json(&self, now: UnixMs) -> serde_json::Value {
+        serde_json::json!({
+            "pending": self.pending,
+            "in_flight": self.in_flight,
+            "done": self.done,
+            "dead": self.dead,
+            "open": self.open(),
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "oldest_open_age_seconds": self.oldest_open_age(now).map(|a| a.as_secs()),
+        })
+    }
 }
 
 /// Which events a replay brings back to pending.

@@ -140,6 +140,11 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Gives a claimed event back unstarted: pending and due at once, its attempt
+    /// count as before the claim (a dispatcher that claimed ahead of its handlers
+    /// hands back what it will not run before it stops).
+    fn give_back(&self, claim: ClaimToken) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records how the claim's attempt ended (`how`) with `attempt` in the event's
     /// history: done, pending again at a time, or dead. [`Self::ack`],
     /// [`Self::retry_at`] and [`Self::dead_letter`] say the same in one word each.

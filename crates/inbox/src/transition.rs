@@ -99,6 +99,9 @@ pub(crate) enum Change<'a> {
     ReplayFinished { now: UnixMs },
     /// The only process that dispatches frees claims a dead process left.
     Release { now: UnixMs },
+    /// The worker holding `token` gives the event back unstarted (a dispatcher that
+    /// claimed ahead and is stopping): pending and due at once, as if never claimed.
+    GiveBack { token: u64, now: UnixMs },
 }
 
 /// What a change makes of an event.
@@ -248,6 +251,19 @@ pub(crate) fn decide(before: Option<Lifecycle>, change: &Change<'_>) -> Result<D
         Change::ReplayFinished { now } => {
             selected(before, &REPLAY_FINISHED_FROM)?;
             Ok(Decision::to(replayed(now)))
+        }
+        Change::GiveBack { token, now } => {
+            if !held_by(token) {
+                return Err(Refusal::StaleClaim);
+            }
+            Ok(Decision::to(Lifecycle {
+                state: State::Pending,
+                // The claim counted an attempt that never ran.
+                attempts: before.attempts.saturating_sub(1),
+                due_at: now,
+                claim_token: None,
+                ..before
+            }))
         }
         Change::Release { now } => {
             selected(before, &RELEASE_FROM)?;

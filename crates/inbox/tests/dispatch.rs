@@ -276,9 +276,23 @@ async fn shutdown_lets_running_handlers_finish_and_leaves_the_rest_pending() {
         .expect("shutdown hung")
         .unwrap();
     let stats = store.stats().await.unwrap();
+    // Every event was claimed ahead (the default prefetch); those not started were
+    // given back as if never claimed.
     assert_eq!(stats.in_flight, 0, "{stats:?}");
     assert!(stats.done >= 1 && stats.done <= 4, "{stats:?}");
     assert_eq!(stats.pending + stats.done, 20);
+    let waiting = store
+        .list(thulium_inbox::Filter {
+            state: Some(State::Pending),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        waiting
+            .iter()
+            .all(|e| e.attempts == 0 && e.history.is_empty())
+    );
 }
 
 async fn post(url: &str, body: &[u8], auth: bool) -> (u16, Option<String>) {

@@ -278,7 +278,9 @@ async fn deliver(
     log: Arc<DeliveryLog>,
 ) {
     let attempts = policy.max_attempts.max(1);
-    let mut backoff = policy.initial_backoff;
+    // Doubling without a ceiling (the attempts are few) and without jitter: a test
+    // that waits for the fake's retries can count on their timing.
+    let backoff = thulium::retry::Backoff::new(policy.initial_backoff, Duration::MAX);
     for attempt in 1..=attempts {
         let mut request = http
             .post(&subscription.subscription_url)
@@ -316,8 +318,7 @@ async fn deliver(
         if delivered || last {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = backoff.saturating_mul(2);
+        tokio::time::sleep(backoff.delay(attempt)).await;
     }
 }
 

@@ -1,4 +1,6 @@
-//! [`RetryPolicy`]: when a failed attempt is tried again, and after how long.
+//! [`RetryPolicy`]: when a failed attempt is tried again, and after how long; and
+//! [`Backoff`], the one doubling wait every retrying part of the workspace uses (this
+//! client, the inbox's dispatcher, the fake Thulium's deliveries).
 //!
 //! The rule that keeps retries from duplicating data: a request that may have reached
 //! the server is retried only when repeating it is harmless (`GET`). `POST` (creating
@@ -8,6 +10,77 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// The wait before trying again after failures: `initial` after the first, doubling
+/// after each further one, never more than `max`, spread by [`Jitter`].
+///
+/// ```
+/// use std::time::Duration;
+/// use thulium::retry::{Backoff, Jitter};
+///
+/// let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+/// let waits: Vec<u64> = (1..=5).map(|f| backoff.delay(f).as_secs()).collect();
+/// assert_eq!(waits, [1, 2, 4, 5, 5]);
+/// let spread = backoff.jitter(Jitter::Equal).delay(3);
+/// assert!(spread >= Duration::from_secs(2) && spread <= Duration::from_secs(4));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    /// The wait after the first failure.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// How waits are spread.
+    pub jitter: Jitter,
+}
+
+/// How a [`Backoff`] spreads its waits, so that what failed together is not all tried
+/// again at the same moment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// Exactly the nominal wait.
+    None,
+    /// Half the nominal wait fixed, half random: never zero, at most the nominal.
+    Equal,
+    /// Drawn from ± this fraction (0 to 1) around the nominal wait, never above `max`.
+    Proportional(f64),
+}
+
+impl Backoff {
+    /// `initial` doubling up to `max`, without jitter.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            jitter: Jitter::None,
+        }
+    }
+
+    /// The same, spread by `jitter`.
+    pub fn jitter(self, jitter: Jitter) -> Self {
+        Self { jitter, ..self }
+    }
+
+    /// The wait after `failures` failed attempts in a row (1 for the first).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        let nominal = self.initial.saturating_mul(1u32 << doublings).min(self.max);
+        match self.jitter {
+            Jitter::None => nominal,
+            Jitter::Equal => {
+                let half = nominal / 2;
+                let spread = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+                half + Duration::from_nanos(fastrand::u64(0..=spread))
+            }
+            Jitter::Proportional(fraction) => {
+                let fraction = fraction.clamp(0.0, 1.0);
+                let factor = 1.0 - fraction + 2.0 * fraction * fastrand::f64();
+                nominal.mul_f64(factor).min(self.max)
+            }
+        }
+    }
+}
 
 /// How often, and how patiently, the client retries a failed attempt.
 ///
@@ -81,14 +154,9 @@ impl RetryPolicy {
     /// capped, with "equal jitter" (half fixed, half random) so that clients that failed
     /// together do not retry together, yet never wait zero.
     pub(crate) fn backoff(&self, next_attempt: u32) -> Duration {
-        let doublings = next_attempt.saturating_sub(2).min(31);
-        let ceiling = self
-            .initial_backoff
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff);
-        let half = ceiling / 2;
-        let jitter_nanos = fastrand::u64(0..=half.as_nanos().min(u64::MAX as u128) as u64);
-        half + Duration::from_nanos(jitter_nanos)
+        Backoff::new(self.initial_backoff, self.max_backoff)
+            .jitter(Jitter::Equal)
+            .delay(next_attempt.saturating_sub(1))
     }
 
     /// The wait a `Retry-After` header asks for, if it asks for one we accept.

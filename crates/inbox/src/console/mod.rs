@@ -706,15 +706,15 @@ async fn replay_dead<S: Store>(
     }
 }
 
+/// [`Stats::to_json`], with the oldest open event's age as the page shows it.
 fn stats_json(stats: &Stats) -> serde_json::Value {
-    json!({
-        "pending": stats.pending,
-        "in_flight": stats.in_flight,
-        "done": stats.done,
-        "dead": stats.dead,
-        "open": stats.open(),
-        "oldest": stats.oldest_open_age(now_ms()).map_or_else(|| "none waiting".to_string(), html::duration),
-    })
+    let now = now_ms();
+    let mut json = stats.to_json(now);
+    json["oldest"] = stats
+        .oldest_open_age(now)
+        .map_or_else(|| "none waiting".to_string(), html::duration)
+        .into();
+    json
 }
 
 async fn api_stats<S: Store>(AxumState(console): AxumState<Arc<Console<S>>>) -> Response {

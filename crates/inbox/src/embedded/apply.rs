@@ -43,6 +43,15 @@ pub(super) fn apply(t: &mut Tables<'_>, op: Op) -> Applied {
             let changed = change_one(t, claim.id, &change);
             settle(job, changed.map(|c| (c.map(drop), false)))
         }
+        Op::GiveBack(job) => {
+            let claim = job.input;
+            let change = Change::GiveBack {
+                token: claim.token,
+                now: now_ms(),
+            };
+            let changed = change_one(t, claim.id, &change);
+            settle(job, changed.map(|c| (c.map(drop), true)))
+        }
         Op::Finish(job) => {
             let (claim, how, attempt) = &job.input;
             let change = Change::Finish {

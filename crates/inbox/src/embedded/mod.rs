@@ -228,6 +228,10 @@ impl Store for EmbeddedStore {
         self.send(Op::Extend, (claim, lease)).await
     }
 
+    async fn give_back(&self, claim: ClaimToken) -> Result<(), StoreError> {
+        self.send(Op::GiveBack, claim).await
+    }
+
     async fn finish(
         &self,
         claim: ClaimToken,

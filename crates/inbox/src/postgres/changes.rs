@@ -31,6 +31,8 @@ pub(super) enum ClaimChangeKind {
     Extend(UnixMs),
     /// The attempt ended.
     Finish(Finish, Attempt),
+    /// Given back unstarted.
+    GiveBack,
 }
 
 impl ClaimChange {
@@ -46,12 +48,19 @@ impl ClaimChange {
                 attempt,
                 now,
             },
+            ClaimChangeKind::GiveBack => Change::GiveBack {
+                token: self.claim.token,
+                now,
+            },
         }
     }
 
     /// Whether this change, if it applies, makes the event due (a retry).
     pub fn makes_due(&self) -> bool {
-        matches!(self.kind, ClaimChangeKind::Finish(Finish::RetryAt(_), _))
+        matches!(
+            self.kind,
+            ClaimChangeKind::Finish(Finish::RetryAt(_), _) | ClaimChangeKind::GiveBack
+        )
     }
 }
 

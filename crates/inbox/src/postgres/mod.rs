@@ -123,6 +123,10 @@ impl Store for PostgresStore {
         self.on_claim(claim, ClaimChangeKind::Extend(until)).await
     }
 
+    async fn give_back(&self, claim: ClaimToken) -> Result<(), StoreError> {
+        self.on_claim(claim, ClaimChangeKind::GiveBack).await
+    }
+
     async fn finish(
         &self,
         claim: ClaimToken,

@@ -33,7 +33,7 @@ fn event(state: State, due_at: UnixMs) -> Lifecycle {
 #[test]
 fn every_change_against_every_state() {
     let record = attempt();
-    let changes: [(&str, Change<'_>); 12] = [
+    let changes: [(&str, Change<'_>); 14] = [
         (
             "claim",
             Change::Claim {
@@ -103,6 +103,17 @@ fn every_change_against_every_state() {
         ("replay all dead", Change::ReplayAllDead { now: NOW }),
         ("replay finished", Change::ReplayFinished { now: NOW }),
         ("release", Change::Release { now: NOW }),
+        (
+            "give back",
+            Change::GiveBack {
+                token: TOKEN,
+                now: NOW,
+            },
+        ),
+        (
+            "give back (other token)",
+            Change::GiveBack { token: 1, now: NOW },
+        ),
     ];
     use Refusal::*;
     use State::*;
@@ -113,7 +124,7 @@ fn every_change_against_every_state() {
     let handed = WrongState(Done, "it was handed over already");
     let held = WrongState(InFlight, "a worker holds it now");
     // Rows: the changes above; columns: pending, in flight, done, dead (all due).
-    let expected: [[Result<State, Refusal>; 4]; 12] = [
+    let expected: [[Result<State, Refusal>; 4]; 14] = [
         [Ok(InFlight), Ok(InFlight), Err(Skip(Done)), Err(Skip(Dead))],
         [
             Err(StaleClaim),
@@ -151,6 +162,13 @@ fn every_change_against_every_state() {
             Err(Skip(Done)),
             Err(Skip(Dead)),
         ],
+        [
+            Err(StaleClaim),
+            Ok(Pending),
+            Err(StaleClaim),
+            Err(StaleClaim),
+        ],
+        [Err(StaleClaim); 4],
     ];
     for ((name, change), row) in changes.iter().zip(expected) {
         for (state, want) in State::ALL.into_iter().zip(row) {
@@ -163,6 +181,29 @@ fn every_change_against_every_state() {
             "{name} on a missing event"
         );
     }
+}
+
+#[test]
+fn a_claim_given_back_unstarted_counts_no_attempt() {
+    let claimed = decide(
+        Some(event(State::Pending, NOW)),
+        &Change::Claim {
+            token: 7,
+            now: NOW,
+            lease_until: NOW + 90,
+        },
+    )
+    .unwrap();
+    let back = decide(
+        Some(claimed.after),
+        &Change::GiveBack {
+            token: 7,
+            now: NOW + 1,
+        },
+    )
+    .unwrap();
+    assert_eq!(back.after, event(State::Pending, NOW + 1));
+    assert_eq!(back.record, None);
 }
 
 #[test]
@@ -275,7 +316,7 @@ fn any_state() -> impl Strategy<Value = State> {
 }
 
 fn any_change() -> impl Strategy<Value = (u8, u64, u64, bool)> {
-    (0u8..10, 0u64..200, 0u64..200, any::<bool>())
+    (0u8..11, 0u64..200, 0u64..200, any::<bool>())
 }
 
 /// Builds a change from generated numbers; `right_token` picks the event's own token.
@@ -326,6 +367,7 @@ fn change_of<'a>(
         6 => Change::ReplayOne { now },
         7 => Change::ReplayAllDead { now },
         8 => Change::ReplayFinished { now },
+        9 => Change::GiveBack { token, now },
         _ => Change::Release { now },
     }
 }
@@ -362,10 +404,14 @@ proptest! {
                         Change::ReplayOne { .. } | Change::ReplayAllDead { .. } | Change::ReplayFinished { .. } => {
                             prop_assert_eq!(after.attempts, 0);
                         }
+                        // A claim given back unstarted takes back its count.
+                        Change::GiveBack { .. } => {
+                            prop_assert_eq!(after.attempts, current.attempts.saturating_sub(1));
+                        }
                         _ => prop_assert_eq!(after.attempts, current.attempts),
                     }
                     // Only the holder of the current claim acts on an event in flight.
-                    if let Change::Extend { token, .. } | Change::Finish { token, .. } = change {
+                    if let Change::Extend { token, .. } | Change::Finish { token, .. } | Change::GiveBack { token, .. } = change {
                         prop_assert_eq!(current.claim_token, Some(token));
                     }
                     // Only the handler's attempts and set-asides are recorded.

@@ -356,11 +356,7 @@ impl<'de> Deserialize<'de> for RawValue<'de> {
     }
 }
 
-fn shorten(text: &str) -> String {
-    let mut chars = text.chars();
-    let mut short: String = chars.by_ref().take(40).collect();
-    if chars.next().is_some() {
-        short.push('…');
-    }
-    short
+/// A field name or value as an error quotes it: at most 41 characters.
+fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::shorten(text, 41)
 }
