@@ -4,6 +4,8 @@
 //! Every figure is reported beside a baseline measured in the same process and
 //! interleaved with it, so that a noisy shared machine moves both alike.
 
+pub mod baselines;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

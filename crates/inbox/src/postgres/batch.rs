@@ -118,6 +118,18 @@ impl Batched for ClaimChange {
     }
 }
 
+/// `sql` prepared once per connection and kept: the statements of a put batch are
+/// the same every time (the connection plans each execution anew; see `connect`).
+async fn cached(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    transaction
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| db_error("cannot prepare the statements that store events", e))
+}
+
 pub(super) async fn put_batch(
     inner: &Inner,
     events: &[&NewEvent],
@@ -139,7 +151,7 @@ pub(super) async fn put_batch(
     //    the batch the same identity may come twice: the first wins.
     let claimed = transaction
         .query(
-            &format!(
+            &cached(&transaction, &format!(
                 "INSERT INTO {dedup} (dedup_key, digest, event_id, received_at)
                  SELECT k, d, nextval(pg_get_serial_sequence('{events_raw}', 'id')), r
                  FROM (SELECT DISTINCT ON (k, d) k, d, r, o FROM unnest($1::text[], $2::text[], $3::bigint[])
@@ -149,7 +161,7 @@ pub(super) async fn put_batch(
                  RETURNING dedup_key, digest, event_id",
                 dedup = names.dedup,
                 events_raw = names.events.replace('"', "")
-            ),
+            )).await?,
             &[&keys, &digests, &received],
         )
         .await
@@ -169,10 +181,10 @@ pub(super) async fn put_batch(
     } else {
         transaction
         .query(
-            &format!(
+            &cached(&transaction, &format!(
                 "SELECT dedup_key, min(event_id) FROM {} WHERE dedup_key = ANY($1) GROUP BY dedup_key",
                 names.dedup
-            ),
+            )).await?,
             &[&keys],
         )
         .await
@@ -207,13 +219,13 @@ pub(super) async fn put_batch(
         let times: Vec<i64> = rows.iter().map(|r| i(events[r.0].received_at)).collect();
         transaction
             .execute(
-                &format!(
+            &cached(&transaction, &format!(
                     "INSERT INTO {} (id, dedup_key, action, canonical, body, content_type, received_at, state, due_at, conflict)
                      SELECT id, k, a, c, b, t, r, 0, r, x
                      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[], $8::bool[])
                        AS u(id, k, a, c, b, t, r, x)",
                     names.events
-                ),
+                )).await?,
                 &[&ids, &row_keys, &actions, &canonicals, &bodies, &content_types, &times, &conflicts],
             )
             .await
@@ -228,11 +240,11 @@ pub(super) async fn put_batch(
         let missing_digests: Vec<&str> = missing.iter().map(|p| digests[*p].as_str()).collect();
         let known: std::collections::HashMap<(String, String), i64> = transaction
             .query(
-                &format!(
+            &cached(&transaction, &format!(
                     "SELECT d.dedup_key, d.digest, d.event_id FROM {} d
                      JOIN unnest($1::text[], $2::text[]) AS u(k, g) ON d.dedup_key = u.k AND d.digest = u.g",
                     names.dedup
-                ),
+                )).await?,
                 &[&missing_keys, &missing_digests],
             )
             .await
@@ -280,13 +292,13 @@ pub(super) async fn put_batch(
     ];
     transaction
         .execute(
-            &format!(
+            &cached(&transaction, &format!(
                 "INSERT INTO {} AS c (name, shard, value)
                  SELECT n, $1, v FROM unnest(ARRAY['received', 'duplicates', 'conflicts'], $2::bigint[]) AS u(n, v)
                  WHERE v > 0
                  ON CONFLICT (name, shard) DO UPDATE SET value = c.value + EXCLUDED.value",
                 names.counters
-            ),
+            )).await?,
             &[&shard, &values.as_slice()],
         )
         .await

@@ -70,6 +70,14 @@ impl PostgresStore {
         if let (None, Some(password)) = (config.get_password(), &options.password) {
             config.password(password.expose());
         }
+        // The put statements are prepared once per connection (a round trip and a
+        // parse less per statement); planned for each execution's arrays, since a
+        // generic plan of `= ANY($1)` over a growing table is a sequential scan.
+        let server_options = match config.get_options() {
+            Some(given) => format!("{given} -c plan_cache_mode=force_custom_plan"),
+            None => "-c plan_cache_mode=force_custom_plan".to_string(),
+        };
+        config.options(&server_options);
         let host = config
             .get_hosts()
             .iter()

@@ -488,9 +488,10 @@ impl Event {
             .collect()
     }
 
-    /// [`Self::to_json_value`] as a string.
+    /// [`Self::to_json_value`] as a string, written straight from the fields (the
+    /// inbox makes one per event received).
     pub fn to_json(&self) -> String {
-        self.to_json_value().to_string()
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// A key that is the same for every delivery of one event, to drop redeliveries.
@@ -523,9 +524,20 @@ impl Event {
 }
 
 impl serde::Serialize for Event {
-    /// Serializes as [`Event::to_json_value`].
+    /// Serializes as [`Event::to_json_value`], without building it.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_json_value().serialize(serializer)
+        use serde::ser::SerializeMap as _;
+        let known = self.known_fields();
+        let extra = self.extra();
+        let mut map = serializer.serialize_map(Some(1 + known.len() + extra.len()))?;
+        map.serialize_entry("action", self.action().as_str())?;
+        for (name, _, json) in &known {
+            map.serialize_entry(name, json)?;
+        }
+        for (name, value) in extra {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
 }
 

@@ -578,3 +578,29 @@ proptest! {
         }
     }
 }
+
+/// `to_json` writes the event straight from its fields: the same text as
+/// `to_json_value`, for every known action and for an unknown one with extra fields.
+#[test]
+fn to_json_is_the_json_value_as_text() {
+    let mut events: Vec<Event> = crate::action::Action::KNOWN
+        .iter()
+        .map(|action| examples::event(action.as_str(), &[]).unwrap())
+        .collect();
+    events.push(
+        Event::parse(
+            br#"{"action":"SOMETHING_NEW","b":[1,{"x":null}],"a":"\u0000\"","n":1.5}"#,
+            None,
+        )
+        .unwrap(),
+    );
+    events
+        .push(examples::event("TICKET_CREATED", &[("extra".into(), "żółw \"q\"".into())]).unwrap());
+    for event in events {
+        assert_eq!(
+            event.to_json(),
+            event.to_json_value().to_string(),
+            "{event:?}"
+        );
+    }
+}
