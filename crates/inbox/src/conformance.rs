@@ -1,7 +1,10 @@
 //! The tests every [`Store`] backend must pass, as library code so that each
-//! backend's test suite runs the very same checks: `cases` one by one on a fresh
-//! store, and [`check_against_model`] for random operation sequences compared with a
-//! simple in-memory model.
+//! backend's test suite runs the very same checks: each case on a fresh store, one
+//! `#[test]` each ([`crate::conformance_tests!`]), and [`check_against_model`] for
+//! random operation sequences compared with a simple in-memory model.
+//!
+//! Only with the `testing` feature: it is for the crate's own tests, for a backend
+//! written elsewhere, and for tools that need sample events ([`ticket`]).
 //!
 //! Each function panics with a message naming the broken rule.
 
@@ -42,49 +45,33 @@ fn failed() -> Outcome {
     Outcome::Failed("handler failed".into())
 }
 
-/// The name and body of every case, for a backend's test to run one by one.
-pub type Case<S> = (
-    &'static str,
-    fn(S) -> futures_util::future::BoxFuture<'static, ()>,
-);
-
-/// Every case, each to run on a fresh, empty store.
-pub fn cases<S: Store + Clone>() -> Vec<Case<S>> {
-    vec![
-        ("put_is_put_if_absent", |s| {
-            Box::pin(put_is_put_if_absent(s))
-        }),
-        ("claims_ack_in_due_order", |s| {
-            Box::pin(claims_ack_in_due_order(s))
-        }),
-        ("stale_claims_are_refused", |s| {
-            Box::pin(stale_claims_are_refused(s))
-        }),
-        ("retries_wait_until_due", |s| {
-            Box::pin(retries_wait_until_due(s))
-        }),
-        ("dead_letters_and_replay", |s| {
-            Box::pin(dead_letters_and_replay(s))
-        }),
-        ("purge_keeps_keys_for_the_window", |s| {
-            Box::pin(purge_keeps_keys_for_the_window(s))
-        }),
-        ("release_frees_every_claim", |s| {
-            Box::pin(release_frees_every_claim(s))
-        }),
-        ("list_filters_and_pages", |s| {
-            Box::pin(list_filters_and_pages(s))
-        }),
-        ("history_keeps_the_newest_attempts", |s| {
-            Box::pin(history_keeps_the_newest_attempts(s))
-        }),
-        ("a_claim_given_back_counts_nothing", |s| {
-            Box::pin(a_claim_given_back_counts_nothing(s))
-        }),
-        ("hostile_bytes_fail_no_neighbour", |s| {
-            Box::pin(hostile_bytes_fail_no_neighbour(s))
-        }),
-    ]
+/// One `#[tokio::test]` per case of this suite, for a backend's test file, so that
+/// a failure names its case. `setup` is an async fn taking the case's name and
+/// returning a fresh, empty store with whatever keeps it alive (`None`: the backend
+/// is not reachable here and the test says so), `teardown` an async fn taking that.
+///
+/// ```ignore
+/// async fn setup(_case: &str) -> Option<(EmbeddedStore, tempfile::TempDir)> { ... }
+/// async fn teardown(_dir: tempfile::TempDir) {}
+/// thulium_inbox::conformance_tests!(setup, teardown);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($setup:path, $teardown:path) => {
+        $crate::conformance_tests!(@cases $setup, $teardown, put_is_put_if_absent, claims_ack_in_due_order, stale_claims_are_refused, retries_wait_until_due, dead_letters_and_replay, purge_keeps_keys_for_the_window, release_frees_every_claim, list_filters_and_pages, history_keeps_the_newest_attempts, a_claim_given_back_counts_nothing, hostile_bytes_fail_no_neighbour);
+    };
+    (@cases $setup:path, $teardown:path, $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((store, kept)) = $setup(stringify!($case)).await else {
+                    return;
+                };
+                $crate::conformance::$case(store).await;
+                $teardown(kept).await;
+            }
+        )*
+    };
 }
 
 /// The same event twice is one event; the same key with other content is a second

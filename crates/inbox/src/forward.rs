@@ -29,7 +29,7 @@ pub enum ForwardFormat {
 #[non_exhaustive]
 pub enum ForwardError {
     /// The URL is not an http(s) URL.
-    #[error("--forward-to `{0}` must be an http:// or https:// URL")]
+    #[error("the forward URL `{0}` must be an http:// or https:// URL")]
     BadUrl(String),
     /// Credentials would travel in clear.
     #[error(

@@ -415,7 +415,8 @@ pub struct Claimed {
     pub event: StoredEvent,
 }
 
-/// Counts and ages, for `thulium inbox stats`, `/metrics` and the console.
+/// Counts and ages, for [`crate::Store::stats`]'s callers: `/metrics`, the console,
+/// the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
@@ -450,11 +451,12 @@ impl Stats {
     }
 
     /// The counts as JSON, with the oldest open event's age in seconds at `now`:
-    /// the one shape `thulium inbox stats --output json` and the console's
-    /// `/api/stats` share.
+    /// the one shape every JSON view of the counts shares (the console's
+    /// `/api/stats`, the command line's JSON output).
     ///
     /// ```
-    /// let stats = thulium_inbox::Stats { pending: 2, in_flight: 1, ..Default::default() };
+    /// let mut stats = thulium_inbox::Stats::default();
+    /// (stats.pending, stats.in_flight) = (2, 1);
     /// let json = stats.to_json(0);
     /// assert_eq!((json["pending"].as_u64(), json["open"].as_u64()), (Some(2), Some(3)));
     /// assert!(json["oldest_open_age_seconds"].is_null());
@@ -525,12 +527,17 @@ impl Filter {
     /// Whether `event` passes every condition but the cursor.
     pub fn matches(&self, event: &StoredEvent) -> bool {
         self.state.is_none_or(|s| s == event.state)
-            && self.action.as_ref().is_none_or(|a| *a == event.action)
             && self.received_from.is_none_or(|t| event.received_at >= t)
             && self.received_to.is_none_or(|t| event.received_at < t)
+            && self.matches_content(&event.action, &event.canonical, &event.body)
+    }
+
+    /// Whether an event with this action, canonical JSON and body passes the action
+    /// and text conditions (a store may check them on the payload alone).
+    pub(crate) fn matches_content(&self, action: &str, canonical: &str, body: &[u8]) -> bool {
+        self.action.as_ref().is_none_or(|a| a == action)
             && self.text.as_ref().is_none_or(|t| {
-                event.canonical.contains(t.as_str())
-                    || memchr::memmem::find(&event.body, t.as_bytes()).is_some()
+                canonical.contains(t.as_str()) || memchr::memmem::find(body, t.as_bytes()).is_some()
             })
     }
 }

@@ -30,14 +30,14 @@ fn faulty(path: &std::path::Path, faults: &Arc<Faults>) -> EmbeddedStore {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_conformance_suite_passes_on_disk() {
-    for (name, case) in conformance::cases::<EmbeddedStore>() {
-        let (_dir, store) = fresh();
-        eprintln!("case {name}");
-        case(store).await;
-    }
+async fn on_disk(_case: &str) -> Option<(EmbeddedStore, tempfile::TempDir)> {
+    let (dir, store) = fresh();
+    Some((store, dir))
 }
+
+async fn remove(_dir: tempfile::TempDir) {}
+
+thulium_inbox::conformance_tests!(on_disk, remove);
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]

@@ -58,16 +58,10 @@ async fn drop_schema(schema: &str) {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_conformance_suite_passes_on_postgres() {
-    for (name, case) in conformance::cases::<PostgresStore>() {
-        let Some((store, schema)) = fresh("conformance").await else {
-            return;
-        };
-        eprintln!("case {name}");
-        case(store).await;
-        drop_schema(&schema).await;
-    }
+thulium_inbox::conformance_tests!(fresh, drop_schema_of);
+
+async fn drop_schema_of(schema: String) {
+    drop_schema(&schema).await;
 }
 
 proptest! {

@@ -12,7 +12,10 @@ pub fn required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("THULIUM_REQUIRE_POSTGRES").is_some()
 }
 
-/// A schema name of its own for one test, so that tests running at once never meet.
+/// A schema name of its own for one test, so that tests running at once never meet:
+/// `t_`, up to 24 characters of `test`, and a random suffix (40 characters at most,
+/// as the inbox allows).
 pub fn fresh_schema(test: &str) -> String {
-    format!("t_{}_{:x}", test, fastrand::u32(..))
+    let short: String = test.chars().take(24).collect();
+    format!("t_{short}_{:08x}", fastrand::u32(..))
 }

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 
 use thulium::text::shorten;
 
-use super::{ListQuery, Sample};
+use super::query::ListQuery;
+use super::sampler::Sample;
 use crate::model::UnixMs;
 
 /// `text` with `&`, `<`, `>`, `"` and `'` escaped, for element text and attributes.

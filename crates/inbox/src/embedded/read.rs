@@ -4,7 +4,7 @@
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::file::storage;
-use super::record::Life;
+use super::record::{Life, decode_payload};
 use super::tables::{
     DEAD, DUE, ERRORS, HISTORY, LEASES, LIVES, META, META_CONFLICTS, META_DUPLICATES,
     META_RECEIVED, OPEN, PAYLOADS, assemble, state_counter,
@@ -32,6 +32,21 @@ impl Events {
 
     fn get(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         assemble(&self.payloads, &self.lives, &self.history, &self.errors, id).map_err(storage)
+    }
+
+    /// Whether event `id`'s payload passes `filter`'s action and text conditions:
+    /// read before the rest of the event, since a search passes over most events.
+    fn content_matches(&self, id: u64, filter: &Filter) -> Result<bool, StoreError> {
+        if filter.action.is_none() && filter.text.is_none() {
+            return Ok(true);
+        }
+        match self.payloads.get(id).map_err(storage)? {
+            Some(bytes) => {
+                let payload = decode_payload(EventId(id), bytes.value()).map_err(storage)?;
+                Ok(filter.matches_content(&payload.action, &payload.canonical, &payload.body))
+            }
+            None => Ok(false),
+        }
     }
 
     fn life(&self, id: u64) -> Result<Option<Life>, StoreError> {
@@ -106,6 +121,7 @@ pub(super) fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEven
         // The life answers the state and time conditions without reading the payload.
         if filter.state.is_some_and(|s| s != life.lifecycle.state)
             || filter.received_to.is_some_and(|to| life.received_at >= to)
+            || !events.content_matches(key.value(), filter)?
         {
             continue;
         }

@@ -194,7 +194,7 @@ pub(super) async fn check_version(
         .map_err(|e| StoreError::Open {
             path: names.schema.clone().into(),
             reason: format!(
-                "the inbox schema is missing ({}); run `thulium inbox migrate`",
+                "the inbox schema is missing ({}); connect once with migrations on (PostgresOptions::migrate; the command line: `thulium inbox migrate`)",
                 root_cause(&e)
             ),
         })?;

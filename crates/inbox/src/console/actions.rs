@@ -1,0 +1,96 @@
+//! What an operator does from the console: replay an event, set it aside, replay
+//! every dead one; each a `POST` that passed the guard's checks, answered with a
+//! redirect.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::guard::same_origin;
+use super::html::Page;
+use super::{Console, store_failure};
+use crate::model::{EventId, Replay};
+use crate::store::Store;
+
+pub(super) async fn replay_one<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = same_origin(&headers, &body, &console.csrf) {
+        return refused;
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return Page::error(StatusCode::BAD_REQUEST, "Not an event id.");
+    };
+    match console.store.replay(Replay::Id(EventId(id))).await {
+        Ok(_) => Redirect::to(&format!("/events/{id}?done=replayed")).into_response(),
+        Err(error) => store_failure(&error),
+    }
+}
+
+pub(super) async fn set_aside<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = same_origin(&headers, &body, &console.csrf) {
+        return refused;
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return Page::error(StatusCode::BAD_REQUEST, "Not an event id.");
+    };
+    match console
+        .store
+        .set_aside(EventId(id), "set aside in the console".into())
+        .await
+    {
+        Ok(()) => Redirect::to(&format!("/events/{id}?done=set-aside")).into_response(),
+        Err(error) => store_failure(&error),
+    }
+}
+
+pub(super) async fn confirm_replay_dead<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+) -> Response {
+    let dead = match console.store.stats().await {
+        Ok(stats) => stats.dead,
+        Err(error) => return store_failure(&error),
+    };
+    let body = if dead == 0 {
+        r#"<p class="empty">No event is dead.</p>"#.to_string()
+    } else {
+        format!(
+            r#"<p>Replay <strong>{dead}</strong> dead event(s)? Each becomes pending and is handed over again now, from its first attempt.</p>
+<form method="post" action="/replay-dead"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="confirm" value="yes"><button type="submit">Yes, replay {dead}</button> <a href="/events?state=dead">No, back to the dead letters</a></form>"#,
+            csrf = console.csrf
+        )
+    };
+    Page::new("Replay every dead event", body).render()
+}
+
+pub(super) async fn replay_dead<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = same_origin(&headers, &body, &console.csrf) {
+        return refused;
+    }
+    if !form_urlencoded::parse(&body).any(|(k, v)| k == "confirm" && v == "yes") {
+        return Redirect::to("/replay-dead").into_response();
+    }
+    match console.store.replay(Replay::AllDead).await {
+        Ok(count) => Page::new(
+            "Replayed",
+            format!(r#"<p class="notice">{count} event(s) are pending again. <a href="/events">See the events</a>.</p>"#),
+        )
+        .render(),
+        Err(error) => store_failure(&error),
+    }
+}

@@ -1,0 +1,316 @@
+//! The pages: the overview, the event list and one event, rendered on the server.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::html::{self, Page, esc, time};
+use super::query::ListQuery;
+use super::sampler::Sample;
+use super::{Console, SEARCH_WINDOW, store_failure};
+use crate::model::{EventId, Filter, Outcome, State, StoredEvent, now_ms};
+use crate::store::Store;
+
+pub(super) async fn overview<S: Store>(AxumState(console): AxumState<Arc<Console<S>>>) -> Response {
+    let stats = match console.store.stats().await {
+        Ok(stats) => stats,
+        Err(error) => return store_failure(&error),
+    };
+    let samples: Vec<Sample> = console
+        .samples
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    let age = stats
+        .oldest_open_age(now_ms())
+        .map_or_else(|| "none waiting".to_string(), html::duration);
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        r#"<section class="cards">
+{}{}{}{}
+<div class="card"><span class="label">queue depth</span><span class="value" data-stat="open">{}</span></div>
+<div class="card"><span class="label">oldest waiting</span><span class="value" data-stat="oldest">{}</span></div>
+</section>"#,
+        card("pending", stats.pending, "/events?state=pending"),
+        card("in flight", stats.in_flight, "/events?state=in_flight"),
+        card("done", stats.done, "/events?state=done"),
+        card("dead", stats.dead, "/events?state=dead"),
+        stats.open(),
+        esc(&age),
+    );
+    if stats.dead > 0 {
+        let _ = write!(
+            body,
+            r#"<p class="attention"><strong data-stat="dead-banner">{} dead event(s)</strong> need attention: <a href="/events?state=dead">see them</a> or <a href="/replay-dead">replay them all</a>.</p>"#,
+            stats.dead
+        );
+    }
+    let _ = write!(
+        body,
+        r#"<h2>Last hour</h2>{}<p class="totals">received {} (duplicates {}, conflicts {}) since the inbox was created</p>"#,
+        html::chart(&samples),
+        stats.received,
+        stats.duplicates,
+        stats.conflicts
+    );
+    Page::new("Overview", body).live("overview").render()
+}
+
+pub(super) fn card(label: &str, count: u64, link: &str) -> String {
+    format!(
+        r#"<a class="card" href="{link}"><span class="label">{label}</span><span class="value" data-stat="{key}">{count}</span></a>"#,
+        key = label.replace(' ', "_"),
+    )
+}
+
+pub(super) async fn list<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => {
+            return Page::error(
+                StatusCode::BAD_REQUEST,
+                &format!("The query is not understood: {}", rejection.body_text()),
+            );
+        }
+    };
+    let form = html::filter_form(
+        &query.state,
+        &query.action,
+        &query.from,
+        &query.to,
+        &query.q,
+    );
+    let filter = match query.filter() {
+        Ok(filter) => filter,
+        Err(problem) => {
+            let body = format!(
+                r#"{form}<p class="error" role="alert">{}</p>"#,
+                esc(&problem)
+            );
+            return Page::new("Events", body)
+                .status(StatusCode::BAD_REQUEST)
+                .render();
+        }
+    };
+    let mut filter = filter;
+    let mut window = None;
+    if filter.text.is_some() {
+        let upper = match filter.before {
+            Some(before) => before.0,
+            None => match console
+                .store
+                .list(Filter {
+                    limit: Some(1),
+                    ..Filter::default()
+                })
+                .await
+            {
+                Ok(newest) => newest.first().map_or(0, |e| e.id.0 + 1),
+                Err(error) => return store_failure(&error),
+            },
+        };
+        let lower = upper.saturating_sub(SEARCH_WINDOW).max(1);
+        filter.before = Some(EventId(upper));
+        filter.after = Some(EventId(lower - 1));
+        window = Some((lower, upper));
+    }
+    let page_size = filter.page_size();
+    let events = match console.store.list(filter.clone()).await {
+        Ok(events) => events,
+        Err(error) => return store_failure(&error),
+    };
+    let mut body = form;
+    if events.is_empty() {
+        body.push_str(r#"<p class="empty">No event matches.</p>"#);
+    } else {
+        let newest = events.first().map_or(0, |e| e.id.0);
+        if filter.before.is_none() {
+            let _ = write!(
+                body,
+                r#"<p class="live-news" hidden data-newest="{newest}"></p>"#
+            );
+        }
+        body.push_str(r#"<div class="scroll"><table class="events"><thead><tr><th>id</th><th>state</th><th>action</th><th>received</th><th>attempts</th><th>last error</th></tr></thead><tbody>"#);
+        for event in &events {
+            let _ = write!(
+                body,
+                r#"<tr data-id="{id}"><td><a href="/events/{id}">{id}</a></td><td><span class="state {state}" data-state>{state}</span>{conflict}</td><td>{action}</td><td>{received}</td><td data-attempts>{attempts}</td><td class="error-text">{error}</td></tr>"#,
+                id = event.id,
+                state = event.state,
+                conflict = if event.conflict {
+                    r#" <span class="tag">conflict</span>"#
+                } else {
+                    ""
+                },
+                action = esc(&event.action),
+                received = time(event.received_at),
+                attempts = event.attempts,
+                error = esc(&thulium::text::shorten(
+                    event.last_error.as_deref().unwrap_or(""),
+                    120
+                )),
+            );
+        }
+        body.push_str("</tbody></table></div>");
+        if events.len() == page_size
+            && let Some(last) = events.last()
+        {
+            let mut next = html::query_string(&query, Some(last.id.0));
+            next.insert(0, '?');
+            let _ = write!(
+                body,
+                r#"<p class="pager"><a href="/events{}" rel="next">Older events →</a></p>"#,
+                esc(&next)
+            );
+        }
+    }
+    if let Some((lower, upper)) = window
+        && events.len() < page_size
+        && lower > 1
+    {
+        let mut older = html::query_string(&query, Some(lower));
+        older.insert(0, '?');
+        let _ = write!(
+            body,
+            r#"<p class="pager">Searched events {lower} to {last}; text search reads {SEARCH_WINDOW} events at a time. <a href="/events{link}" rel="next">Search older events →</a></p>"#,
+            last = upper.saturating_sub(1),
+            link = esc(&older)
+        );
+    }
+    Page::new("Events", body).live("list").render()
+}
+
+pub(super) async fn event<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return Page::error(
+            StatusCode::BAD_REQUEST,
+            &format!("`{}` is not an event id.", thulium::text::shorten(&id, 40)),
+        );
+    };
+    let event = match console.store.get(EventId(id)).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            return Page::error(
+                StatusCode::NOT_FOUND,
+                &format!("There is no event {id} (it may have been purged)."),
+            );
+        }
+        Err(error) => return store_failure(&error),
+    };
+    Page::new(&format!("Event {id}"), event_body(&event, &console.csrf))
+        .live("event")
+        .render()
+}
+
+pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        r#"<p class="notice" data-notice hidden></p><dl class="facts" data-event="{id}">
+<dt>state</dt><dd><span class="state {state}" data-state>{state}</span>{conflict}</dd>
+<dt>action</dt><dd>{action}</dd>
+<dt>received</dt><dd>{received}</dd>
+<dt>attempts</dt><dd data-attempts>{attempts}</dd>
+<dt>due</dt><dd>{due}</dd>
+<dt>dedup key</dt><dd><code>{key}</code></dd>
+</dl>"#,
+        id = event.id,
+        state = event.state,
+        conflict = if event.conflict {
+            r#" <span class="tag">conflict: another event came first with this dedup key</span>"#
+        } else {
+            ""
+        },
+        action = esc(&event.action),
+        received = time(event.received_at),
+        attempts = event.attempts,
+        due = if matches!(event.state, State::Pending | State::InFlight) {
+            time(event.due_at)
+        } else {
+            "-".into()
+        },
+        key = esc(&event.dedup_key),
+    );
+    body.push_str(r#"<div class="actions">"#);
+    if event.state != State::InFlight {
+        let _ = write!(
+            body,
+            r#"<form method="post" action="/events/{id}/replay"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" name="do" value="replay">Replay</button></form>"#,
+            id = event.id
+        );
+    }
+    if event.state == State::Pending {
+        let _ = write!(
+            body,
+            r#"<form method="post" action="/events/{id}/set-aside"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" name="do" value="set-aside" class="danger">Dead-letter by hand</button></form>"#,
+            id = event.id
+        );
+    }
+    body.push_str("</div><h2>Fields</h2>");
+    match serde_json::from_str::<serde_json::Value>(&event.canonical) {
+        Ok(serde_json::Value::Object(fields)) => {
+            body.push_str(r#"<div class="scroll"><table class="fields"><tbody>"#);
+            for (name, value) in fields {
+                let text = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                let _ = write!(
+                    body,
+                    "<tr><th>{}</th><td>{}</td></tr>",
+                    esc(&name),
+                    esc(&text)
+                );
+            }
+            body.push_str("</tbody></table></div>");
+        }
+        _ => body.push_str("<p>The event's fields cannot be read.</p>"),
+    }
+    let _ = write!(
+        body,
+        r#"<h2>Payload as received</h2><p class="meta">{}</p><pre class="payload">{}</pre><h2>Attempts</h2>"#,
+        esc(event.content_type.as_deref().unwrap_or("no content type")),
+        esc(&String::from_utf8_lossy(&event.body))
+    );
+    body.push_str(&attempts_table(event));
+    body
+}
+
+pub(super) fn attempts_table(event: &StoredEvent) -> String {
+    if event.history.is_empty() {
+        return r#"<div data-history><p class="empty">No attempt yet.</p></div>"#.into();
+    }
+    let mut table = String::from(
+        r#"<div class="scroll" data-history><table class="attempts"><thead><tr><th>#</th><th>started</th><th>took</th><th>outcome</th><th>error</th></tr></thead><tbody>"#,
+    );
+    for attempt in event.history.iter().rev() {
+        let (outcome, error) = match &attempt.outcome {
+            Outcome::Delivered => ("delivered", ""),
+            Outcome::Failed(e) => ("failed", e.as_str()),
+            Outcome::SetAside(e) => ("set aside", e.as_str()),
+        };
+        let _ = write!(
+            table,
+            r#"<tr><td>{}</td><td>{}</td><td>{} ms</td><td><span class="outcome {}">{outcome}</span></td><td class="error-text">{}</td></tr>"#,
+            attempt.number,
+            time(attempt.started_at),
+            attempt.duration_ms,
+            outcome.replace(' ', "-"),
+            esc(error)
+        );
+    }
+    table.push_str("</tbody></table></div>");
+    table
+}
