@@ -825,7 +825,7 @@ async fn postgres_section(out: &mut String, dir: &Path, quick: bool) {
     );
     let _ = writeln!(
         out,
-        "What the server did (from `pg_stat_database` and `pg_stat_wal`): the PostgreSQL ingest runs of the inbox and of the ceiling ({pg_events:.0} events; the embedded runs do not touch the server) committed {} transactions ({:.1} events per commit: the group commit) and wrote {:.1} MB of WAL; the dispatch, {} transactions and {:.1} MB of WAL ({:.1} transactions per event: one per claim batch, one per batch of acks).",
+        "What the server did (from `pg_stat_database` and `pg_stat_wal`): the PostgreSQL ingest runs of the inbox and of the ceiling ({pg_events:.0} events; the embedded runs do not touch the server) committed {} transactions ({:.1} events per commit: the group commit) and wrote {:.1} MB of WAL; the dispatch, {} transactions and {:.1} MB of WAL ({:.3} transactions per event: one per claim batch, one per batch of acks).",
         commits.saturating_sub(commits_before),
         pg_events / commits.saturating_sub(commits_before).max(1) as f64,
         wal.saturating_sub(wal_before) as f64 / 1e6,

@@ -161,6 +161,23 @@ async fn bad_parameters_get_a_page_that_says_what_is_wrong() {
             "the form stays for a correction"
         );
     }
+    // A long wrong value is quoted back cut, never whole (the form field keeps it).
+    let long = "x".repeat(2_000);
+    for field in ["state", "before", "limit"] {
+        let (status, page) = get(&format!("{url}/events?{field}={long}")).await;
+        assert_eq!(status, 400, "{field}");
+        let error = page
+            .split("class=\"error\"")
+            .nth(1)
+            .unwrap_or(&page)
+            .split("</p>")
+            .next()
+            .unwrap_or_default();
+        assert!(
+            error.len() < 300,
+            "{field}: the error echoes the input: {error}"
+        );
+    }
     let (status, page) = get(&format!("{url}/events/abc")).await;
     assert!(status == 400 && page.contains("is not an event id"));
     let (status, page) = get(&format!("{url}/events/999")).await;
@@ -178,6 +195,15 @@ async fn actions_need_the_csrf_token_and_the_same_origin() {
     let http = no_redirects();
     let (_, page) = get(&format!("{url}/events/3")).await;
     let token = csrf(&page);
+    // Pages and JSON carry customer data: nothing may cache them; the assets may.
+    for (path, cache) in [
+        ("/events/3", "no-store"),
+        ("/api/stats", "no-store"),
+        ("/assets/console.css", "max-age=3600"),
+    ] {
+        let response = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(response.headers()["cache-control"], cache, "{path}");
+    }
 
     let forged = http
         .post(format!("{url}/events/3/replay"))
@@ -211,6 +237,17 @@ async fn actions_need_the_csrf_token_and_the_same_origin() {
         .await
         .unwrap();
     assert_eq!(fetched_cross.status().as_u16(), 403);
+    // The console's own host under a scheme that is not the web's is another origin.
+    let host = url.trim_start_matches("http://").to_string();
+    let other_scheme = http
+        .post(format!("{url}/events/3/replay"))
+        .header("origin", format!("evil://{host}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_scheme.status().as_u16(), 403);
     assert_eq!(
         store
             .get(thulium_inbox::EventId(3))

@@ -293,6 +293,15 @@ async fn only_one_process_dispatches_and_others_may_still_write() {
     assert_eq!(store.stats().await.unwrap().pending, 1);
     // ...but not take the dispatch lock while it is held.
     assert!(other.lock_for_dispatch().is_err());
+    // Nor through another name for the same file: the lock is the file's own.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let alias = elsewhere.path().join("alias.redb");
+    std::os::unix::fs::symlink(dir.path().join("inbox.redb"), &alias).unwrap();
+    let aliased = EmbeddedStore::open(&alias).unwrap();
+    assert!(
+        aliased.lock_for_dispatch().is_err(),
+        "a symlink bypassed the lock"
+    );
     drop(lock);
     assert!(other.lock_for_dispatch().is_ok());
 }

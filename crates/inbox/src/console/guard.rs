@@ -52,6 +52,11 @@ pub(super) fn secure(mut response: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    // Pages and JSON carry customer data: no cache keeps them. The built-in style
+    // sheet and script say their own (they hold none).
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 
@@ -86,13 +91,17 @@ pub(super) fn check_origin(
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
         // `null` is an opaque origin: accepted only when the browser also says the
-        // request is same-origin.
+        // request is same-origin. Otherwise the console's own origin: a web scheme
+        // (https behind a proxy that terminates TLS) and this very host.
         let same = if origin == "null" {
             fetch_site_same
         } else {
-            origin_host == host
+            origin
+                .split_once("://")
+                .is_some_and(|(scheme, origin_host)| {
+                    matches!(scheme, "http" | "https") && origin_host == host
+                })
         };
         if !same {
             return Err(forbidden(

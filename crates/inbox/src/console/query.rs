@@ -2,6 +2,8 @@
 //! back, and turned into the store's [`Filter`].
 
 use super::html;
+use thulium::text::shorten;
+
 use crate::model::{EventId, Filter, State};
 
 /// The list's query, as typed into the form.
@@ -25,8 +27,18 @@ impl ListQuery {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         };
+        // A value that is wrong is quoted back cut short: an error page never echoes
+        // a whole hostile input.
+        let quoted = |value: &str| shorten(value, 40).into_owned();
         let state = present(&self.state)
-            .map(|s| s.parse::<State>())
+            .map(|s| {
+                s.parse::<State>().map_err(|_| {
+                    format!(
+                        "`{}` is not a state (pending, in_flight, done, dead)",
+                        quoted(&s)
+                    )
+                })
+            })
             .transpose()?;
         let action = present(&self.action);
         if action.as_ref().is_some_and(|a| a.len() > 200) {
@@ -50,13 +62,13 @@ impl ListQuery {
         let before = present(&self.before)
             .map(|b| {
                 b.parse::<u64>()
-                    .map_err(|_| format!("`{b}` is not an event id"))
+                    .map_err(|_| format!("`{}` is not an event id", quoted(&b)))
             })
             .transpose()?;
         let limit = present(&self.limit)
             .map(|l| match l.parse::<usize>() {
                 Ok(n) if (1..=200).contains(&n) => Ok(n),
-                _ => Err(format!("`{l}` is not a page size from 1 to 200")),
+                _ => Err(format!("`{}` is not a page size from 1 to 200", quoted(&l))),
             })
             .transpose()?;
         Ok(Filter {

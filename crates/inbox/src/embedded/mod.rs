@@ -153,10 +153,15 @@ impl EmbeddedStore {
     }
 
     /// Takes the lock that lets one process dispatch from this file (a lock file
-    /// beside it, `PATH.lock`, released when the process ends, even by a kill).
-    /// Fails if another process holds it.
+    /// beside it, `PATH.lock` where `PATH` is the file's canonical path, so that a
+    /// symlink to it finds the same lock; released when the process ends, even by a
+    /// kill). Fails if another process holds it.
     pub fn lock_for_dispatch(&self) -> Result<DispatchLock, StoreError> {
-        let mut lock_path = self.inner.path.clone().into_os_string();
+        // Named from the file itself, not from the name it was opened by: a symlink
+        // or another path to the same file must find the same lock.
+        let file =
+            std::fs::canonicalize(&self.inner.path).unwrap_or_else(|_| self.inner.path.clone());
+        let mut lock_path = file.into_os_string();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
         let file = File::options()
