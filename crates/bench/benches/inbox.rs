@@ -297,24 +297,28 @@ fn profile_dispatch(dispatch: bool) {
         if !dispatch {
             return;
         }
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(
-            Dispatcher::new(store.clone(), DispatchConfig::default()).run(
-                |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
-                    std::hint::black_box(event);
-                    Ok::<_, std::convert::Infallible>(())
-                },
-                async {
-                    let _ = stopped.await;
-                },
-            ),
-        );
-        while store.stats().await.expect("stats").done < count {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let _ = stop.send(());
-        task.await.expect("the dispatcher");
+        dispatch_all(&store, DispatchConfig::default(), count).await;
     });
+}
+
+/// Dispatches `count` stored events to a no-op handler with `config` and returns
+/// once all are done.
+async fn dispatch_all(store: &EmbeddedStore, config: DispatchConfig, count: u64) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(Dispatcher::new(store.clone(), config).run(
+        |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
+            std::hint::black_box(event);
+            Ok::<_, std::convert::Infallible>(())
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    while store.stats().await.expect("stats").done < count {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = stop.send(());
+    task.await.expect("the dispatcher");
 }
 
 async fn fill(store: &EmbeddedStore, from: u64, count: u64) {
@@ -343,26 +347,12 @@ async fn dispatch_section(out: &mut String, dir: &Path, quick: bool) {
         let store =
             EmbeddedStore::open(dir.join(format!("dispatch-{run}.redb"))).expect("the inbox");
         fill(&store, 0, count).await;
-        let (stop, stopped) = oneshot::channel::<()>();
         let config = DispatchConfig::default()
             .concurrency(handlers)
             .poll_interval(Duration::from_millis(5));
         let started = Instant::now();
-        let task = tokio::spawn(Dispatcher::new(store.clone(), config).run(
-            |event: Event, _: thulium_inbox::dispatcher::Delivery| async move {
-                std::hint::black_box(event);
-                Ok::<_, std::convert::Infallible>(())
-            },
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        while store.stats().await.expect("stats").done < count {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        dispatch_all(&store, config, count).await;
         let elapsed = started.elapsed();
-        let _ = stop.send(());
-        task.await.expect("the dispatcher");
         rows.push((handlers, elapsed, count as f64 / elapsed.as_secs_f64()));
     }
     let _ = writeln!(out, "\n## 6. Durable inbox: dispatch\n");

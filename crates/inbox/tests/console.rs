@@ -367,3 +367,58 @@ async fn credentials_guard_every_page_and_never_show() {
         assert!(!right.text().await.unwrap().contains("console-secret-9"));
     }
 }
+
+/// A right-to-left override cannot make one action read as another, and NUL or ESC
+/// in a value reach no page raw: what is shown is what was received, marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_and_bidi_characters_are_shown_not_obeyed() {
+    let (_dir, store) = seeded().await;
+    let body = "action=%E2%80%AEDETAERC_TEKCIT&note=a%00b%1B%5B31m";
+    let event = Event::parse(body.as_bytes(), None).unwrap();
+    let id = store
+        .put(NewEvent::from_event(&event, body, None))
+        .await
+        .unwrap()
+        .id();
+    let url = serve(store, None).await;
+    for page in [format!("{url}/events"), format!("{url}/events/{id}")] {
+        let (status, html) = get(&page).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            html.contains("\\u{202e}DETAERC_TEKCIT"),
+            "{page}: the override is not shown"
+        );
+        for raw in ['\u{202e}', '\0', '\u{1b}'] {
+            assert!(!html.contains(raw), "{page}: {raw:?} reached the page raw");
+        }
+    }
+    let (_, html) = get(&format!("{url}/events/{id}")).await;
+    assert!(
+        html.contains("a\\u{0}b\\u{1b}[31m"),
+        "the note's bytes are shown marked"
+    );
+}
+
+/// One 2,000-character action is cut in the list (whole on its own page), so that the
+/// other columns stay on screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_value_is_cut_in_the_list() {
+    let (_dir, store) = seeded().await;
+    let action = "LONG_".repeat(400);
+    let body = format!("action={action}&ticket_id=1");
+    let event = Event::parse(body.as_bytes(), None).unwrap();
+    let id = store
+        .put(NewEvent::from_event(&event, body, None))
+        .await
+        .unwrap()
+        .id();
+    let url = serve(store, None).await;
+    let (_, list) = get(&format!("{url}/events")).await;
+    assert!(
+        !list.contains(&action),
+        "the list shows the whole 2,000 characters"
+    );
+    assert!(list.contains(&action[..50]));
+    let (_, page) = get(&format!("{url}/events/{id}")).await;
+    assert!(page.contains(&action), "the event's page shows it whole");
+}

@@ -395,3 +395,80 @@ async fn a_schema_1_file_is_upgraded_in_place_and_keeps_every_event() {
     let store = EmbeddedStore::open(&path).unwrap();
     assert_eq!(store.stats().await.unwrap().done, 7);
 }
+
+/// A damaged file (bytes flipped, pages zeroed, as a bad disk or a stray write would)
+/// fails the operations that meet the damage with errors that say so, at open or
+/// later; no panic reaches the caller, and the writer survives to take the next
+/// operation (it used to die, and every later put was refused as "closed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_file_fails_clearly_and_never_panics() {
+    for damage in ["flip", "zero"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.redb");
+        {
+            let store = EmbeddedStore::open(&path).unwrap();
+            for ticket_id in 0..400 {
+                store.put(ticket(ticket_id, 0)).await.unwrap();
+            }
+            let claimed = store
+                .claim(thulium_inbox::ClaimRequest::now(
+                    100,
+                    Duration::from_secs(60),
+                ))
+                .await
+                .unwrap();
+            for claimed in claimed {
+                let attempt = thulium_inbox::Attempt::ended_now(
+                    1,
+                    thulium_inbox::model::now_ms(),
+                    thulium_inbox::Outcome::Failed("boom".into()),
+                );
+                store.retry_at(claimed.claim, 0, attempt).await.unwrap();
+            }
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        for part in 1..9 {
+            let at = len * part / 9;
+            match damage {
+                "flip" => bytes[at..(at + 64).min(len)]
+                    .iter_mut()
+                    .for_each(|b| *b ^= 0xa5),
+                _ => {
+                    let page = at / 4096 * 4096;
+                    bytes[page..(page + 4096).min(len)].fill(0);
+                }
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let store = match EmbeddedStore::open(&path) {
+            Ok(store) => store,
+            Err(error) => {
+                let text = error.to_string();
+                assert!(text.contains("inbox.redb"), "{damage}: {text}");
+                continue;
+            }
+        };
+        for id in 1..=400 {
+            let _ = store.get(thulium_inbox::EventId(id)).await;
+        }
+        let _ = store.list(thulium_inbox::Filter::default()).await;
+        let _ = store.stats().await;
+        let _ = store
+            .claim(thulium_inbox::ClaimRequest::now(
+                500,
+                Duration::from_secs(60),
+            ))
+            .await;
+        let _ = store
+            .set_aside(thulium_inbox::EventId(7), "by hand".into())
+            .await;
+        for ticket_id in 1000..1010 {
+            let put = store.put(ticket(ticket_id, 0)).await;
+            assert!(
+                !matches!(put, Err(StoreError::Closed)),
+                "{damage}: the writer died: {put:?}"
+            );
+        }
+    }
+}

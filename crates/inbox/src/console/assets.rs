@@ -27,7 +27,7 @@ h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem; }
 .notice { padding: .75rem; border-left: 4px solid var(--ok); background: var(--card); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: anywhere; }
 th { color: var(--muted); font-weight: 600; }
 .fields th { width: 12rem; }
 .error-text { color: var(--muted); overflow-wrap: anywhere; }

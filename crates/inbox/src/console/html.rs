@@ -13,6 +13,14 @@ use super::sampler::Sample;
 use crate::model::UnixMs;
 
 /// `text` with `&`, `<`, `>`, `"` and `'` escaped, for element text and attributes.
+/// A value that came from outside (an event, an application's answer), HTML-escaped
+/// with its control and bidirectional characters shown as `\u{...}`: what the page
+/// shows is what was received, and a right-to-left override cannot make one action
+/// read as another.
+pub fn shown(text: &str) -> String {
+    esc(&thulium::text::visible(text))
+}
+
 pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

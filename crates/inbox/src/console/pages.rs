@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::html::{self, Page, esc, time};
+use super::html::{self, Page, esc, shown, time};
 use super::query::ListQuery;
 use super::sampler::Sample;
 use super::{Console, SEARCH_WINDOW, store_failure};
@@ -151,10 +151,12 @@ pub(super) async fn list<S: Store>(
                 } else {
                     ""
                 },
-                action = esc(&event.action),
+                // Cut in the list (whole on the event's page), so that one long
+                // value cannot push the other columns off the screen.
+                action = shown(&thulium::text::shorten(&event.action, 60)),
                 received = time(event.received_at),
                 attempts = event.attempts,
-                error = esc(&thulium::text::shorten(
+                error = shown(&thulium::text::shorten(
                     event.last_error.as_deref().unwrap_or(""),
                     120
                 )),
@@ -233,7 +235,7 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
         } else {
             ""
         },
-        action = esc(&event.action),
+        action = shown(&event.action),
         received = time(event.received_at),
         attempts = event.attempts,
         due = if matches!(event.state, State::Pending | State::InFlight) {
@@ -241,7 +243,7 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
         } else {
             "-".into()
         },
-        key = esc(&event.dedup_key),
+        key = shown(&event.dedup_key),
     );
     body.push_str(r#"<div class="actions">"#);
     if event.state != State::InFlight {
@@ -270,8 +272,8 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
                 let _ = write!(
                     body,
                     "<tr><th>{}</th><td>{}</td></tr>",
-                    esc(&name),
-                    esc(&text)
+                    shown(&name),
+                    shown(&text)
                 );
             }
             body.push_str("</tbody></table></div>");
@@ -281,8 +283,8 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
     let _ = write!(
         body,
         r#"<h2>Payload as received</h2><p class="meta">{}</p><pre class="payload">{}</pre><h2>Attempts</h2>"#,
-        esc(event.content_type.as_deref().unwrap_or("no content type")),
-        esc(&String::from_utf8_lossy(&event.body))
+        shown(event.content_type.as_deref().unwrap_or("no content type")),
+        shown(&String::from_utf8_lossy(&event.body))
     );
     body.push_str(&attempts_table(event));
     body
@@ -308,7 +310,7 @@ pub(super) fn attempts_table(event: &StoredEvent) -> String {
             time(attempt.started_at),
             attempt.duration_ms,
             outcome.replace(' ', "-"),
-            esc(error)
+            shown(error)
         );
     }
     table.push_str("</tbody></table></div>");

@@ -213,3 +213,16 @@ pub(super) fn storage(error: impl Into<redb::Error>) -> StoreError {
     let error: redb::Error = error.into();
     StoreError::storage(error.to_string(), error)
 }
+
+/// Runs `work`, turning a panic inside it (redb panics on some corruptions instead of
+/// returning an error) into `Err` with the panic's message, so that a bad page fails
+/// the operation that met it, never the process.
+pub(super) fn unpanicked<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}

@@ -115,8 +115,19 @@ impl EmbeddedStore {
     }
 
     fn start(path: PathBuf, opener: Opener) -> Result<Self, StoreError> {
-        let db = opener().map_err(|e| open_error(&path, e))?;
-        prepare(&db, &path)?;
+        // redb panics on some corruptions (a page of an unknown type, a key that is
+        // not UTF-8) instead of returning an error: at open that is a clear refusal.
+        let opened = file::unpanicked(|| {
+            let db = opener().map_err(|e| open_error(&path, e))?;
+            prepare(&db, &path)?;
+            Ok(db)
+        });
+        let db = opened.map_err(|panic| StoreError::Open {
+            path: path.clone(),
+            reason: format!(
+                "the file is corrupt ({panic}); move it aside and start a new one, or copy out what is readable"
+            ),
+        })??;
         let db = Arc::new(Handle {
             current: RwLock::new(Some(Arc::new(db))),
             opener,
@@ -201,7 +212,15 @@ impl EmbeddedStore {
             let writer = writer.as_ref().ok_or(StoreError::Closed)?;
             writer.send(op(job)).map_err(|_| StoreError::Closed)?;
         }
-        answer.await.map_err(|_| StoreError::Closed)?
+        // No answer: the writer dropped the operation when it failed on the file (a
+        // corruption; it logged why), or the store was closed meanwhile.
+        answer.await.map_err(|_| StoreError::Storage {
+            message: format!(
+                "the operation was not applied: the inbox at {} failed on its file (see the log; it may be corrupt) or was closed",
+                self.inner.path.display()
+            ),
+            source: None,
+        })?
     }
 
     async fn read<T: Send + 'static>(
@@ -211,7 +230,12 @@ impl EmbeddedStore {
         let db = self.inner.db.get()?;
         tokio::task::spawn_blocking(move || read(&db))
             .await
-            .map_err(|e| StoreError::storage("an inbox read panicked", e))?
+            .map_err(|e| {
+                StoreError::storage(
+                    "an inbox read failed on the file (it may be corrupt; see the log)",
+                    e,
+                )
+            })?
     }
 }
 

@@ -86,7 +86,24 @@ pub(super) fn writer_loop(
             }
         };
         let mut answers = Vec::with_capacity(count);
-        let committed = commit_batch(&db, batch, &mut answers);
+        let committed = match super::file::unpanicked(|| commit_batch(&db, batch, &mut answers)) {
+            Ok(committed) => committed,
+            Err(panic) => {
+                // The batch's callers hear that their operations were not applied
+                // (their replies were dropped with the batch); the next batch is tried
+                // afresh, and what does not touch the bad page still works.
+                tracing::error!(path = %handle.path.display(), %panic, "the inbox writer failed on the file (it may be corrupt); the batch was not applied");
+                let error = StoreError::Storage {
+                    message: format!(
+                        "the operation was not applied: the inbox at {} failed on its file ({panic}); it may be corrupt",
+                        handle.path.display()
+                    ),
+                    source: None,
+                };
+                answer_all(std::mem::take(&mut answers), Err(error));
+                continue;
+            }
+        };
         match committed {
             Ok(Committed { open, makes_due }) => {
                 backlog.store(open, Ordering::Relaxed);
