@@ -1,8 +1,10 @@
 //! The durable inbox under real crashes: a `thulium listen --inbox --forward-to`
-//! process receives 20,000 distinct events from 32 concurrent connections while it is
+//! process receives 12,000 distinct events from 32 concurrent connections while it is
 //! killed with SIGKILL at random moments, at least 20 times, and restarted each time.
 //! Every event answered `200` must be stored and forwarded at least once, and sending
-//! all 20,000 again must store nothing new.
+//! all 12,000 again must store nothing new. The kills, spread over the stream
+//! whatever the machine's speed, are what the test is about; more events only made it
+//! longer.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,7 +18,7 @@ use thulium_testkit::free_port;
 use thulium_testkit::process::{Guarded, leftovers};
 use thulium_testkit::sink::{self, Sink};
 
-const EVENTS: usize = 20_000;
+const EVENTS: usize = 12_000;
 const CONNECTIONS: usize = 32;
 const KILLS: usize = 20;
 

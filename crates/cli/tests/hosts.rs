@@ -1,5 +1,5 @@
 //! Several hosts on one PostgreSQL inbox: three `thulium listen --inbox postgres://...`
-//! processes receive 20,000 distinct events, each sent to a random one and some sent
+//! processes receive 12,000 distinct events, each sent to a random one and some sent
 //! twice to different ones; one listener is killed with SIGKILL mid-stream and the
 //! database's connections are terminated mid-stream. At the end every event answered
 //! 200 reached the application at least once, no event is stored twice, and no two
@@ -19,7 +19,7 @@ use thulium_testkit::postgres::url;
 use thulium_testkit::process::Guarded;
 use thulium_testkit::sink::{self, Sink};
 
-const EVENTS: usize = 20_000;
+const EVENTS: usize = 12_000;
 const CONNECTIONS: usize = 32;
 
 struct Listener {
