@@ -12,7 +12,7 @@ use crate::store::StoreError;
 use crate::transition::{Decision, Lifecycle, forgotten_by};
 
 /// The schema this code reads and writes. A file of an older version is upgraded in
-/// place when opened ([`upgrade_from_1`]); a newer one is refused.
+/// place when opened (`upgrade_from_1`); a newer one is refused.
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// Each event's payload ([`super::record::encode_payload`]): written once at put.
