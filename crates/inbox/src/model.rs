@@ -126,6 +126,23 @@ impl State {
 
     /// Every state, in the order of an event's life.
     pub const ALL: [State; 4] = [State::Pending, State::InFlight, State::Done, State::Dead];
+
+    /// The state's code in storage (the inbox file's life record, PostgreSQL's
+    /// `state` column): the one place the codes are spelled. They are on disk, so
+    /// they never change.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            State::Pending => 0,
+            State::InFlight => 1,
+            State::Done => 2,
+            State::Dead => 3,
+        }
+    }
+
+    /// The state a stored code stands for, if any.
+    pub(crate) fn from_code(code: u8) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.code() == code)
+    }
 }
 
 impl fmt::Display for State {

@@ -56,7 +56,7 @@ impl Life {
             claim_token,
         } = self.lifecycle;
         let mut out = [0u8; LIFE_LEN];
-        out[0] = state_code(state);
+        out[0] = state.code();
         out[1] = (if finished_at.is_some() {
             HAS_FINISHED_AT
         } else {
@@ -85,7 +85,7 @@ impl Life {
                 bytes.len()
             )));
         }
-        let state = state_from_code(bytes[0])
+        let state = State::from_code(bytes[0])
             .ok_or_else(|| corrupt(&format!("has state code {}", bytes[0])))?;
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]));
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
@@ -102,20 +102,6 @@ impl Life {
             recorded: u32_at(38),
         })
     }
-}
-
-/// A state as one byte in the file (the same codes PostgreSQL stores).
-fn state_code(state: State) -> u8 {
-    match state {
-        State::Pending => 0,
-        State::InFlight => 1,
-        State::Done => 2,
-        State::Dead => 3,
-    }
-}
-
-fn state_from_code(code: u8) -> Option<State> {
-    State::ALL.into_iter().find(|s| state_code(*s) == code)
 }
 
 /// An event's unchanging part, as read back.

@@ -4,35 +4,21 @@
 use crate::model::{EventId, State, StoredEvent};
 use crate::transition::Lifecycle;
 
-/// The `state` column's codes: the one place they are spelled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i16)]
-pub(super) enum StateCode {
-    Pending = 0,
-    InFlight = 1,
-    Done = 2,
-    Dead = 3,
-}
+/// The `state` column: the states' storage codes ([`State::code`]) as `SMALLINT`.
+pub(super) struct StateCode;
 
 impl StateCode {
     pub fn of(state: State) -> i16 {
-        (match state {
-            State::Pending => StateCode::Pending,
-            State::InFlight => StateCode::InFlight,
-            State::Done => StateCode::Done,
-            State::Dead => StateCode::Dead,
-        }) as i16
+        i16::from(state.code())
     }
 
     /// The state a stored code stands for; a code no version wrote reads as dead,
     /// so that an operator sees it rather than a handler.
     pub fn state(code: i16) -> State {
-        match code {
-            c if c == StateCode::Pending as i16 => State::Pending,
-            c if c == StateCode::InFlight as i16 => State::InFlight,
-            c if c == StateCode::Done as i16 => State::Done,
-            _ => State::Dead,
-        }
+        u8::try_from(code)
+            .ok()
+            .and_then(State::from_code)
+            .unwrap_or(State::Dead)
     }
 
     /// `(0, 1)`: a list for `state IN ...`, as literals so that the planner matches
