@@ -7,6 +7,8 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use thulium::event::BodyFormat;
 
+use crate::logging::LogFormat;
+
 /// Exit codes, also listed in `--help`.
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -32,9 +34,15 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "thulium", version, after_help = format!("{ROOT_AFTER_HELP}\n\n{EXIT_CODES}"))]
 pub struct Cli {
-    /// More log output on stderr (-v debug, -vv trace). Secrets are never logged.
+    /// More log output on stderr: warnings and errors by default, -v one line per
+    /// event's outcome, -vv debug, -vvv trace (`RUST_LOG` overrides). Secrets are
+    /// never logged.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// How log lines are written on stderr: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "THULIUM_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
 
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]

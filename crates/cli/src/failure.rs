@@ -130,3 +130,13 @@ impl From<thulium_inbox::StoreError> for Failure {
         }
     }
 }
+
+impl From<thulium_inbox::relay::RelayError> for Failure {
+    fn from(error: thulium_inbox::relay::RelayError) -> Self {
+        use thulium_inbox::relay::RelayError as E;
+        match error {
+            E::Store(error) => error.into(),
+            other => Self::other(other.to_string()),
+        }
+    }
+}

@@ -69,7 +69,7 @@ async fn run_on<S: Store + Clone>(
                 listener,
                 router,
                 thulium::server::ServerLimits::default(),
-                crate::listen::shutdown_signal(),
+                thulium_inbox::relay::shutdown_signal(),
             )
             .await?;
             Ok(())
@@ -199,6 +199,13 @@ async fn run_on<S: Store + Clone>(
 }
 
 /// A time as RFC 3339 in UTC, to the second.
+fn precise_time(at: UnixMs) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 fn time(at: UnixMs) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp((at / 1000) as i64)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -239,8 +246,16 @@ fn event_json(event: &StoredEvent) -> Value {
         "body": thulium_inbox::model::body_json::serialize(&event.body, serde_json::value::Serializer)
             .unwrap_or_default(),
         "event": serde_json::from_str::<Value>(&event.canonical).unwrap_or(Value::Null),
-        "history": event.history,
+        "history": event.history.iter().map(attempt_json).collect::<Vec<_>>(),
     })
+}
+
+/// An attempt as JSON, its start in RFC 3339 like every other time the command
+/// prints, to the millisecond (attempts can be milliseconds apart).
+fn attempt_json(attempt: &thulium_inbox::Attempt) -> Value {
+    let mut json = serde_json::to_value(attempt).unwrap_or_default();
+    json["started_at"] = json!(precise_time(attempt.started_at));
+    json
 }
 
 fn show(event: &StoredEvent) -> String {

@@ -8,6 +8,8 @@ use thulium::event::Event;
 use thulium::receiver::Receiver;
 use tokio::sync::oneshot;
 
+use thulium_inbox::relay::shutdown_signal;
+
 use crate::args::{ListenArgs, Output};
 use crate::durable;
 use crate::failure::Failure;
@@ -39,6 +41,7 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     }
     .body_limit(args.body_limit);
 
+    ignore_hangups();
     let stdout = StdoutWriter::spawn();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -56,11 +59,12 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
         let stdout = stdout.clone();
         async move { stdout.write(line(&event, format)).await }
     });
-    eprintln!(
+    crate::logging::notice(&format!(
         "listening on http://{addr}{} ({auth}); Ctrl-C stops",
         args.path
-    );
+    ));
     thulium::server::serve(listener, app, args.limits.limits(), shutdown_signal()).await?;
+    crate::logging::notice("stopped");
     Ok(())
 }
 
@@ -72,26 +76,27 @@ pub fn line(event: &Event, format: Output) -> String {
     }
 }
 
-/// Ctrl-C, or SIGTERM (what service managers send).
-pub async fn shutdown_signal() {
+/// A hangup (SIGHUP: the terminal closed, or a service manager's reload) is logged,
+/// never fatal: a listener holding events must not die of it. There is no
+/// configuration file to re-read yet, so nothing changes.
+fn ignore_hangups() {
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::warn!(
+                            "SIGHUP: nothing to reload (no configuration file); still running"
+                        );
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot catch SIGHUP; a hangup stops the listener")
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -11,6 +11,7 @@ mod failure;
 mod inbox;
 mod listen;
 mod location;
+mod logging;
 mod mock;
 mod output;
 mod secrets;
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
-    init_tracing(cli.verbose);
+    logging::init(cli.verbose, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,21 +113,4 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::print(String::from_utf8_lossy(&script).trim_end())
         }
     }
-}
-
-/// Logs go to stderr: errors only by default, `-v` debug, `-vv` trace; `RUST_LOG`
-/// overrides. The SDK never logs a secret, at any level.
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "off",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
 }

@@ -247,9 +247,182 @@ fn an_old_inbox_file_migrates_and_shows_every_event_as_before() {
     let before: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(fixtures.join("schema-1.json")).unwrap())
             .unwrap();
-    for shown in before {
+    for mut shown in before {
+        // The one change: an attempt's start is RFC 3339, as every other time.
+        for attempt in shown["history"].as_array_mut().unwrap() {
+            let ms = attempt["started_at"].as_i64().unwrap();
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            attempt["started_at"] = serde_json::json!(at);
+        }
         let id = shown["id"].to_string();
         let now = json(&["inbox", "show", &id, "--output", "json", "--inbox", inbox]);
         assert_eq!(now, shown, "event {id}");
+    }
+}
+
+/// The operator's view of a relay that runs for months: with `-v` and JSON logs
+/// (chosen by `THULIUM_LOG_FORMAT`), one record per outcome of each event, with its
+/// stable fields; a start and a stop record; no secret anywhere; and a `/metrics`
+/// page that `promtool check metrics` finds nothing wrong with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_say_each_outcome_once_and_metrics_pass_promtool() {
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("events.redb");
+    // The application takes ticket 2 and always fails ticket 1.
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::post(|body: String| async move {
+            match thulium_testkit::events::ticket_id(&body) {
+                Some(2) => (axum::http::StatusCode::OK, "taken"),
+                _ => (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "database is down",
+                ),
+            }
+        }),
+    );
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(sink, app).await.unwrap() });
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", thulium_testkit::free_port())
+        .parse()
+        .unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let (receiver_password, forward_password) = ("rcv-secret-7Hq2", "fwd-secret-9Zx4");
+    let mut listener = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_thulium"))
+            .args(["listen", "-v", "--addr", &addr.to_string(), "--inbox"])
+            .arg(&inbox)
+            .args(["--forward-to", &format!("http://{sink_addr}/app")])
+            .args(["--forward-auth-user", "relay", "--max-attempts", "2"])
+            .env("THULIUM_WEBHOOK_PASSWORD", receiver_password)
+            .env("THULIUM_FORWARD_PASSWORD", forward_password)
+            .env("THULIUM_LOG_FORMAT", "json")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap()),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let deliver = |ticket: usize| {
+        http.post(format!("http://{addr}/thulium"))
+            .basic_auth("thulium", Some(receiver_password))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(thulium_testkit::events::ticket_body(ticket))
+            .send()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while deliver(1).await.is_err() {
+        assert!(Instant::now() < deadline, "the listener never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for ticket in [2, 1] {
+        assert_eq!(deliver(ticket).await.unwrap().status().as_u16(), 200);
+    }
+    let inbox_arg = inbox.to_str().unwrap();
+    wait_for("one done, one dead", inbox_arg, |s| {
+        s["done"] == 1 && s["dead"] == 1
+    });
+
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "# HELP thulium_inbox_dead_total",
+        "thulium_inbox_conflicts_total 0",
+        "thulium_inbox_refused_total{reason=\"store\"} 0",
+        "thulium_build_info{version=\"",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(family), "{family} missing from\n{metrics}");
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; .ci/run installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    listener.signal("TERM");
+    assert!(listener.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !log.contains(receiver_password) && !log.contains(forward_password),
+        "a secret in the log:\n{log}"
+    );
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    // (message, ticket, attempt) of each outcome record; the attempt's fields are
+    // on its span, the receiver's on the record.
+    let outcomes: Vec<(String, u64, u64)> = records
+        .iter()
+        .filter_map(|record| {
+            let fields = match record.get("dedup_key") {
+                Some(_) => record,
+                None => record.get("span")?,
+            };
+            let key = fields["dedup_key"].as_str()?;
+            let ticket = key
+                .split("ticket_id=")
+                .nth(1)?
+                .split('|')
+                .next()?
+                .parse()
+                .ok()?;
+            let message = record["message"].as_str()?.split(':').next()?.to_string();
+            Some((message, ticket, fields["attempt"].as_u64().unwrap_or(0)))
+        })
+        .collect();
+    let count = |message: &str, ticket: u64, attempt: u64| {
+        outcomes
+            .iter()
+            .filter(|o| **o == (message.to_string(), ticket, attempt))
+            .count()
+    };
+    assert_eq!(count("stored", 1, 0), 1, "{outcomes:?}");
+    assert_eq!(count("duplicate", 1, 0), 1, "{outcomes:?}");
+    assert_eq!(count("stored", 2, 0), 1, "{outcomes:?}");
+    assert_eq!(count("failed; retrying later", 1, 1), 1, "{outcomes:?}");
+    assert_eq!(count("dead", 1, 2), 1, "{outcomes:?}");
+    assert_eq!(count("handed over", 2, 1), 1, "{outcomes:?}");
+    assert_eq!(outcomes.len(), 6, "one record per outcome: {outcomes:?}");
+    let handed = records
+        .iter()
+        .find(|r| r["message"] == "handed over")
+        .unwrap();
+    assert_eq!(handed["span"]["status"], "200", "{handed}");
+    assert!(handed["duration_ms"].is_u64(), "{handed}");
+    let dead = records.iter().find(|r| r["level"] == "ERROR").unwrap();
+    assert!(
+        dead["reason"].as_str().unwrap().contains("HTTP 500"),
+        "{dead}"
+    );
+    for message in ["relay started", "relay stopped"] {
+        assert!(
+            records.iter().any(|r| r["message"] == message),
+            "no {message:?} in {log}"
+        );
     }
 }

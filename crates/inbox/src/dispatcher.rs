@@ -26,6 +26,7 @@ use thulium::event::Event;
 use thulium::retry::{Backoff, Jitter};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::model::{Attempt, ClaimToken, Claimed, EventId, Outcome, UnixMs, ms, now_ms};
 use crate::store::{ClaimRequest, Store, StoreError};
@@ -51,8 +52,44 @@ pub struct Delivery {
 /// Why a handler did not take an event.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The application's side: take one event. `Ok` means taken for good; anything else
-/// is retried. Must be idempotent: an event can come more than once.
+/// A failure that trying again cannot mend: a handler returns it (converted into a
+/// [`HandlerError`]) to dead-letter the event at once, with its reason, instead of
+/// retrying it on the schedule. A replay still brings the event back.
+///
+/// ```
+/// use thulium_inbox::dispatcher::{HandlerError, Permanent};
+///
+/// fn check(customer_known: bool) -> Result<(), HandlerError> {
+///     if !customer_known {
+///         return Err(Permanent::new("no such customer in the CRM").into());
+///     }
+///     Ok(())
+/// }
+/// assert_eq!(check(false).unwrap_err().to_string(), "no such customer in the CRM");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Permanent {
+    reason: String,
+}
+
+impl Permanent {
+    /// A permanent failure for `reason` (what the operator reads on the dead letter).
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+
+    /// Why the event can never succeed.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// The application's side: take one event. `Ok` means taken for good; a
+/// [`Permanent`] error dead-letters the event at once; any other error is retried.
+/// Must be idempotent: an event can come more than once.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one event.
     fn handle(
@@ -372,6 +409,7 @@ impl<S: Store> Dispatcher<S> {
 /// Why one attempt did not end with `Ok`.
 enum Failure {
     Handler(String),
+    Permanent(String),
     Panic,
     Timeout(Duration),
     Unreadable(String),
@@ -382,6 +420,9 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Handler(reason) => write!(f, "the handler failed: {reason}"),
+            Failure::Permanent(reason) => {
+                write!(f, "the handler failed for good (not retried): {reason}")
+            }
             Failure::Panic => f.write_str("the handler panicked"),
             Failure::Timeout(limit) => write!(f, "the handler did not finish within {limit:?}"),
             Failure::Unreadable(reason) => write!(f, "the stored event cannot be read: {reason}"),
@@ -395,8 +436,37 @@ impl fmt::Display for Failure {
 const MAX_UNRECORDED: usize = 4096;
 
 /// Runs the handler once for a claimed event, gives back its handler slot, and
-/// records the outcome.
+/// records the outcome. Everything it logs is inside one `attempt` span with the
+/// event's stable fields; a handler may record the `status` its destination answered
+/// on it ([`record_status`]).
 async fn attempt<S: Store, H: Handler>(
+    store: &S,
+    handler: &H,
+    config: &DispatchConfig,
+    claimed: Claimed,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let span = tracing::info_span!(
+        "attempt",
+        inbox_id = claimed.claim.id.0,
+        dedup_key = %thulium::text::visible(&claimed.event.dedup_key),
+        action = %thulium::text::visible(&claimed.event.action),
+        attempt = claimed.event.attempts,
+        status = tracing::field::Empty,
+    );
+    run_and_record(store, handler, config, claimed, slot)
+        .instrument(span)
+        .await;
+}
+
+/// Records on the current `attempt` span what the destination answered (an HTTP
+/// status, a broker's confirm), so that the outcome line says it. A handler that
+/// runs outside the dispatcher records nothing.
+pub fn record_status(status: impl fmt::Display) {
+    tracing::Span::current().record("status", tracing::field::display(status));
+}
+
+async fn run_and_record<S: Store, H: Handler>(
     store: &S,
     handler: &H,
     config: &DispatchConfig,
@@ -425,7 +495,10 @@ async fn attempt<S: Store, H: Handler>(
             tokio::select! {
                 result = tokio::time::timeout(config.handler_timeout, run) => match result {
                     Ok(Ok(Ok(()))) => Ok(()),
-                    Ok(Ok(Err(error))) => Err(Failure::Handler(error.to_string())),
+                    Ok(Ok(Err(error))) => Err(match error.downcast_ref::<Permanent>() {
+                        Some(permanent) => Failure::Permanent(permanent.reason().to_string()),
+                        None => Failure::Handler(error.to_string()),
+                    }),
                     Ok(Err(_)) => Err(Failure::Panic),
                     Err(_) => Err(Failure::Timeout(config.handler_timeout)),
                 },
@@ -436,32 +509,35 @@ async fn attempt<S: Store, H: Handler>(
     let elapsed = clock.elapsed();
     drop(slot);
     metrics::histogram!("thulium_inbox_handler_duration_seconds").record(elapsed.as_secs_f64());
+    let duration_ms = ms(elapsed);
     let record = |outcome| Attempt {
         number,
         started_at,
-        duration_ms: ms(elapsed),
+        duration_ms,
         outcome,
     };
     let result = match outcome {
         Ok(()) => {
             metrics::counter!("thulium_inbox_dispatched_total").increment(1);
+            tracing::info!(duration_ms, "handed over");
             store.ack(token, record(Outcome::Delivered)).await
         }
         Err(Failure::LostClaim) => {
-            tracing::warn!(id = %token.id, "lost the claim while the handler ran; another worker has the event");
+            tracing::warn!("lost the claim while the handler ran; another worker has the event");
             return;
         }
         Err(failure) => {
             let reason = failure.to_string();
-            if number >= config.schedule.max_attempts {
-                tracing::error!(id = %token.id, attempt = number, %reason, "last attempt failed; the event is dead until replayed");
+            let permanent = matches!(failure, Failure::Permanent(_));
+            if permanent || number >= config.schedule.max_attempts {
+                tracing::error!(duration_ms, %reason, "dead: the event waits for a replay");
                 metrics::counter!("thulium_inbox_dead_total").increment(1);
                 store
                     .dead_letter(token, record(Outcome::Failed(reason)))
                     .await
             } else {
                 let wait = config.schedule.delay(number);
-                tracing::warn!(id = %token.id, attempt = number, %reason, retry_in = ?wait, "attempt failed; retrying later");
+                tracing::warn!(duration_ms, %reason, retry_in_ms = ms(wait), "failed; retrying later");
                 metrics::counter!("thulium_inbox_retried_total").increment(1);
                 store
                     .retry_at(token, now_ms() + ms(wait), record(Outcome::Failed(reason)))
@@ -471,11 +547,13 @@ async fn attempt<S: Store, H: Handler>(
     };
     match result {
         Ok(()) => {}
-        Err(StoreError::StaleClaim(id)) => {
-            tracing::warn!(%id, "the claim ran out before the outcome was recorded; the event will be handed over again");
+        Err(StoreError::StaleClaim(_)) => {
+            tracing::warn!(
+                "the claim ran out before the outcome was recorded; the event will be handed over again"
+            );
         }
         Err(error) => {
-            tracing::error!(id = %token.id, %error, "cannot record the outcome; the event will be handed over again once its lease runs out");
+            tracing::error!(%error, "cannot record the outcome; the event will be handed over again once its lease runs out");
         }
     }
 }

@@ -124,6 +124,7 @@ impl Handler for Forwarder {
             )
         })?;
         let status = response.status();
+        crate::dispatcher::record_status(status.as_u16());
         if status.is_success() {
             return Ok(());
         }

@@ -14,6 +14,8 @@
 //!   application's handler with a timeout, and ack, retry with jittered exponential
 //!   backoff, or dead-letter.
 //! - [`Store`]: the storage boundary; [`EmbeddedStore`] is the default, one redb file.
+//! - [`relay::Relay`]: all of the above, the operators' routes and the purge, in one
+//!   call.
 //!
 //! # The guarantee
 //!
@@ -28,35 +30,38 @@
 //!
 //! # In your own server
 //!
+//! [`relay::Relay`] runs all of it in one call, as `thulium listen --inbox` does:
+//! the receiver with `/healthz`, `/readyz` and `/metrics`, the dispatcher, and the
+//! purge that keeps the file from growing past the dedup window; it shuts down in
+//! order on Ctrl-C or SIGTERM.
+//!
 //! ```no_run
 //! use thulium::event::Event;
 //! use thulium::receiver::Receiver;
-//! use thulium_inbox::dispatcher::{Delivery, DispatchConfig, Dispatcher};
-//! use thulium_inbox::receiver::DurableReceiver;
-//! use thulium_inbox::{EmbeddedStore, Store};
+//! use thulium_inbox::dispatcher::{Delivery, HandlerError};
+//! use thulium_inbox::relay::Relay;
+//! use thulium_inbox::EmbeddedStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = EmbeddedStore::open("events.redb")?;
-//! // One process dispatches from a file; claims a dead process left are released now.
-//! let _lock = store.lock_for_dispatch()?;
-//! store.release_claims().await?;
-//!
 //! let receiver = Receiver::with_basic_auth("thulium", "a-long-random-password")?;
-//! let app = DurableReceiver::new(receiver, store.clone())
-//!     .router("/thulium")
-//!     .merge(thulium_inbox::ops::router(store.clone(), None));
-//! let dispatcher = Dispatcher::new(store.clone(), DispatchConfig::default());
-//! tokio::spawn(dispatcher.run(
-//!     |event: Event, delivery: Delivery| async move {
-//!         println!("{} (attempt {})", event.action(), delivery.attempt);
-//!         Ok::<_, std::io::Error>(()) // an Err is retried later
-//!     },
-//!     std::future::pending(),
-//! ));
+//! let metrics = thulium_inbox::ops::install_prometheus()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! thulium::server::serve(listener, app, Default::default(), std::future::pending()).await?;
+//! Relay::new(store, receiver)
+//!     .path("/thulium")
+//!     .metrics(metrics)
+//!     .run(listener, |event: Event, delivery: Delivery| async move {
+//!         println!("{} (attempt {})", event.action(), delivery.attempt);
+//!         Ok::<_, HandlerError>(()) // an Err is retried later; a Permanent one is not
+//!     })
+//!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! [`relay::RelayHandle`] (from [`relay::Relay::start`]) stops on demand, and its
+//! `drained()` says when everything stored was handed over: for tests. The parts
+//! ([`receiver::DurableReceiver`], [`dispatcher::Dispatcher`], [`ops::router`]) stay
+//! public for a server that needs to assemble them otherwise.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -74,6 +79,7 @@ pub mod ops;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 pub mod receiver;
+pub mod relay;
 pub mod store;
 mod transition;
 

@@ -19,29 +19,128 @@
 //! | `thulium_inbox_events{state}` | gauge | events per state, read at each scrape |
 //! | `thulium_inbox_queue_depth` | gauge | pending plus in flight |
 //! | `thulium_inbox_oldest_pending_age_seconds` | gauge | age of the oldest open event |
+//! | `thulium_build_info{version}` | gauge | always 1, labelled with the version |
+//! | `process_*` | | CPU seconds, memory, open files, threads (read at each scrape) |
 
 use axum::Router;
 use axum::extract::State as AxumState;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::model::{State, now_ms};
 use crate::store::Store;
 
-/// Installs a Prometheus recorder as the process's metrics recorder and returns the
+/// Why the metrics recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the metrics recorder: {0}")]
+pub struct MetricsError(#[source] metrics_exporter_prometheus::BuildError);
+
+/// Installs a Prometheus recorder as the process's metrics recorder, describes
+/// every family of the table above, registers the counters at zero (so alerts see
+/// a series before the first increment) and sets `thulium_build_info`; returns the
 /// handle that renders it. Call once, early; a second call fails.
-pub fn install_prometheus() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new()
+pub fn install_prometheus() -> Result<PrometheusHandle, MetricsError> {
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(
-                "thulium_inbox_handler_duration_seconds".into(),
-            ),
+            Matcher::Full("thulium_inbox_handler_duration_seconds".into()),
             &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0],
         )
         .and_then(PrometheusBuilder::install_recorder)
-        .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+        .map_err(MetricsError)?;
+    describe();
+    Ok(handle)
+}
+
+/// Every family's help text and unit, and each counter at zero.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    let counters = [
+        (
+            "thulium_inbox_received_total",
+            "Deliveries that passed the receiver's checks, duplicates included.",
+        ),
+        (
+            "thulium_inbox_stored_total",
+            "New events stored, conflicts included.",
+        ),
+        (
+            "thulium_inbox_duplicates_total",
+            "Redeliveries recognised by their dedup key and content.",
+        ),
+        (
+            "thulium_inbox_conflicts_total",
+            "Deliveries with a known dedup key and other content (stored as new events).",
+        ),
+        (
+            "thulium_inbox_rejected_total",
+            "Deliveries refused by the receiver's checks, by HTTP status.",
+        ),
+        (
+            "thulium_inbox_refused_total",
+            "Deliveries answered 503: the store failed (store) or the backlog was full (full).",
+        ),
+        ("thulium_inbox_dispatched_total", "Events the handler took."),
+        (
+            "thulium_inbox_retried_total",
+            "Failed attempts scheduled again.",
+        ),
+        (
+            "thulium_inbox_dead_total",
+            "Events dead-lettered (the schedule ended, or a permanent failure).",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, Unit::Count, help);
+    }
+    // Each series at zero, so that an alert on `increase(...)` sees it from the
+    // start; the labelled families with every label value they are counted under.
+    let labelled: [(&str, &str, &[&str]); 2] = [
+        (
+            "thulium_inbox_rejected_total",
+            "status",
+            &["400", "401", "408", "413"],
+        ),
+        ("thulium_inbox_refused_total", "reason", &["store", "full"]),
+    ];
+    for (name, _) in counters {
+        match labelled.iter().find(|(family, ..)| *family == name) {
+            Some((_, label, values)) => {
+                for value in *values {
+                    metrics::counter!(name, *label => *value).absolute(0);
+                }
+            }
+            None => metrics::counter!(name).absolute(0),
+        }
+    }
+    describe_histogram!(
+        "thulium_inbox_handler_duration_seconds",
+        Unit::Seconds,
+        "Time per attempt of the handler, failures and timeouts included."
+    );
+    describe_gauge!(
+        "thulium_inbox_events",
+        Unit::Count,
+        "Events per state, read from the store at each scrape."
+    );
+    describe_gauge!(
+        "thulium_inbox_queue_depth",
+        Unit::Count,
+        "Events pending or in flight."
+    );
+    describe_gauge!(
+        "thulium_inbox_oldest_pending_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest event not yet done or dead (0 when none)."
+    );
+    describe_gauge!(
+        "thulium_build_info",
+        "The running thulium-inbox version (always 1)."
+    );
+    metrics::gauge!("thulium_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics_process::Collector::default().describe();
 }
 
 #[derive(Clone)]
@@ -74,6 +173,8 @@ async fn render<S: Store>(AxumState(ops): AxumState<Ops<S>>) -> Response {
     let Some(handle) = &ops.metrics else {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
     };
+    // process_cpu_seconds_total, process_resident_memory_bytes, open fds, threads.
+    metrics_process::Collector::default().collect();
     match ops.store.stats().await {
         Ok(stats) => {
             for state in State::ALL {

@@ -90,25 +90,29 @@ impl<S: Store + Clone> DurableReceiver<S> {
         }
         let event = NewEvent::from_event(&delivery.event, delivery.body, delivery.content_type);
         metrics::counter!("thulium_inbox_received_total").increment(1);
+        // The outcome lines' stable fields; the values came from outside, so control
+        // and bidi characters are shown, not written raw into the log.
+        let dedup_key = thulium::text::visible(&event.dedup_key).into_owned();
+        let action = thulium::text::visible(&event.action).into_owned();
         match self.store.put(event).await {
             Ok(PutOutcome::Stored(id)) => {
                 metrics::counter!("thulium_inbox_stored_total").increment(1);
-                tracing::debug!(%id, "event stored");
+                tracing::info!(inbox_id = id.0, %dedup_key, %action, "stored");
                 (StatusCode::OK, "stored").into_response()
             }
             Ok(PutOutcome::Conflict(id)) => {
                 metrics::counter!("thulium_inbox_stored_total").increment(1);
                 metrics::counter!("thulium_inbox_conflicts_total").increment(1);
-                tracing::warn!(%id, "an event with a known dedup key and other content; stored as a conflict");
+                tracing::warn!(inbox_id = id.0, %dedup_key, %action, "conflict: a known dedup key with other content; stored as a new event");
                 (StatusCode::OK, "stored").into_response()
             }
             Ok(PutOutcome::Duplicate(id)) => {
                 metrics::counter!("thulium_inbox_duplicates_total").increment(1);
-                tracing::debug!(%id, "redelivery of a stored event");
+                tracing::info!(inbox_id = id.0, %dedup_key, %action, "duplicate: a redelivery of a stored event");
                 (StatusCode::OK, "duplicate").into_response()
             }
             Err(error) => {
-                tracing::error!(%error, "cannot store the delivery; answering 503 so Thulium delivers again");
+                tracing::error!(%dedup_key, %action, %error, "cannot store the delivery; answering 503 so Thulium delivers again");
                 metrics::counter!("thulium_inbox_refused_total", "reason" => "store").increment(1);
                 self.unavailable("the event could not be stored; deliver again later")
             }

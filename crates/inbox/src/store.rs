@@ -93,6 +93,32 @@ impl StoreError {
     }
 }
 
+/// What [`Store::begin_dispatch`] took (a lock), held until dropped.
+#[must_use = "dropping the guard gives up what it holds"]
+pub struct DispatchGuard(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl DispatchGuard {
+    /// A guard that holds nothing.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// A guard that holds `held` until dropped.
+    pub fn holding(held: impl std::any::Any + Send + Sync) -> Self {
+        Self(Some(Box::new(held)))
+    }
+}
+
+impl std::fmt::Debug for DispatchGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "DispatchGuard(held)"
+        } else {
+            "DispatchGuard(none)"
+        })
+    }
+}
+
 /// What a claim asks for.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -221,6 +247,18 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every in-flight event due now: for a process that knows no other holds
     /// claims on the store (the embedded store at start-up). Returns how many.
     fn release_claims(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Readies the store for this process's dispatcher, before it starts: the
+    /// embedded store takes its dispatch lock (one dispatching process per file) and
+    /// releases the claims a process that died left ([`Self::release_claims`]); a
+    /// shared database does nothing (other hosts' claims run out by their leases).
+    /// The guard holds what was taken until dropped; the count is how many events
+    /// were released.
+    fn begin_dispatch(
+        &self,
+    ) -> impl Future<Output = Result<(DispatchGuard, u64), StoreError>> + Send {
+        async { Ok((DispatchGuard::none(), 0)) }
+    }
 
     /// Proves the store can commit a write now (for `/readyz`).
     fn check_writable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -409,3 +409,104 @@ async fn a_200_is_sent_only_after_the_fsync_that_made_the_event_durable() {
         );
     }
 }
+
+/// The library's runner as an application embeds it: one call serves, dispatches
+/// and purges; a permanent failure is dead at once with its reason; `drained()`
+/// says when everything stored was handed over; done events go once past the
+/// window, dead ones stay; a second relay on the same file is refused while the
+/// first runs; the shutdown returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_runs_dispatches_purges_and_stops_in_one_call() {
+    use thulium_inbox::dispatcher::{Delivery, HandlerError, Permanent};
+    use thulium_inbox::relay::{Relay, RelayError};
+
+    thulium::tls::install_default_provider();
+    let (dir, store) = fresh();
+    let receiver = Receiver::with_basic_auth("thulium", "s3cret").unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&calls);
+    let handler = move |event: Event, _: Delivery| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if event.dedup_key().contains("ticket_id=13") {
+                return Err(HandlerError::from(Permanent::new("ticket 13 is cursed")));
+            }
+            Ok(())
+        }
+    };
+    let relay = Relay::new(store.clone(), receiver.clone())
+        .dispatch(quick(5))
+        .keep(Duration::from_millis(400))
+        .purge_every(Duration::from_millis(50))
+        .start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            handler,
+        )
+        .await
+        .unwrap();
+    let url = format!("http://{}/thulium", relay.local_addr());
+    for ticket_id in [11, 12, 13, 14] {
+        let body = ticket(ticket_id, 0).body;
+        assert_eq!(post(&url, &body, true).await.0, 200);
+    }
+    tokio::time::timeout(WAIT, relay.drained())
+        .await
+        .expect("drained in time")
+        .unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.done + stats.dead, stats.dead), (4, 1), "{stats:?}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "the permanent failure was not retried"
+    );
+    let dead = store
+        .list(thulium_inbox::Filter {
+            state: Some(State::Dead),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reason = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(reason.contains("ticket 13 is cursed"), "{reason}");
+    assert_eq!(dead[0].attempts, 1);
+
+    // The file is this relay's to dispatch from.
+    let second = Relay::new(
+        EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap(),
+        receiver,
+    )
+    .start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        |_: Event, _: Delivery| async { Ok::<_, HandlerError>(()) },
+    )
+    .await;
+    assert!(
+        matches!(second, Err(RelayError::Store(_))),
+        "{:?}",
+        second.map(|_| ())
+    );
+
+    // Past the window, the purge removes the done events and keeps the dead one.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = store.stats().await.unwrap();
+        if stats.done == 0 {
+            assert_eq!(stats.dead, 1, "{stats:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never purged: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::timeout(WAIT, relay.shutdown())
+        .await
+        .expect("stopped in time")
+        .unwrap();
+    assert!(
+        reqwest::Client::new().post(&url).send().await.is_err(),
+        "nothing listens after the shutdown"
+    );
+}

@@ -42,7 +42,7 @@ use crate::model::{
     Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Purged, PutOutcome, Replay,
     Stats, StoredEvent, UnixMs,
 };
-use crate::store::{ClaimRequest, Store, StoreError};
+use crate::store::{ClaimRequest, DispatchGuard, Store, StoreError};
 
 /// The inbox in one redb file. Cheap to clone; clones share the file and the writer.
 #[derive(Clone)]
@@ -301,6 +301,14 @@ impl Store for EmbeddedStore {
 
     async fn release_claims(&self) -> Result<u64, StoreError> {
         self.send(Op::Release, ()).await
+    }
+
+    async fn begin_dispatch(&self) -> Result<(DispatchGuard, u64), StoreError> {
+        let lock = self.lock_for_dispatch()?;
+        // Only this process dispatches from the file now: what a process that died
+        // was handing over is due again at once, not when its leases run out.
+        let released = self.release_claims().await?;
+        Ok((DispatchGuard::holding(lock), released))
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
