@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// The log level as a filter (`info`, `warn,thulium_inbox=debug`), instead of -v;
+    /// `RUST_LOG` overrides it, -v overrides it.
+    #[arg(long, value_name = "FILTER", global = true)]
+    pub log_level: Option<String>,
+
     /// How log lines are written on stderr: text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "THULIUM_LOG_FORMAT", global = true)]
     pub log_format: LogFormat,
@@ -71,15 +76,26 @@ pub enum Command {
     Webhooks(WebhooksCommand),
 
     /// Receive events on a local HTTP endpoint and print each as it arrives.
-    #[command(after_help = "\
+    #[command(
+        after_help = "\
 The receiver checks HTTP Basic auth (user --auth-user, password from
 THULIUM_WEBHOOK_PASSWORD, or prompted) unless --no-auth is given. Each event is printed
 on stdout as it arrives; the address is reported on stderr.
 
+With --config FILE the settings come from a TOML file (see deploy/relay.toml); flags
+given too override it.
+
 Examples:
   THULIUM_WEBHOOK_PASSWORD=s3cret thulium listen --addr 127.0.0.1:8080 --path /thulium
-  thulium listen --no-auth --output json | jq .action")]
-    Listen(ListenArgs),
+  thulium listen --no-auth --output json | jq .action
+  thulium listen --config /etc/thulium/relay.toml",
+        args_override_self = true
+    )]
+    Listen(Box<ListenArgs>),
+
+    /// Check a configuration file for `thulium listen --config`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 
     /// Serve the fake Thulium (API and event delivery) for local development.
     #[command(after_help = "\
@@ -194,6 +210,12 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
+    /// Read settings from this TOML file (`thulium config check` checks it); flags
+    /// given too override it. SIGHUP re-reads it: the log level and the forward's
+    /// credentials change at once; any other change is logged as needing a restart.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
@@ -209,6 +231,15 @@ pub struct ListenArgs {
     /// Accept events without credentials.
     #[arg(long)]
     pub no_auth: bool,
+
+    /// The environment variable that holds the receiver's password.
+    #[arg(long, value_name = "VAR", default_value = crate::secrets::WEBHOOK_PASSWORD_ENV)]
+    pub password_env: String,
+
+    /// Read the receiver's password from this file instead (first line): a secret
+    /// the service manager mounts (systemd's LoadCredential=).
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<std::path::PathBuf>,
 
     /// The largest body accepted, in bytes.
     #[arg(long, default_value_t = thulium::receiver::DEFAULT_BODY_LIMIT)]
@@ -235,6 +266,10 @@ pub struct InboxArgs {
     #[arg(long, value_name = "NAME", default_value = "thulium_inbox")]
     pub inbox_schema: String,
 
+    /// With a PostgreSQL inbox: the environment variable that holds its password.
+    #[arg(long, value_name = "VAR", default_value = crate::location::INBOX_PASSWORD_ENV)]
+    pub inbox_password_env: String,
+
     /// With --inbox: POST each event to this URL (a 2xx is success), as Thulium would.
     #[arg(long, value_name = "URL", requires = "inbox")]
     pub forward_to: Option<String>,
@@ -243,6 +278,16 @@ pub struct InboxArgs {
     /// THULIUM_FORWARD_PASSWORD or a prompt).
     #[arg(long, value_name = "USER", requires = "forward_to")]
     pub forward_auth_user: Option<String>,
+
+    /// With --forward-auth-user: the environment variable that holds its password.
+    #[arg(long, value_name = "VAR", default_value = crate::durable::FORWARD_PASSWORD_ENV)]
+    pub forward_password_env: String,
+
+    /// With --forward-auth-user: read its password from this file instead (first
+    /// line), again at each SIGHUP: how a rotated password (systemd's
+    /// LoadCredential=, a mounted secret) takes effect without a restart.
+    #[arg(long, value_name = "PATH", requires = "forward_auth_user")]
+    pub forward_password_file: Option<std::path::PathBuf>,
 
     /// With --forward-to: the body sent.
     #[arg(long, value_enum, default_value_t = ForwardFormat::AsReceived, requires = "forward_to")]
@@ -284,6 +329,14 @@ pub struct ConsoleArgs {
     /// THULIUM_CONSOLE_PASSWORD or a prompt); required off loopback.
     #[arg(long, value_name = "USER", requires = "console")]
     pub console_user: Option<String>,
+
+    /// With --console-user: the environment variable that holds its password.
+    #[arg(long, value_name = "VAR", default_value = crate::console::CONSOLE_PASSWORD_ENV)]
+    pub console_password_env: String,
+
+    /// With --console-user: read its password from this file instead (first line).
+    #[arg(long, value_name = "PATH", requires = "console_user")]
+    pub console_password_file: Option<std::path::PathBuf>,
 }
 
 /// How forwarded events are encoded.
@@ -295,6 +348,17 @@ pub enum ForwardFormat {
     Form,
     /// Re-encoded as JSON.
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Report each mistake in FILE with its line and column (exit 2), or that it is
+    /// good (exit 0). Environment variables it names are not read.
+    #[command(after_help = "Example:\n  thulium config check /etc/thulium/relay.toml")]
+    Check {
+        /// The file.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

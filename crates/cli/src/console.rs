@@ -7,8 +7,9 @@ use crate::args::ConsoleArgs;
 use crate::failure::Failure;
 use crate::secrets::{self, Source};
 
-/// The environment variable with the console's Basic-auth password.
-const CONSOLE_PASSWORD_ENV: &str = "THULIUM_CONSOLE_PASSWORD";
+/// The environment variable with the console's Basic-auth password, unless
+/// --console-password-env names another.
+pub const CONSOLE_PASSWORD_ENV: &str = "THULIUM_CONSOLE_PASSWORD";
 
 /// Binds the console's address and checks its safety rule; the bound listener and
 /// the router, to serve.
@@ -21,8 +22,9 @@ pub async fn prepare<S: Store + Clone>(
     };
     let auth = match &args.console_user {
         Some(user) => {
-            let password = secrets::read(
-                CONSOLE_PASSWORD_ENV,
+            let password = secrets::read_env_or_file(
+                &args.console_password_env,
+                args.console_password_file.as_deref(),
                 "console password",
                 Source::EnvOrPrompt,
             )?;
@@ -30,7 +32,8 @@ pub async fn prepare<S: Store + Clone>(
         }
         None if !addr.ip().is_loopback() => {
             return Err(Failure::usage(format!(
-                "refusing to serve the console on {addr} without credentials: anyone who reaches it could replay events; add --console-user (password in {CONSOLE_PASSWORD_ENV}) or bind to 127.0.0.1"
+                "refusing to serve the console on {addr} without credentials: anyone who reaches it could replay events; add --console-user (password in {}) or bind to 127.0.0.1",
+                args.console_password_env
             )));
         }
         None => None,

@@ -17,8 +17,9 @@ use crate::location::{self, Opened};
 use crate::output;
 use crate::secrets::{self, Source};
 
-/// The environment variable with the password --forward-auth-user sends.
-const FORWARD_PASSWORD_ENV: &str = "THULIUM_FORWARD_PASSWORD";
+/// The environment variable with the password --forward-auth-user sends, unless
+/// --forward-password-env names another.
+pub const FORWARD_PASSWORD_ENV: &str = "THULIUM_FORWARD_PASSWORD";
 
 pub async fn run(
     args: ListenArgs,
@@ -31,17 +32,12 @@ pub async fn run(
     let location = inbox.inbox.clone().expect("called with --inbox");
     let forwarder = match &inbox.forward_to {
         Some(url) => {
-            let auth = match &inbox.forward_auth_user {
-                Some(user) => Some((
-                    user.clone(),
-                    secrets::read(
-                        FORWARD_PASSWORD_ENV,
-                        "forward password",
-                        Source::EnvOrPrompt,
-                    )?,
-                )),
-                None => None,
-            };
+            let auth = forward_credentials(
+                inbox.forward_auth_user.as_deref(),
+                &inbox.forward_password_env,
+                inbox.forward_password_file.as_deref(),
+                Source::EnvOrPrompt,
+            )?;
             let format = match inbox.forward_format {
                 FormatArg::AsReceived => ForwardFormat::AsReceived,
                 FormatArg::Form => ForwardFormat::Reencoded(thulium::event::BodyFormat::Form),
@@ -55,7 +51,15 @@ pub async fn run(
         None => None,
     };
 
-    match location::open(&location, &inbox.inbox_schema, true, true).await? {
+    match location::open(
+        &location,
+        &inbox.inbox_schema,
+        &inbox.inbox_password_env,
+        true,
+        true,
+    )
+    .await?
+    {
         Opened::File(store) => {
             let label = store.path().display().to_string();
             serve(
@@ -71,6 +75,22 @@ pub async fn run(
             .await
         }
     }
+}
+
+/// The forward's Basic auth: the user and its password from the file if one is
+/// named, else from the variable (or a prompt).
+pub fn forward_credentials(
+    user: Option<&str>,
+    password_env: &str,
+    password_file: Option<&std::path::Path>,
+    source: Source,
+) -> Result<Option<(String, thulium::Password)>, Failure> {
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let password =
+        secrets::read_env_or_file(password_env, password_file, "forward password", source)?;
+    Ok(Some((user.to_string(), password)))
 }
 
 /// The library's [`Relay`] with the command line's settings: one path for the
@@ -105,6 +125,17 @@ async fn serve<S: Store + Clone>(
         Ok(handle) => relay = relay.metrics(handle),
         Err(error) => tracing::warn!(%error, "/metrics is off"),
     }
+    crate::reload::on_hangup(crate::reload::Reloadable {
+        config: args.config.clone(),
+        forward: forwarder.clone().map(|forwarder| {
+            let auth = crate::reload::ForwardAuth {
+                user: inbox.forward_auth_user.clone(),
+                password_env: inbox.forward_password_env.clone(),
+                password_file: inbox.forward_password_file.clone(),
+            };
+            (forwarder, auth)
+        }),
+    });
     let running = match forwarder {
         Some(forwarder) => relay.start(listener, forwarder).await,
         None => {

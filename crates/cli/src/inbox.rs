@@ -25,7 +25,15 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
     if let InboxCommand::Migrate { at } = &command {
         // Opening applies what is missing: a file is upgraded in place, in one
         // transaction; a schema gets its migrations under an advisory lock.
-        return match location::open(&at.inbox, &at.inbox_schema, false, true).await? {
+        return match location::open(
+            &at.inbox,
+            &at.inbox_schema,
+            location::INBOX_PASSWORD_ENV,
+            false,
+            true,
+        )
+        .await?
+        {
             Opened::File(store) => output::print(format!(
                 "inbox file {} is at schema version {}",
                 store.path().display(),
@@ -41,7 +49,15 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
     }
     // The commands that read or replay never create or migrate: they find the
     // inbox a listener made.
-    match location::open(&at.inbox, &at.inbox_schema, false, false).await? {
+    match location::open(
+        &at.inbox,
+        &at.inbox_schema,
+        location::INBOX_PASSWORD_ENV,
+        false,
+        false,
+    )
+    .await?
+    {
         Opened::File(store) => run_on(&store, command, format).await,
         Opened::Postgres(store) => run_on(&store, command, format).await,
     }

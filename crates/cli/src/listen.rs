@@ -14,7 +14,7 @@ use crate::args::{ListenArgs, Output};
 use crate::durable;
 use crate::failure::Failure;
 use crate::output;
-use crate::secrets::{self, Source, WEBHOOK_PASSWORD_ENV};
+use crate::secrets::{self, Source};
 
 /// Lines waiting for stdout; past this the reader is not keeping up.
 const OUTPUT_QUEUE: usize = 64;
@@ -31,8 +31,9 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     let receiver = if args.no_auth {
         Receiver::without_auth()
     } else {
-        let password = secrets::read(
-            WEBHOOK_PASSWORD_ENV,
+        let password = secrets::read_env_or_file(
+            &args.password_env,
+            args.password_file.as_deref(),
             "receiver password",
             Source::EnvOrPrompt,
         )?;
@@ -41,7 +42,6 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     }
     .body_limit(args.body_limit);
 
-    ignore_hangups();
     let stdout = StdoutWriter::spawn();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -55,6 +55,10 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     if args.inbox.inbox.is_some() {
         return durable::run(args, receiver, listener, stdout, format).await;
     }
+    crate::reload::on_hangup(crate::reload::Reloadable {
+        config: args.config.clone(),
+        forward: None,
+    });
     let app = receiver.router(&args.path, move |event: Event| {
         let stdout = stdout.clone();
         async move { stdout.write(line(&event, format)).await }
@@ -73,30 +77,6 @@ pub fn line(event: &Event, format: Output) -> String {
     match format {
         Output::Json => event.to_json(),
         Output::Table => human_line(event),
-    }
-}
-
-/// A hangup (SIGHUP: the terminal closed, or a service manager's reload) is logged,
-/// never fatal: a listener holding events must not die of it. There is no
-/// configuration file to re-read yet, so nothing changes.
-fn ignore_hangups() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::hangup()) {
-            Ok(mut hangups) => {
-                tokio::spawn(async move {
-                    while hangups.recv().await.is_some() {
-                        tracing::warn!(
-                            "SIGHUP: nothing to reload (no configuration file); still running"
-                        );
-                    }
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot catch SIGHUP; a hangup stops the listener")
-            }
-        }
     }
 }
 

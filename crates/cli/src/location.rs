@@ -5,8 +5,8 @@ use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
 
 use crate::failure::Failure;
 
-/// The environment variable with the PostgreSQL password, so that it need not be in
-/// the URL on a command line.
+/// The environment variable with the PostgreSQL password (so that it need not be in
+/// the URL on a command line), unless --inbox-password-env names another.
 pub const INBOX_PASSWORD_ENV: &str = "THULIUM_INBOX_PASSWORD";
 
 /// An opened inbox.
@@ -27,15 +27,13 @@ pub fn is_postgres(location: &str) -> bool {
 pub async fn open(
     location: &str,
     schema: &str,
+    password_env: &str,
     create: bool,
     migrate: bool,
 ) -> Result<Opened, Failure> {
     if is_postgres(location) {
         let mut options = PostgresOptions::default().schema(schema).migrate(migrate);
-        if let Some(password) = std::env::var(INBOX_PASSWORD_ENV)
-            .ok()
-            .filter(|p| !p.is_empty())
-        {
+        if let Some(password) = std::env::var(password_env).ok().filter(|p| !p.is_empty()) {
             options = options.password(password);
         }
         return Ok(Opened::Postgres(

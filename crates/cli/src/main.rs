@@ -3,6 +3,7 @@
 
 mod actions;
 mod args;
+mod config;
 mod connection;
 mod console;
 mod durable;
@@ -14,6 +15,7 @@ mod location;
 mod logging;
 mod mock;
 mod output;
+mod reload;
 mod secrets;
 mod webhooks;
 
@@ -29,7 +31,30 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
-    logging::init(cli.verbose, cli.log_format);
+    // `listen --config FILE`: the file's settings as flags, before the typed ones.
+    let cli = match &cli.command {
+        Command::Listen(args) if args.config.is_some() => {
+            let path = args.config.clone().unwrap_or_default();
+            let settings = match config::load(&path) {
+                Ok(Ok(settings)) => settings,
+                Ok(Err(mistakes)) => {
+                    eprintln!("{}", config::report(&path, &mistakes));
+                    eprintln!("error: {} has mistakes; see above", path.display());
+                    return ExitCode::from(2);
+                }
+                Err(failure) => return report(&failure),
+            };
+            match Cli::try_parse_from(config::command_line(
+                &settings,
+                std::env::args_os().collect(),
+            )) {
+                Ok(cli) => cli,
+                Err(error) => return usage_error(error),
+            }
+        }
+        _ => cli,
+    };
+    logging::init(cli.verbose, cli.log_level.as_deref(), cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,10 +120,26 @@ fn usage_error(error: clap::Error) -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Webhooks(command) => webhooks::run(command, &cli.connection, cli.output).await,
-        Command::Listen(args) => listen::run(args, cli.output).await,
+        Command::Listen(args) => listen::run(*args, cli.output).await,
         Command::Mock(args) => mock::run(args, cli.output).await,
         Command::Events(command) => events::run(command, &cli.connection, cli.output).await,
         Command::Inbox(command) => inbox::run(command, cli.output).await,
+        Command::Config(args::ConfigCommand::Check { file }) => match config::load(&file)? {
+            Ok(settings) => output::print(format!(
+                "{}: good ({} settings)",
+                file.display(),
+                settings.values.len()
+            )),
+            Err(mistakes) => {
+                // One line per mistake, then the error line and exit 2.
+                eprintln!("{}", config::report(&file, &mistakes));
+                Err(Failure::usage(format!(
+                    "{} has {} mistake(s)",
+                    file.display(),
+                    mistakes.len()
+                )))
+            }
+        },
         Command::Man => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())

@@ -18,6 +18,8 @@ pub enum Source {
     Stdin,
     /// The variable, else a prompt when stdin is a terminal.
     EnvOrPrompt,
+    /// The variable only (a reload while running: nobody is there to answer).
+    Env,
 }
 
 /// Reads a password: what it is for goes into the messages.
@@ -38,11 +40,11 @@ pub fn read(env: &str, what: &str, source: Source) -> Result<Password, Failure> 
     };
     match source {
         Source::Stdin => from_stdin(""),
-        Source::EnvOrPrompt => {
+        Source::EnvOrPrompt | Source::Env => {
             if let Some(value) = std::env::var(env).ok().filter(|v| !v.is_empty()) {
                 return Ok(Password::new(value));
             }
-            if std::io::stdin().is_terminal() {
+            if matches!(source, Source::EnvOrPrompt) && std::io::stdin().is_terminal() {
                 let value = rpassword::prompt_password(format!("{what}: "))
                     .map_err(|e| Failure::usage(format!("cannot prompt for the {what}: {e}")))?;
                 if value.is_empty() {
@@ -54,5 +56,39 @@ pub fn read(env: &str, what: &str, source: Source) -> Result<Password, Failure> 
                 "no {what}: set {env} (passwords are never taken from flags)"
             )))
         }
+    }
+}
+
+/// Reads a password from the first line of the file at `path` (a secret mounted by
+/// the service manager); what it is for goes into the messages, the file's content
+/// never does.
+pub fn read_file(path: &std::path::Path, what: &str) -> Result<Password, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read the {what} from {}: {e}",
+            path.display()
+        ))
+    })?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        return Err(Failure::usage(format!(
+            "the {what} file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Password::new(password))
+}
+
+/// Reads a password from the file if one is named (`--...-password-file`), else as
+/// [`read`] does from the variable.
+pub fn read_env_or_file(
+    env: &str,
+    file: Option<&std::path::Path>,
+    what: &str,
+    source: Source,
+) -> Result<Password, Failure> {
+    match file {
+        Some(path) => read_file(path, what),
+        None => read(env, what, source),
     }
 }

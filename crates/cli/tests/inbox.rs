@@ -426,3 +426,193 @@ async fn json_logs_say_each_outcome_once_and_metrics_pass_promtool() {
         );
     }
 }
+
+/// `listen --config`: the file's settings with typed flags over them; SIGHUP
+/// re-reads it, applies the forward's rotated password at once, says which change
+/// waits for a restart, and the listener keeps running; `config check` points at
+/// each mistake with its line and column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_runs_the_relay_and_sighup_rotates_the_forward_password() {
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let record = Arc::clone(&record);
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                record.lock().unwrap().push(auth);
+                "taken"
+            }
+        }),
+    );
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(sink, app).await.unwrap() });
+
+    let password_file = dir.path().join("forward-password");
+    std::fs::write(&password_file, "first-password\n").unwrap();
+    let inbox = dir.path().join("events.redb");
+    let config = dir.path().join("relay.toml");
+    let file = |addr: &str, level: &str| {
+        format!(
+            "# the relay\n[receive]\naddr = \"{addr}\"\nno_auth = true\n\n[inbox]\nlocation = {inbox:?}\n\n\
+             [forward]\nto = \"http://{sink_addr}/app\"\nauth_user = \"relay\"\npassword_file = {password_file:?}\n\n\
+             [log]\nlevel = \"{level}\"\nformat = \"json\"\n"
+        )
+    };
+    std::fs::write(&config, file("127.0.0.1:1", "info")).unwrap();
+    let (code, stdout, stderr) = thulium(&["config", "check", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("good"), "{stdout}");
+
+    // The typed --addr overrides the file's.
+    let addr = format!("127.0.0.1:{}", thulium_testkit::free_port());
+    let log_path = dir.path().join("stderr.log");
+    let mut listener = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_thulium"))
+            .args([
+                "listen",
+                "--config",
+                config.to_str().unwrap(),
+                "--addr",
+                &addr,
+            ])
+            .env_remove("RUST_LOG")
+            .env_remove("THULIUM_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap()),
+    )
+    .unwrap();
+    let url = format!("http://{addr}/thulium");
+    assert_eq!(send(&url, 1).await, "stored");
+    let inbox_arg = inbox.to_str().unwrap();
+    wait_for("the first forward", inbox_arg, |s| s["done"] == 1);
+
+    // Rotate the password, change the level and the address (which waits), SIGHUP.
+    std::fs::write(&password_file, "second-password\n").unwrap();
+    std::fs::write(&config, file("127.0.0.1:2", "warn")).unwrap();
+    listener.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap()
+        .contains("configuration re-read")
+    {
+        assert!(Instant::now() < deadline, "SIGHUP was not handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        send(&url, 2).await,
+        "stored",
+        "still serving on the typed address"
+    );
+    wait_for("the second forward", inbox_arg, |s| s["done"] == 2);
+    assert!(
+        listener.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the listener"
+    );
+
+    let basic = |password: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("relay:{password}"))
+        )
+    };
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [basic("first-password"), basic("second-password")]
+    );
+    listener.signal("TERM");
+    assert!(listener.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let said = |message: &str| records.iter().find(|r| r["message"] == message);
+    let waiting = said("SIGHUP: these settings changed in the file and apply at the next start")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(waiting["keys"], "receive.addr", "{waiting}");
+    assert!(said("SIGHUP: log level changed").is_some(), "{log}");
+    assert!(
+        said("SIGHUP: the forward's credentials were re-read").is_some(),
+        "{log}"
+    );
+    // At `info` before the SIGHUP, `warn` after: the second event's outcome is not logged.
+    let stored = records.iter().filter(|r| r["message"] == "stored").count();
+    assert_eq!(stored, 1, "{log}");
+    assert!(!log.contains("first-password") && !log.contains("second-password"));
+
+    // A bad file: every mistake with its place, exit 2.
+    std::fs::write(
+        &config,
+        "[receive]\naddr = \"nowhere\"\npassword = \"hunter2\"\n[dispatch]\nmax_attempts = 0\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = thulium(&["config", "check", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    let path = config.display().to_string();
+    for place in [
+        ":2:8: receive.addr",
+        ":3:1: `password`",
+        ":5:16: dispatch.max_attempts",
+    ] {
+        assert!(
+            stderr.contains(&format!("{path}{place}")),
+            "{place} in {stderr}"
+        );
+    }
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// The deployment kit as shipped: the example configuration passes `config check`,
+/// and the systemd unit passes `systemd-analyze verify` without a single warning
+/// (an unknown or misspelt directive is only a warning there, so any output fails).
+#[test]
+fn the_deployment_kit_verifies() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let (code, stdout, stderr) = thulium(&[
+        "config",
+        "check",
+        deploy.join("relay.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("good"), "{stdout}");
+
+    // The unit names the installed binary; verify checks it is executable.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(deploy.join("thulium-relay.service"))
+        .unwrap()
+        .replace("/usr/local/bin/thulium", env!("CARGO_BIN_EXE_thulium"));
+    for directive in [
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "StateDirectory=thulium",
+    ] {
+        assert!(unit.contains(directive), "{directive}");
+    }
+    let path = dir.path().join("thulium-relay.service");
+    std::fs::write(&path, unit).unwrap();
+    let verified = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(
+        verified.status.success() && said.trim().is_empty(),
+        "{said}"
+    );
+}

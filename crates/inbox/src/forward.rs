@@ -4,6 +4,7 @@
 //! the dispatcher. This is `thulium listen --inbox ... --forward-to URL`: a durable
 //! relay in front of an application in any language.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use thulium::event::{BodyFormat, Event};
@@ -44,14 +45,31 @@ pub enum ForwardError {
     Tls(String),
 }
 
-/// POSTs events to one URL.
+/// POSTs events to one URL. Clones share their credentials: [`Forwarder::set_auth`]
+/// on one changes them for all (a configuration reload while it runs).
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     http: reqwest::Client,
     url: Url,
-    auth: Option<(String, Password)>,
+    credentials: Arc<RwLock<Credentials>>,
     format: ForwardFormat,
+}
+
+/// The Basic auth sent, and what is cut from the answers quoted in errors.
+#[derive(Debug)]
+struct Credentials {
+    auth: Option<(String, Password)>,
     redactor: Redactor,
+}
+
+impl Credentials {
+    fn new(auth: Option<(String, Password)>) -> Self {
+        let redactor = match &auth {
+            Some((user, password)) => Redactor::new().basic_credentials(user, password.clone()),
+            None => Redactor::new(),
+        };
+        Self { auth, redactor }
+    }
 }
 
 impl Forwarder {
@@ -76,17 +94,32 @@ impl Forwarder {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("thulium-inbox/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let redactor = match &auth {
-            Some((user, password)) => Redactor::new().basic_credentials(user, password.clone()),
-            None => Redactor::new(),
-        };
         Ok(Self {
             http,
             url: parsed,
-            auth,
+            credentials: Arc::new(RwLock::new(Credentials::new(auth))),
             format,
-            redactor,
         })
+    }
+
+    /// Sends `auth` from the next attempt on (every clone of this forwarder); the
+    /// same rule as at creation: credentials only over HTTPS or to loopback.
+    pub fn set_auth(&self, auth: Option<(String, Password)>) -> Result<(), ForwardError> {
+        if auth.is_some() && !config::credentials_may_travel_to(&self.url) {
+            return Err(ForwardError::PlainHttp(self.url.to_string()));
+        }
+        let credentials = Credentials::new(auth);
+        *self
+            .credentials
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = credentials;
+        Ok(())
+    }
+
+    fn credentials(&self) -> std::sync::RwLockReadGuard<'_, Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -113,7 +146,7 @@ impl Handler for Forwarder {
             .header("x-thulium-inbox-id", delivery.id.to_string())
             .header("x-thulium-inbox-attempt", delivery.attempt.to_string())
             .body(body);
-        if let Some((user, password)) = &self.auth {
+        if let Some((user, password)) = &self.credentials().auth {
             request = request.basic_auth(user, Some(password.expose()));
         }
         let response = request.send().await.map_err(|e| {
@@ -129,7 +162,7 @@ impl Handler for Forwarder {
             return Ok(());
         }
         let text = response.text().await.unwrap_or_default();
-        let text = self.redactor.redact(&text);
+        let text = self.credentials().redactor.redact(&text);
         let excerpt = thulium::text::shorten(text.trim(), 200);
         if excerpt.is_empty() {
             return Err(format!("{} answered HTTP {status}", self.url).into());
