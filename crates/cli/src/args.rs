@@ -441,6 +441,19 @@ pub enum InboxCommand {
         #[command(flatten)]
         at: InboxAt,
     },
+    /// Copy an inbox file consistently while listeners use it; the copy opens as an
+    /// inbox (restore: stop the listener, put the copy in the file's place). For a
+    /// PostgreSQL inbox use the database's own tools (pg_dump, base backups).
+    #[command(
+        after_help = "Example:\n  thulium inbox backup --inbox /var/lib/thulium/events.redb --to /backup/events-$(date +%F).redb"
+    )]
+    Backup {
+        #[command(flatten)]
+        at: InboxAt,
+        /// The new file (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
     /// Remove handed-over events, keeping their dedup keys for the window.
     Purge {
         #[command(flatten)]

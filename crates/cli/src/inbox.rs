@@ -1,4 +1,4 @@
-//! `thulium inbox stats|list|show|replay|set-aside|purge|migrate`: an inbox (a file or
+//! `thulium inbox stats|list|show|replay|set-aside|purge|migrate|backup`: an inbox (a file or
 //! a PostgreSQL schema), read and changed while listeners use it or not (a file is
 //! opened in redb's multi-writer mode).
 
@@ -19,6 +19,7 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
         | InboxCommand::Replay { at, .. }
         | InboxCommand::SetAside { at, .. }
         | InboxCommand::Migrate { at }
+        | InboxCommand::Backup { at, .. }
         | InboxCommand::Console { at, .. }
         | InboxCommand::Purge { at, .. } => at,
     };
@@ -47,6 +48,37 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
             )),
         };
     }
+    if let InboxCommand::Backup { at, to } = &command {
+        let Opened::File(store) = location::open(
+            &at.inbox,
+            &at.inbox_schema,
+            location::INBOX_PASSWORD_ENV,
+            false,
+            false,
+        )
+        .await?
+        else {
+            return Err(Failure::usage(
+                "a PostgreSQL inbox is backed up with the database's own tools (pg_dump, base backups, your provider's snapshots)",
+            ));
+        };
+        let backup = store.backup_to(to).await?;
+        return match format {
+            Output::Json => output::print(json!({
+                "path": backup.path.display().to_string(),
+                "rows": backup.rows,
+                "bytes": backup.bytes,
+            })),
+            Output::Table => output::print(format!(
+                "backed up {} to {} ({} rows, {} bytes); it opens as an inbox: thulium inbox stats --inbox {}",
+                output::escape(&store.path().display().to_string()),
+                output::escape(&backup.path.display().to_string()),
+                backup.rows,
+                backup.bytes,
+                output::escape(&backup.path.display().to_string()),
+            )),
+        };
+    }
     // The commands that read or replay never create or migrate: they find the
     // inbox a listener made.
     match location::open(
@@ -69,7 +101,7 @@ async fn run_on<S: Store + Clone>(
     format: Output,
 ) -> Result<(), Failure> {
     match command {
-        InboxCommand::Migrate { .. } => Ok(()),
+        InboxCommand::Migrate { .. } | InboxCommand::Backup { .. } => Ok(()),
         InboxCommand::Console { console, .. } => {
             let Some((listener, router)) = crate::console::prepare(&console, store.clone()).await?
             else {

@@ -616,3 +616,78 @@ fn the_deployment_kit_verifies() {
         "{said}"
     );
 }
+
+/// `inbox backup` while the listener stores events as fast as they come: the copy
+/// is one consistent moment (its counts add up), opens as an inbox, and the
+/// listener answered every delivery meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_opens_and_adds_up() {
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("events.redb");
+    let sink = Arc::new(thulium_testkit::sink::Sink::default());
+    let sink_addr = thulium_testkit::sink::start(Arc::clone(&sink), Duration::ZERO).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", thulium_testkit::free_port())
+        .parse()
+        .unwrap();
+    let _listener = listen(&inbox, addr, sink_addr);
+    let url = format!("http://{addr}/thulium");
+    assert_eq!(send(&url, 0).await, "stored");
+
+    const EVENTS: u32 = 400;
+    let senders: Vec<_> = (0..4)
+        .map(|lane| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                for ticket in (1..=EVENTS).filter(|t| t % 4 == lane) {
+                    assert_eq!(send(&url, ticket).await, "stored");
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copy = dir.path().join("copy.redb");
+    let (inbox_arg, copy_arg) = (
+        inbox.to_str().unwrap().to_string(),
+        copy.to_str().unwrap().to_string(),
+    );
+    let backup = tokio::task::spawn_blocking(move || {
+        json(&[
+            "inbox", "backup", "--inbox", &inbox_arg, "--to", &copy_arg, "--output", "json",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(backup["rows"].as_u64().unwrap() > 0, "{backup}");
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    let copy_arg = copy.to_str().unwrap();
+    let stats = json(&["inbox", "stats", "--output", "json", "--inbox", copy_arg]);
+    let count = |key: &str| stats[key].as_u64().unwrap();
+    let stored = count("pending") + count("in_flight") + count("done") + count("dead");
+    assert_eq!(stored, count("received") - count("duplicates"), "{stats}");
+    assert!(
+        (1..=u64::from(EVENTS) + 1).contains(&stored),
+        "the copy is a moment of the stream: {stats}"
+    );
+    let listed = json(&[
+        "inbox", "list", "--limit", "1000", "--output", "json", "--inbox", copy_arg,
+    ]);
+    assert_eq!(listed.as_array().unwrap().len() as u64, stored);
+    // A second backup to the same name is refused, the first left as it is.
+    let (code, _, stderr) = thulium(&[
+        "inbox",
+        "backup",
+        "--inbox",
+        inbox.to_str().unwrap(),
+        "--to",
+        copy_arg,
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("never replaces"), "{stderr}");
+    wait_for("everything handed over", inbox.to_str().unwrap(), |s| {
+        s["done"] == EVENTS + 1
+    });
+}

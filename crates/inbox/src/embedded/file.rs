@@ -90,13 +90,25 @@ const STALE_CREATION: Duration = Duration::from_secs(600);
 /// links, a rename does the same job, but may replace a file another process
 /// created in the same instant.
 pub(super) fn create_whole(path: &Path) -> Result<(), StoreError> {
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let io_error = |e: std::io::Error| open_error(path, redb::StorageError::Io(e).into());
     match std::fs::symlink_metadata(path) {
         Ok(_) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(e)),
     }
+    // Another process may create it in the same instant: then theirs is opened.
+    build_whole(path, |db| prepare(db, path)).map(|_created| ())
+}
+
+/// Makes a new inbox file at `path` whole under a temporary name beside it, filled
+/// by `fill`, synced, then linked into place (see [`create_whole`]). `false` if
+/// another file appeared at `path` meanwhile (it is left as it is).
+pub(super) fn build_whole(
+    path: &Path,
+    fill: impl FnOnce(&Database) -> Result<(), StoreError>,
+) -> Result<bool, StoreError> {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let io_error = |e: std::io::Error| open_error(path, redb::StorageError::Io(e).into());
     remove_stale_creations(path);
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(
@@ -110,22 +122,24 @@ pub(super) fn create_whole(path: &Path) -> Result<(), StoreError> {
         let db = builder()
             .create(&temporary)
             .map_err(|e| open_error(path, e))?;
-        prepare(&db, path)?;
+        fill(&db)?;
         drop(db);
         File::open(&temporary)
             .and_then(|file| file.sync_all())
             .map_err(io_error)?;
         match std::fs::hard_link(&temporary, path) {
-            Ok(()) => Ok(()),
-            // Another process created it first: open theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(_) if !path.exists() => std::fs::rename(&temporary, path).map_err(io_error),
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(_) if !path.exists() => std::fs::rename(&temporary, path)
+                .map(|()| true)
+                .map_err(io_error),
             Err(e) => Err(io_error(e)),
         }
     })();
     let _ = std::fs::remove_file(&temporary);
-    made?;
-    sync_directory(path).map_err(io_error)
+    let created = made?;
+    sync_directory(path).map_err(io_error)?;
+    Ok(created)
 }
 
 /// The directory that holds `path` (`.` for a bare file name).

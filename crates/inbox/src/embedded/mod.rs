@@ -17,6 +17,7 @@
 //! (`read.rs`).
 
 mod apply;
+mod backup;
 mod file;
 mod read;
 mod record;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use redb::{Database, StorageBackend};
 use tokio::sync::Notify;
 
+pub use self::backup::Backup;
 use self::file::{Handle, Opener, builder, create_whole, open_error};
 pub use self::tables::SCHEMA_VERSION;
 use self::tables::prepare;
