@@ -179,7 +179,10 @@ fn report_deliveries(
     output: Output,
 ) -> Result<(), Failure> {
     match output {
-        Output::Json => output::print(json!({"action": event.action(), "deliveries": deliveries})),
+        Output::Json => output::print(json!({
+            "action": event.action(),
+            "deliveries": deliveries.iter().map(output::mock_delivery_json).collect::<Vec<_>>(),
+        })),
         Output::Table => {
             let lines: Vec<String> = deliveries.iter().map(crate::mock::delivery_line).collect();
             output::print(lines.join("\n"))

@@ -248,17 +248,11 @@ async fn run_on<S: Store + Clone>(
 
 /// A time as RFC 3339 in UTC, to the second.
 fn precise_time(at: UnixMs) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    output::rfc3339_ms(at)
 }
 
 fn time(at: UnixMs) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp((at / 1000) as i64)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    output::rfc3339(at)
 }
 
 fn stats_table(stats: &Stats) -> String {

@@ -8,6 +8,8 @@ use clap::ValueEnum;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
+use crate::telemetry::Telemetry;
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -31,8 +33,10 @@ static RELOAD: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 /// dead letter, a store that fails); `-v` adds one line per event's outcome
 /// (`info`), `-vv` debug, `-vvv` trace; `--log-level` (or the configuration file's
 /// `log.level`) sets a filter instead of -v; `RUST_LOG` overrides both. The SDK never
-/// logs a secret, at any level.
-pub fn init(verbose: u8, level: Option<&str>, format: LogFormat) {
+/// logs a secret, at any level. With OpenTelemetry asked for (see
+/// [`crate::telemetry`]), spans are exported too; the returned handle sends the
+/// last ones at exit.
+pub fn init(verbose: u8, level: Option<&str>, format: LogFormat) -> Option<Telemetry> {
     let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(directives(verbose, level)))
@@ -45,19 +49,25 @@ pub fn init(verbose: u8, level: Option<&str>, format: LogFormat) {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
-    let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        LogFormat::Text => registry.with(layer).init(),
-        LogFormat::Json => registry
-            .with(
-                layer
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .init(),
-    }
+    let layer = match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let (traces, telemetry) = match crate::telemetry::layer() {
+        Some((traces, telemetry)) => (Some(traces), Some(telemetry)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(traces)
+        .init();
+    telemetry
 }
 
 /// The filter for `-v` or a level; notices are always on.

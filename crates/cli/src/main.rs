@@ -17,6 +17,7 @@ mod mock;
 mod output;
 mod reload;
 mod secrets;
+mod telemetry;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
         }
         _ => cli,
     };
-    logging::init(cli.verbose, cli.log_level.as_deref(), cli.log_format);
+    let telemetry = logging::init(cli.verbose, cli.log_level.as_deref(), cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,7 +66,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => report(&failure),
     }

@@ -80,7 +80,7 @@ fn attempt_json(delivery: &Delivery) -> serde_json::Value {
         "url": delivery.url,
         "action": delivery.action,
         "state": delivery.state,
-        "attempt": delivery.attempts.last(),
+        "attempt": delivery.attempts.last().map(crate::output::mock_attempt_json),
     })
 }
 

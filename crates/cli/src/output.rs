@@ -15,6 +15,38 @@ use crate::failure::Failure;
 /// cannot pad every row of a table to thousands of columns.
 pub const MAX_CELL_CHARS: usize = 60;
 
+/// A time in milliseconds since the Unix epoch as RFC 3339 UTC, to the second: the
+/// one time format of the command's output.
+pub fn rfc3339(unix_ms: u64) -> String {
+    rfc3339_ms(unix_ms - unix_ms % 1000)
+}
+
+/// As [`rfc3339`], to the millisecond (for attempts, which can be that close).
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// An attempt of the fake's delivery log as JSON, its time (`at`) in RFC 3339 as
+/// every time the command prints, where the fake's own API has `at_unix_ms`.
+pub fn mock_attempt_json(attempt: &thulium_mock::Attempt) -> Value {
+    let mut json = serde_json::to_value(attempt).unwrap_or_default();
+    if let Some(object) = json.as_object_mut() {
+        object.remove("at_unix_ms");
+        object.insert("at".into(), json!(rfc3339_ms(attempt.at_unix_ms)));
+    }
+    json
+}
+
+/// A delivery of the fake's log as JSON, with [`mock_attempt_json`]'s times.
+pub fn mock_delivery_json(delivery: &thulium_mock::Delivery) -> Value {
+    let mut json = serde_json::to_value(delivery).unwrap_or_default();
+    json["attempts"] = delivery.attempts.iter().map(mock_attempt_json).collect();
+    json
+}
+
 /// Writes `text` and a newline to stdout. A reader that went away (`| head`) ends
 /// the command quietly; any other write error (a full disk) is a [`Failure`].
 pub fn print(text: impl std::fmt::Display) -> Result<(), Failure> {

@@ -474,6 +474,14 @@ fn mock_listen_create_and_events_end_to_end() {
         "{attempt}"
     );
     assert_eq!(attempt["attempt"]["outcome"]["status"], 200, "{attempt}");
+    // Times are RFC 3339 UTC in every JSON the command prints.
+    let at = attempt["attempt"]["at"].as_str().unwrap_or_default();
+    assert!(
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).is_ok()
+            && at.ends_with('Z')
+            && attempt["attempt"].get("at_unix_ms").is_none(),
+        "{attempt}"
+    );
 
     let line = Running::next_line(&listen.stdout, "delivered event");
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();

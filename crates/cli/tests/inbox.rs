@@ -691,3 +691,120 @@ async fn a_backup_taken_under_load_opens_and_adds_up() {
         s["done"] == EVENTS + 1
     });
 }
+
+/// OpenTelemetry from the standard variables: a real OTLP/HTTP receiver (this test's)
+/// gets a `receive` span and an `attempt` span with the event's fields and the
+/// answer's status, decoded from the protobuf export; the forward carried the
+/// attempt's W3C `traceparent`, so the application's trace continues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_receiver_and_the_forward_carries_traceparent() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message as _;
+
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let exports = Arc::new(std::sync::Mutex::new(
+        Vec::<ExportTraceServiceRequest>::new(),
+    ));
+    let received = Arc::clone(&exports);
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let received = Arc::clone(&received);
+            async move {
+                let export = ExportTraceServiceRequest::decode(body).expect("an OTLP export");
+                received.lock().unwrap().push(export);
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let otlp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp_addr = otlp.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(otlp, collector).await.unwrap() });
+
+    let traceparents = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&traceparents);
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = Arc::clone(&seen);
+            async move {
+                if let Some(value) = headers.get("traceparent") {
+                    seen.lock()
+                        .unwrap()
+                        .push(value.to_str().unwrap().to_string());
+                }
+                "taken"
+            }
+        }),
+    );
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(sink, app).await.unwrap() });
+
+    let addr = format!("127.0.0.1:{}", thulium_testkit::free_port());
+    let inbox = dir.path().join("events.redb");
+    let mut listener = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_thulium"))
+            .args(["listen", "--no-auth", "--addr", &addr, "--inbox"])
+            .arg(&inbox)
+            .args(["--forward-to", &format!("http://{sink_addr}/app")])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env_remove("OTEL_SDK_DISABLED")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    assert_eq!(send(&format!("http://{addr}/thulium"), 7).await, "stored");
+    wait_for("handed over", inbox.to_str().unwrap(), |s| s["done"] == 1);
+    listener.signal("TERM");
+    assert!(listener.wait().unwrap().success());
+
+    let spans: Vec<_> = exports
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|export| &export.resource_spans)
+        .flat_map(|resource| &resource.scope_spans)
+        .flat_map(|scope| scope.spans.clone())
+        .collect();
+    let attribute = |span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+    };
+    let receive = spans.iter().find(|s| s.name == "receive");
+    assert!(receive.is_some(), "no receive span in {spans:#?}");
+    let attempt = spans
+        .iter()
+        .find(|s| s.name == "attempt")
+        .unwrap_or_else(|| panic!("no attempt span in {spans:#?}"));
+    assert_eq!(
+        attribute(attempt, "action"),
+        Some(Any::StringValue("TICKET_CREATED".into()))
+    );
+    assert_eq!(attribute(attempt, "attempt"), Some(Any::IntValue(1)));
+    assert_eq!(attribute(attempt, "inbox_id"), Some(Any::IntValue(1)));
+    assert_eq!(
+        attribute(attempt, "status"),
+        Some(Any::StringValue("200".into()))
+    );
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let traceparents = traceparents.lock().unwrap().clone();
+    assert_eq!(
+        traceparents,
+        [format!(
+            "00-{}-{}-01",
+            hex(&attempt.trace_id),
+            hex(&attempt.span_id)
+        )]
+    );
+}

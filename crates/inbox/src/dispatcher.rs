@@ -446,12 +446,13 @@ async fn attempt<S: Store, H: Handler>(
     claimed: Claimed,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
+    // Signed integers: a trace exporter writes an unsigned one as text.
     let span = tracing::info_span!(
         "attempt",
-        inbox_id = claimed.claim.id.0,
+        inbox_id = i64::try_from(claimed.claim.id.0).unwrap_or(i64::MAX),
         dedup_key = %thulium::text::visible(&claimed.event.dedup_key),
         action = %thulium::text::visible(&claimed.event.action),
-        attempt = claimed.event.attempts,
+        attempt = i64::from(claimed.event.attempts),
         status = tracing::field::Empty,
     );
     run_and_record(store, handler, config, claimed, slot)

@@ -146,6 +146,10 @@ impl Handler for Forwarder {
             .header("x-thulium-inbox-id", delivery.id.to_string())
             .header("x-thulium-inbox-attempt", delivery.attempt.to_string())
             .body(body);
+        #[cfg(feature = "otel")]
+        for (name, value) in trace_context() {
+            request = request.header(name, value);
+        }
         if let Some((user, password)) = &self.credentials().auth {
             request = request.basic_auth(user, Some(password.expose()));
         }
@@ -169,6 +173,20 @@ impl Handler for Forwarder {
         }
         Err(format!("{} answered HTTP {status}: {excerpt}", self.url).into())
     }
+}
+
+/// The W3C trace context (`traceparent`, `tracestate`) of the current span (the
+/// dispatcher's `attempt`), as the process's propagator writes it: nothing unless
+/// the application installed one and an OpenTelemetry layer records the span.
+#[cfg(feature = "otel")]
+fn trace_context() -> std::collections::HashMap<String, String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let context = tracing::Span::current().context();
+    let mut headers = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut headers);
+    });
+    headers
 }
 
 #[cfg(test)]

@@ -68,8 +68,21 @@ impl<S: Store + Clone> DurableReceiver<S> {
         )
     }
 
-    /// Checks, stores and answers one delivery.
+    /// Checks, stores and answers one delivery, in a `receive` span (what a trace
+    /// exporter sends as the delivery's span).
     pub async fn receive(&self, request: Request) -> Response {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "receive",
+            otel.kind = "server",
+            status = tracing::field::Empty
+        );
+        let response = self.receive_in_span(request).instrument(span.clone()).await;
+        span.record("status", response.status().as_u16());
+        response
+    }
+
+    async fn receive_in_span(&self, request: Request) -> Response {
         let delivery = match self.receiver.accept_delivery(request).await {
             Ok(delivery) => delivery,
             Err(rejection) => {
