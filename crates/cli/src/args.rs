@@ -334,6 +334,17 @@ pub struct ConsoleArgs {
     #[arg(long, value_name = "VAR", default_value = crate::console::CONSOLE_PASSWORD_ENV)]
     pub console_password_env: String,
 
+    /// A host name the console answers to besides its address (and localhost):
+    /// the name users type, or that a proxy passes on (repeat for several). Any
+    /// other Host is refused (421), so a rebound DNS name cannot read it.
+    #[arg(long, value_name = "NAME", requires = "console")]
+    pub console_host: Vec<String>,
+
+    /// With --console-user off loopback: a proxy in front terminates TLS, so the
+    /// password does not travel in clear (without it, such a console is refused).
+    #[arg(long, requires = "console_user")]
+    pub console_behind_tls_proxy: bool,
+
     /// With --console-user: read its password from this file instead (first line).
     #[arg(long, value_name = "PATH", requires = "console_user")]
     pub console_password_file: Option<std::path::PathBuf>,

@@ -64,6 +64,11 @@ const KEYS: &[Key] = &[
     key("console", "user", "--console-user"),
     key("console", "password_env", "--console-password-env"),
     key("console", "password_file", "--console-password-file"),
+    key("console", "hosts", "--console-host"),
+    Key {
+        switch: true,
+        ..key("console", "behind_tls_proxy", "--console-behind-tls-proxy")
+    },
     key("log", "level", "--log-level"),
     key("log", "format", "--log-format"),
 ];
@@ -189,10 +194,27 @@ pub fn parse(text: &str) -> Result<Settings, Vec<Mistake>> {
                 }
                 (DeValue::String(text), false) => text.to_string(),
                 (DeValue::Integer(number), false) => number.as_str().replace('_', ""),
+                (DeValue::Array(items), false)
+                    if items
+                        .iter()
+                        .all(|item| matches!(item.get_ref(), DeValue::String(_))) =>
+                {
+                    // A list: the flag once per item; shown joined by newlines.
+                    items
+                        .iter()
+                        .filter_map(|item| match item.get_ref() {
+                            DeValue::String(text) => Some(text.to_string()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
                 (_, false) => {
                     mistakes.push(mistake(
                         value_offset,
-                        format!("{section_name}.{name_text} must be a string or a number"),
+                        format!(
+                            "{section_name}.{name_text} must be a string, a number or a list of strings"
+                        ),
                     ));
                     continue;
                 }
@@ -200,6 +222,10 @@ pub fn parse(text: &str) -> Result<Settings, Vec<Mistake>> {
             let args: Vec<OsString> = match (key.switch, text.as_str()) {
                 (true, "true") => vec![key.flag.into()],
                 (true, _) => Vec::new(),
+                (false, _) if matches!(value.get_ref(), DeValue::Array(_)) => text
+                    .lines()
+                    .flat_map(|item| [key.flag.into(), item.into()])
+                    .collect(),
                 (false, _) => vec![key.flag.into(), text.clone().into()],
             };
             // The value alone, through the flag's own parser.

@@ -1,7 +1,7 @@
 //! The inbox console, served beside a listener or alone.
 
 use thulium_inbox::Store;
-use thulium_inbox::console::{self, ConsoleAuth};
+use thulium_inbox::console::{self, ConsoleAuth, ConsoleOptions};
 
 use crate::args::ConsoleArgs;
 use crate::failure::Failure;
@@ -38,8 +38,16 @@ pub async fn prepare<S: Store + Clone>(
         }
         None => None,
     };
+    if auth.is_some() && !addr.ip().is_loopback() && !args.console_behind_tls_proxy {
+        return Err(Failure::usage(format!(
+            "refusing to serve the console on {addr} with a password over plain HTTP: browsers would send it in clear; put a proxy that terminates TLS in front and say so with --console-behind-tls-proxy, or bind to 127.0.0.1"
+        )));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::usage(format!("cannot serve the console on {addr}: {e}")))?;
-    Ok(Some((listener, console::router(store, auth))))
+    let mut options = ConsoleOptions::default();
+    options.auth = auth;
+    options.hosts = args.console_host.clone();
+    Ok(Some((listener, console::router_with(store, options))))
 }

@@ -229,6 +229,35 @@ fn the_console_refuses_to_serve_off_loopback_without_credentials() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("without credentials"), "{stderr}");
+
+    // With credentials, still not over plain HTTP unless a TLS proxy is declared.
+    let with_user = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_thulium"));
+        command
+            .args(["listen", "--no-auth", "--addr", "127.0.0.1:0", "--inbox"])
+            .arg(&inbox)
+            .args(["--console", "0.0.0.0:0", "--console-user", "admin"])
+            .args(extra)
+            .env("THULIUM_CONSOLE_PASSWORD", "console-password-3")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let refused = with_user(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--console-behind-tls-proxy"), "{stderr}");
+    assert!(!stderr.contains("console-password-3"), "{stderr}");
+    let mut started = Guarded::spawn(&mut with_user(&["--console-behind-tls-proxy"])).unwrap();
+    let mut stderr = std::io::BufReader::new(started.child().stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("inbox console at") {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(read > 0, "the listener ended before serving the console");
+    }
 }
 
 /// `thulium inbox migrate` upgrades a file written by thulium 0.1.0 (schema 1; the

@@ -19,6 +19,8 @@
 //! | `thulium_inbox_events{state}` | gauge | events per state, read at each scrape |
 //! | `thulium_inbox_queue_depth` | gauge | pending plus in flight |
 //! | `thulium_inbox_oldest_pending_age_seconds` | gauge | age of the oldest open event |
+//! | `thulium_console_sign_in_failures_total` | counter | console requests with wrong credentials |
+//! | `thulium_console_sign_in_throttled_total` | counter | console requests refused after too many failures |
 //! | `thulium_build_info{version}` | gauge | always 1, labelled with the version |
 //! | `process_*` | | CPU seconds, memory, open files, threads (read at each scrape) |
 

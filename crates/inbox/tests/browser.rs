@@ -1,7 +1,8 @@
 //! The console in a real browser: headless Chromium driven through ChromeDriver
 //! (Debian's `chromium` and `chromium-driver`, which `.ci/run` installs when missing).
 //! Open the overview, go to the dead letters, open one, replay it, and watch it be
-//! delivered by a running dispatcher, at phone width and in dark mode too.
+//! delivered by a running dispatcher, at phone width and in dark mode too; a name
+//! rebound to the console is refused; hostile values stay in their cells.
 //! A screenshot of the page is kept in `target/console-screenshots/` when a step fails.
 //!
 //! Without ChromeDriver the test says it was not run, unless `CI` or
@@ -56,6 +57,10 @@ fn chromedriver() -> Option<(Driver, u16)> {
 }
 
 async fn browser(port: u16, width: u32, dark: bool) -> Client {
+    browser_with(port, width, dark, &[]).await
+}
+
+async fn browser_with(port: u16, width: u32, dark: bool, extra: &[&str]) -> Client {
     let mut args = vec![
         "--headless=new".to_string(),
         "--no-sandbox".into(),
@@ -63,15 +68,21 @@ async fn browser(port: u16, width: u32, dark: bool) -> Client {
         "--disable-dev-shm-usage".into(),
         format!("--window-size={width},900"),
     ];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
     if dark {
         args.push("--force-dark-mode".into());
         args.push("--blink-settings=preferredColorScheme=0".into());
     }
+    let mut options = serde_json::json!({ "args": args });
+    // Chromium's windows are at least 500 px wide: narrower is a phone's viewport,
+    // emulated.
+    if width < 500 {
+        options["mobileEmulation"] = serde_json::json!({
+            "deviceMetrics": { "width": width, "height": 844, "pixelRatio": 3.0 }
+        });
+    }
     let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "args": args }),
-    );
+    capabilities.insert("goog:chromeOptions".into(), options);
     let started = Instant::now();
     loop {
         let connected =
@@ -226,6 +237,32 @@ async fn replay_a_dead_event_in_the_browser_and_see_it_delivered() {
         Ok(id)
     })
     .await;
+    step(&client, "a selection survives the polls", async {
+        client
+            .execute(
+                "const table = document.querySelector('[data-history]'); \
+                 table.dataset.marked = 'yes'; \
+                 getSelection().selectAllChildren(table);",
+                vec![],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        // Two polls (every two seconds) with nothing new to show.
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let kept = client
+            .execute(
+                "return [document.querySelector('[data-history]').dataset.marked || '', \
+                         getSelection().toString().length];",
+                vec![],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        match (kept[0].as_str(), kept[1].as_u64()) {
+            (Some("yes"), Some(selected)) if selected > 0 => Ok(()),
+            _ => Err(format!("the attempts table was redrawn: {kept}")),
+        }
+    })
+    .await;
     healthy.store(true, Ordering::SeqCst);
     step(&client, "replay", async {
         client
@@ -290,4 +327,119 @@ async fn replay_a_dead_event_in_the_browser_and_see_it_delivered() {
     })
     .await;
     phone.close().await.unwrap();
+}
+
+/// What an attacker's page and hostile values see in a real browser: a name rebound
+/// to the console's address (Chromium's `--host-resolver-rules`) gets the refusal,
+/// not the page or its CSRF token; at 390 px the list of ordinary and hostile events
+/// fits the screen; a right-to-left override in an action is shown marked, so the
+/// action reads as received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_name_is_refused_and_hostile_values_stay_in_their_cells() {
+    let Some((_driver, port)) = chromedriver() else {
+        return;
+    };
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    for ticket_id in 1..=8 {
+        store.put(ticket(ticket_id, 0)).await.unwrap();
+    }
+    let hostile = |action: String| {
+        let body = format!("action={action}&ticket_id=99");
+        let event = Event::parse(body.as_bytes(), None).unwrap();
+        thulium_inbox::NewEvent::from_event(&event, body, None)
+    };
+    let long = "LONG_".repeat(400);
+    store.put(hostile(long)).await.unwrap();
+    let reversed = store
+        .put(hostile("\u{202e}DETAERC_TEKCIT".to_string()))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let console_port = listener.local_addr().unwrap().port();
+    tokio::spawn(thulium::server::serve(
+        listener,
+        thulium_inbox::console::router(store.clone(), None),
+        Default::default(),
+        std::future::pending(),
+    ));
+
+    let client = browser_with(
+        port,
+        390,
+        false,
+        &["--host-resolver-rules=MAP evil.example 127.0.0.1"],
+    )
+    .await;
+    step(&client, "rebound name", async {
+        client
+            .goto(&format!("http://evil.example:{console_port}/events/1"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = client
+            .find(Locator::Css("body"))
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !body.contains("does not answer to that host name") || body.contains("Replay") {
+            return Err(format!("the rebound page was served: {body:.200}"));
+        }
+        let forms = client
+            .find_all(Locator::Css("input[name=csrf]"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !forms.is_empty() {
+            return Err("the rebound page holds a CSRF token".into());
+        }
+        Ok(())
+    })
+    .await;
+    step(&client, "list at 390 px", async {
+        client
+            .goto(&format!("http://127.0.0.1:{console_port}/events"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let fits = client
+            .execute(
+                "const t = document.querySelector('table'); \
+                 return [window.innerWidth, document.documentElement.scrollWidth, \
+                         Math.ceil(t.getBoundingClientRect().right), t.scrollWidth, t.clientWidth];",
+                vec![],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let widths: Vec<u64> = fits
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        match widths[..] {
+            [inner, page, right, table, shown]
+                if inner <= 400 && page <= inner + 1 && right <= inner + 1 && table <= shown + 1 =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "the list does not fit 390 px (inner, page, table right, table scroll, table shown): {widths:?}"
+            )),
+        }
+    })
+    .await;
+    step(&client, "right-to-left override", async {
+        let row = client
+            .find(Locator::Css(&format!("tr[data-id=\"{}\"]", reversed.id())))
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        if row.contains('\u{202e}') || !row.contains("u{202e}DETAERC_TEKCIT") {
+            return Err(format!("the override is not shown as received: {row:?}"));
+        }
+        Ok(())
+    })
+    .await;
+    client.close().await.unwrap();
 }

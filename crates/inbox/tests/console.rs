@@ -188,116 +188,152 @@ async fn bad_parameters_get_a_page_that_says_what_is_wrong() {
     assert_eq!(status, 404);
 }
 
+/// A browser's session: its id cookie and the CSRF token of a page it was given.
+async fn session(url: &str, page: &str) -> (String, String, String) {
+    let response = reqwest::get(format!("{url}{page}")).await.unwrap();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let text = response.text().await.unwrap();
+    (cookie, csrf(&text), text)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actions_need_the_csrf_token_and_the_same_origin() {
+async fn actions_need_the_browsers_own_csrf_token_and_the_same_origin() {
     let (_dir, store) = seeded().await;
     let url = serve(store.clone(), None).await;
     let http = no_redirects();
-    let (_, page) = get(&format!("{url}/events/3")).await;
-    let token = csrf(&page);
+    let (cookie, token, _) = session(&url, "/events/3").await;
+    assert!(cookie.starts_with("thulium_console="), "{cookie}");
+    let (other_cookie, other_token, _) = session(&url, "/events/3").await;
+    assert_ne!(token, other_token, "each browser has its own token");
     // Pages and JSON carry customer data: nothing may cache them; the assets may.
     for (path, cache) in [
         ("/events/3", "no-store"),
         ("/api/stats", "no-store"),
         ("/assets/console.css", "max-age=3600"),
+        ("/assets/favicon.svg", "max-age=3600"),
     ] {
         let response = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
         assert_eq!(response.headers()["cache-control"], cache, "{path}");
     }
+    let post = |path: &str, cookie: Option<&str>, fields: &[(&str, &str)]| {
+        let mut request = http
+            .post(format!("{url}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(fields));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request
+    };
+    let status = |response: reqwest::Response| response.status().as_u16();
 
-    let forged = http
-        .post(format!("{url}/events/3/replay"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", &"0".repeat(32))]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status().as_u16(), 403);
-    let missing = http
-        .post(format!("{url}/events/3/replay"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status().as_u16(), 403);
-    let cross = http
-        .post(format!("{url}/events/3/replay"))
-        .header("origin", "https://evil.example")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str())]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cross.status().as_u16(), 403);
-    let fetched_cross = http
-        .post(format!("{url}/events/3/replay"))
-        .header("sec-fetch-site", "cross-site")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str())]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(fetched_cross.status().as_u16(), 403);
-    // The console's own host under a scheme that is not the web's is another origin.
-    let host = url.trim_start_matches("http://").to_string();
-    let other_scheme = http
-        .post(format!("{url}/events/3/replay"))
-        .header("origin", format!("evil://{host}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str())]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other_scheme.status().as_u16(), 403);
-    assert_eq!(
-        store
-            .get(thulium_inbox::EventId(3))
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        State::Dead
-    );
+    let zeros = "0".repeat(32);
+    for (why, request) in [
+        (
+            "a forged token",
+            post("/events/3/replay", Some(&cookie), &[("csrf", &zeros)]),
+        ),
+        ("no token", post("/events/3/replay", Some(&cookie), &[])),
+        (
+            "no cookie",
+            post("/events/3/replay", None, &[("csrf", &token)]),
+        ),
+        (
+            "another browser's token",
+            post("/events/3/replay", Some(&other_cookie), &[("csrf", &token)]),
+        ),
+        (
+            "another origin",
+            post("/events/3/replay", Some(&cookie), &[("csrf", &token)])
+                .header("origin", "https://evil.example"),
+        ),
+        (
+            "a cross-site fetch",
+            post("/events/3/replay", Some(&cookie), &[("csrf", &token)])
+                .header("sec-fetch-site", "cross-site"),
+        ),
+        (
+            // The console's own host under a scheme that is not the web's.
+            "another scheme",
+            post("/events/3/replay", Some(&cookie), &[("csrf", &token)]).header(
+                "origin",
+                format!("evil://{}", url.trim_start_matches("http://")),
+            ),
+        ),
+    ] {
+        assert_eq!(status(request.send().await.unwrap()), 403, "{why}");
+    }
+    let state = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .get(thulium_inbox::EventId(id))
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+        }
+    };
+    assert_eq!(state(3).await, State::Dead);
 
-    let replayed = http
-        .post(format!("{url}/events/3/replay"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str())]))
+    // Done: a redirect (POST, then GET) to a page that says what was done, once.
+    let replayed = post("/events/3/replay", Some(&cookie), &[("csrf", &token)])
         .send()
         .await
         .unwrap();
     assert_eq!(replayed.status().as_u16(), 303);
-    assert_eq!(replayed.headers()["location"], "/events/3?done=replayed");
-    assert_eq!(
-        store
-            .get(thulium_inbox::EventId(3))
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        State::Pending
+    assert_eq!(replayed.headers()["location"], "/events/3");
+    let notice = replayed.headers()["set-cookie"].to_str().unwrap();
+    let notice = notice.split(';').next().unwrap().to_string();
+    assert_eq!(state(3).await, State::Pending);
+    let shown = http
+        .get(format!("{url}/events/3"))
+        .header("cookie", format!("{cookie}; {notice}"))
+        .send()
+        .await
+        .unwrap();
+    let cleared = shown.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let shown = shown.text().await.unwrap();
+    assert!(
+        shown.contains("Replayed: the event is pending again."),
+        "{shown}"
     );
+    let again = http
+        .get(format!("{url}/events/3"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!again.contains("Replayed:"), "a reload repeats the notice");
+    let bogus = http
+        .get(format!("{url}/events/3?done=bogus"))
+        .header("cookie", format!("{cookie}; thulium_console_notice=bogus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!bogus.contains("Set aside:") && !bogus.contains("Replayed:"));
 
-    let aside = http
-        .post(format!("{url}/events/3/set-aside"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str())]))
+    let aside = post("/events/3/set-aside", Some(&cookie), &[("csrf", &token)])
         .send()
         .await
         .unwrap();
     assert_eq!(aside.status().as_u16(), 303);
-    assert_eq!(
-        store
-            .get(thulium_inbox::EventId(3))
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        State::Dead
-    );
-    let done = http
-        .post(format!("{url}/events/1/set-aside"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str())]))
+    assert_eq!(state(3).await, State::Dead);
+    let done = post("/events/1/set-aside", Some(&cookie), &[("csrf", &token)])
         .send()
         .await
         .unwrap();
@@ -308,28 +344,45 @@ async fn actions_need_the_csrf_token_and_the_same_origin() {
     );
 
     // Replay all dead asks first, and does nothing without the confirmation.
-    let (_, confirm) = get(&format!("{url}/replay-dead")).await;
+    let confirm = http
+        .get(format!("{url}/replay-dead"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         confirm.contains("Replay <strong>2</strong> dead event(s)?"),
         "{confirm}"
     );
-    let unconfirmed = http
-        .post(format!("{url}/replay-dead"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str())]))
+    assert_eq!(csrf(&confirm), token);
+    let unconfirmed = post("/replay-dead", Some(&cookie), &[("csrf", &token)])
         .send()
         .await
         .unwrap();
     assert_eq!(unconfirmed.status().as_u16(), 303);
     assert_eq!(store.stats().await.unwrap().dead, 2);
-    let confirmed = http
-        .post(format!("{url}/replay-dead"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", token.as_str()), ("confirm", "yes")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(confirmed.status().as_u16(), 200);
+    let confirmed = post(
+        "/replay-dead",
+        Some(&cookie),
+        &[("csrf", &token), ("confirm", "yes")],
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        confirmed.status().as_u16(),
+        303,
+        "redirected after the POST"
+    );
+    assert_eq!(confirmed.headers()["location"], "/events?state=pending");
+    let notice = confirmed.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        notice.starts_with("thulium_console_notice=replayed-all-2"),
+        "{notice}"
+    );
     assert_eq!(store.stats().await.unwrap().dead, 0);
 }
 
@@ -421,4 +474,111 @@ async fn a_long_value_is_cut_in_the_list() {
     assert!(list.contains(&action[..50]));
     let (_, page) = get(&format!("{url}/events/{id}")).await;
     assert!(page.contains(&action), "the event's page shows it whole");
+}
+
+/// Guessing the password: after 10 wrong tries from one address in a minute every
+/// request from it gets `429` with `Retry-After`, the right password included, until
+/// the minute ends; asking without credentials (as a browser does first) does not
+/// count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_are_throttled_per_address() {
+    let (_dir, store) = seeded().await;
+    let auth = ConsoleAuth::basic("operator", Password::new("console-secret-9")).unwrap();
+    let url = serve(store, Some(auth)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..20 {
+        let anonymous = http.get(format!("{url}/")).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401);
+    }
+    let mut statuses = Vec::new();
+    for guess in 0..30 {
+        let answer = http
+            .get(format!("{url}/"))
+            .basic_auth("operator", Some(format!("guess-{guess}")))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(statuses[..10], [401; 10]);
+    assert_eq!(statuses[10..], [429; 20]);
+    let right = http
+        .get(format!("{url}/"))
+        .basic_auth("operator", Some("console-secret-9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        right.status().as_u16(),
+        429,
+        "held up until the minute ends"
+    );
+    let wait: u64 = right.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+}
+
+/// DNS rebinding: a page on another name that resolves to the console's address
+/// gets `421` on every route (pages, JSON, actions); the address itself,
+/// `localhost` on loopback and the names configured are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_the_console_does_not_answer_to_is_refused() {
+    let (_dir, store) = seeded().await;
+    thulium::tls::install_default_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = console::ConsoleOptions::default().host("console.example.com");
+    tokio::spawn(thulium::server::serve(
+        listener,
+        console::router_with(store, options),
+        Default::default(),
+        std::future::pending(),
+    ));
+    let http = no_redirects();
+    let port = addr.port();
+    for (host, status) in [
+        (format!("evil.example:{port}"), 421),
+        (format!("127.0.0.2:{port}"), 421),
+        (format!("localhost:{}", port + 1), 421),
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        (format!("LOCALHOST:{port}"), 200),
+        ("console.example.com".to_string(), 200),
+        ("console.example.com:443".to_string(), 200),
+    ] {
+        for path in ["/events/1", "/api/stats"] {
+            let answer = http
+                .get(format!("http://{addr}{path}"))
+                .header("host", &host)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status().as_u16(), status, "{host}{path}");
+            if status == 421 {
+                assert!(!answer.text().await.unwrap().contains("csrf"), "{host}");
+            }
+        }
+    }
+    // The forged action of the issue: refused before its token is even looked at.
+    let page = http
+        .get(format!("http://{addr}/events/1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let forged = http
+        .post(format!("http://{addr}/events/1/set-aside"))
+        .header("host", format!("evil.example:{port}"))
+        .header("origin", format!("http://evil.example:{port}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", &csrf(&page)), ("reason", "rebound")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 421);
 }

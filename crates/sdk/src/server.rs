@@ -44,6 +44,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service as _;
 
+/// The address a request's connection was accepted on, in its extensions (with
+/// axum's `ConnectInfo` holding the client's): what a `Host` header can be checked
+/// against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 /// The bounds [`serve`] enforces on every connection. The defaults suit a webhook
 /// receiver: Thulium sends small bodies at once, so a slow client is a broken one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,10 +150,18 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok().map(LocalAddr);
         let body_timeout = limits.body_read_timeout;
         let router = app.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let request = request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
+            let mut request = request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
+            // Who is asking and on which address: for per-client limits and for
+            // checking the Host a browser sent against the address it reached.
+            let extensions = request.extensions_mut();
+            extensions.insert(axum::extract::ConnectInfo(peer));
+            if let Some(local) = local {
+                extensions.insert(local);
+            }
             // Router is always ready; a clone per request is an Arc bump.
             router.clone().call(request)
         });

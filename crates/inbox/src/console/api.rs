@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Console;
 use super::html;
-use super::pages::attempts_table;
+use super::pages::{attempts_table, history_version};
 use crate::model::{EventId, Filter, Stats, now_ms};
 use crate::store::Store;
 
@@ -42,6 +42,7 @@ pub(super) async fn api_event<S: Store>(
             "state": event.state,
             "attempts": event.attempts,
             "history": attempts_table(&event),
+            "version": history_version(&event),
         }))
         .into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),

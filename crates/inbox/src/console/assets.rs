@@ -58,6 +58,9 @@ pre.payload { background: var(--card); border: 1px solid var(--line); padding: .
 
 /// Live updates: polls the JSON endpoints every few seconds and changes the page in
 /// place. Without it every page still reads correctly.
+/// The tab's icon (an inbox tray), so browsers stop asking for `/favicon.ico`.
+pub const FAVICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><path fill="#2563eb" d="M1 9l2-7h10l2 7v5H1zm2 0h3l1 2h2l1-2h3L11.5 3h-7z"/></svg>"##;
+
 pub const JS: &str = r#"
 "use strict";
 (function () {
@@ -110,17 +113,11 @@ pub const JS: &str = r#"
     const attempts = facts.querySelector("[data-attempts]");
     if (attempts) attempts.textContent = current.attempts;
     const history = document.querySelector("[data-history]");
-    if (history && history.outerHTML !== current.history) {
+    if (history && history.dataset.history !== current.version) {
       const holder = document.createElement("div");
       holder.innerHTML = current.history;
       history.replaceWith(holder.firstElementChild);
     }
-  }
-  const notice = document.querySelector("[data-notice]");
-  const done = new URLSearchParams(location.search).get("done");
-  if (notice && done) {
-    notice.hidden = false;
-    notice.textContent = done === "replayed" ? "Replayed: the event is pending again." : "Set aside: the event is dead until replayed.";
   }
   const update = { overview, list, event }[live];
   if (!update) return;

@@ -140,8 +140,8 @@ pub fn filter_form(
         r#"<form class="filters" method="get" action="/events">
 <label>state <select name="state">{states}</select></label>
 <label>action <input name="action" value="{action}" placeholder="TICKET_CREATED"></label>
-<label>received from <input name="from" type="datetime-local" value="{from}"></label>
-<label>until <input name="to" type="datetime-local" value="{to}"></label>
+<label>received from (UTC) <input name="from" type="datetime-local" value="{from}"></label>
+<label>until (UTC) <input name="to" type="datetime-local" value="{to}"></label>
 <label>payload contains <input name="q" type="search" value="{text}"></label>
 <button type="submit">Filter</button> <a href="/events">clear</a>
 </form>"#,
@@ -206,6 +206,7 @@ pub struct Page {
     body: String,
     status: StatusCode,
     live: Option<&'static str>,
+    notice: Option<String>,
 }
 
 impl Page {
@@ -216,7 +217,14 @@ impl Page {
             body,
             status: StatusCode::OK,
             live: None,
+            notice: None,
         }
+    }
+
+    /// Shows `notice` (what the action that led here did) above the page.
+    pub fn notice(mut self, notice: Option<String>) -> Self {
+        self.notice = notice;
+        self
     }
 
     /// A page that only says what went wrong.
@@ -247,13 +255,17 @@ impl Page {
             r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark"><title>{title} · thulium inbox</title>
-<link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js" defer></script></head>
+<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js" defer></script></head>
 <body data-live="{live}"><header><a class="brand" href="/">thulium inbox</a><nav><a href="/">Overview</a><a href="/events">Events</a><a href="/events?state=dead">Dead letters</a></nav></header>
 <main><h1>{title}</h1>
-{body}
+{notice}{body}
 </main></body></html>"#,
             title = esc(&self.title),
             live = self.live.unwrap_or(""),
+            notice = self.notice.map_or_else(String::new, |notice| format!(
+                r#"<p class="notice" role="status" data-notice>{}</p>"#,
+                esc(&notice)
+            )),
             body = self.body,
         );
         let mut response = (self.status, document).into_response();

@@ -19,9 +19,10 @@ mod html;
 mod pages;
 mod query;
 mod sampler;
+mod session;
+mod throttle;
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -62,28 +63,72 @@ impl ConsoleAuth {
     }
 }
 
+/// How the console is guarded.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ConsoleOptions {
+    /// Credentials required of every request (with failed sign-ins throttled: 10
+    /// per address and 300 in all per minute, then `429`).
+    pub auth: Option<ConsoleAuth>,
+    /// Host names (`console.example.com`, or with a port) the console answers to
+    /// besides the address a connection reached (and `localhost` on loopback);
+    /// any other `Host` gets `421`, so a rebound DNS name cannot read the console.
+    pub hosts: Vec<String>,
+}
+
+impl ConsoleOptions {
+    /// Requires `auth`.
+    pub fn auth(mut self, auth: ConsoleAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Answers to `name` too (what users type, or what a proxy passes on).
+    pub fn host(mut self, name: impl Into<String>) -> Self {
+        self.hosts.push(name.into());
+        self
+    }
+}
+
 /// Shared by every request.
 pub(super) struct Console<S> {
     store: S,
     auth: Option<ConsoleAuth>,
-    csrf: String,
+    hosts: Vec<String>,
+    throttle: throttle::Throttle,
+    keys: session::Keys,
     samples: Arc<Mutex<VecDeque<Sample>>>,
 }
 
-/// The console over `store`, with `auth` required when given. Call it within a Tokio
+/// The console over `store`, with `auth` required when given: [`router_with`] and
+/// the default [`ConsoleOptions`] otherwise.
+pub fn router<S: Store + Clone>(store: S, auth: Option<ConsoleAuth>) -> Router {
+    router_with(
+        store,
+        ConsoleOptions {
+            auth,
+            ..ConsoleOptions::default()
+        },
+    )
+}
+
+/// The console over `store`, guarded as `options` say. Call it within a Tokio
 /// runtime: it starts the task that samples the counters for the overview's chart
 /// (which ends when the router is dropped).
-pub fn router<S: Store + Clone>(store: S, auth: Option<ConsoleAuth>) -> Router {
-    let mut csrf = String::with_capacity(32);
-    for _ in 0..2 {
-        let _ = write!(csrf, "{:016x}", fastrand::u64(..));
-    }
+///
+/// Served by [`thulium::server::serve`], it answers only to the address a
+/// connection reached and to `options.hosts`; served otherwise, only to
+/// `options.hosts` when any are given.
+pub fn router_with<S: Store + Clone>(store: S, options: ConsoleOptions) -> Router {
+    let ConsoleOptions { auth, hosts } = options;
     let samples = Arc::new(Mutex::new(VecDeque::with_capacity(SAMPLES)));
     tokio::spawn(sample_stats(store.clone(), Arc::downgrade(&samples)));
     let console = Arc::new(Console {
         store,
         auth,
-        csrf,
+        hosts,
+        throttle: throttle::Throttle::new(),
+        keys: session::Keys::new(),
         samples,
     });
     Router::new()
@@ -106,6 +151,10 @@ pub fn router<S: Store + Clone>(store: S, auth: Option<ConsoleAuth>) -> Router {
         .route(
             "/assets/console.js",
             get(|| async { asset("text/javascript", assets::JS) }),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| async { asset("image/svg+xml", assets::FAVICON) }),
         )
         .fallback(|| async { Page::error(StatusCode::NOT_FOUND, "No such page.") })
         .layer(middleware::from_fn_with_state(

@@ -3,13 +3,14 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State as AxumState};
+use axum::extract::{Extension, Path, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::html::{self, Page, esc, shown, time};
 use super::query::ListQuery;
 use super::sampler::Sample;
+use super::session::{Browser, Notice};
 use super::{Console, SEARCH_WINDOW, store_failure};
 use crate::model::{EventId, Filter, Outcome, State, StoredEvent, now_ms};
 use crate::store::Store;
@@ -71,6 +72,7 @@ pub(super) fn card(label: &str, count: u64, link: &str) -> String {
 
 pub(super) async fn list<S: Store>(
     AxumState(console): AxumState<Arc<Console<S>>>,
+    Extension(browser): Extension<Browser>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let query = match query {
@@ -188,11 +190,15 @@ pub(super) async fn list<S: Store>(
             link = esc(&older)
         );
     }
-    Page::new("Events", body).live("list").render()
+    Page::new("Events", body)
+        .notice(browser.notice.map(Notice::text))
+        .live("list")
+        .render()
 }
 
 pub(super) async fn event<S: Store>(
     AxumState(console): AxumState<Arc<Console<S>>>,
+    Extension(browser): Extension<Browser>,
     Path(id): Path<String>,
 ) -> Response {
     let Ok(id) = id.parse::<u64>() else {
@@ -211,16 +217,20 @@ pub(super) async fn event<S: Store>(
         }
         Err(error) => return store_failure(&error),
     };
-    Page::new(&format!("Event {id}"), event_body(&event, &console.csrf))
-        .live("event")
-        .render()
+    Page::new(
+        &format!("Event {id}"),
+        event_body(&event, &console.keys.token(&browser.id)),
+    )
+    .notice(browser.notice.map(Notice::text))
+    .live("event")
+    .render()
 }
 
 pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        r#"<p class="notice" data-notice hidden></p><dl class="facts" data-event="{id}">
+        r#"<dl class="facts" data-event="{id}">
 <dt>state</dt><dd><span class="state {state}" data-state>{state}</span>{conflict}</dd>
 <dt>action</dt><dd>{action}</dd>
 <dt>received</dt><dd>{received}</dd>
@@ -290,12 +300,22 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
     body
 }
 
+/// What identifies the attempts table's content: the script redraws the table only
+/// when it changes, so a reader's text selection survives the polls.
+pub(super) fn history_version(event: &StoredEvent) -> String {
+    let last = event.history.last().map_or(0, |attempt| attempt.started_at);
+    format!("{}-{last}", event.history.len())
+}
+
 pub(super) fn attempts_table(event: &StoredEvent) -> String {
+    let version = history_version(event);
     if event.history.is_empty() {
-        return r#"<div data-history><p class="empty">No attempt yet.</p></div>"#.into();
+        return format!(
+            r#"<div data-history="{version}"><p class="empty">No attempt yet.</p></div>"#
+        );
     }
-    let mut table = String::from(
-        r#"<div class="scroll" data-history><table class="attempts"><thead><tr><th>#</th><th>started</th><th>took</th><th>outcome</th><th>error</th></tr></thead><tbody>"#,
+    let mut table = format!(
+        r#"<div class="scroll" data-history="{version}"><table class="attempts"><thead><tr><th>#</th><th>started</th><th>took</th><th>outcome</th><th>error</th></tr></thead><tbody>"#,
     );
     for attempt in event.history.iter().rev() {
         let (outcome, error) = match &attempt.outcome {
