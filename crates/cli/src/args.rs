@@ -465,6 +465,19 @@ pub enum InboxCommand {
         #[arg(long, value_name = "FILE")]
         to: std::path::PathBuf,
     },
+    /// Copy every event that can still be read from a damaged inbox file into a new
+    /// one, and list the events that could not be read (with why). The damaged file
+    /// is only read. Stop the listener, salvage, then start it on the new file.
+    #[command(
+        after_help = "Example:\n  thulium inbox salvage --inbox /var/lib/thulium/events.redb --to /var/lib/thulium/salvaged.redb"
+    )]
+    Salvage {
+        #[command(flatten)]
+        at: InboxAt,
+        /// The new file (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
     /// Remove handed-over events, keeping their dedup keys for the window.
     Purge {
         #[command(flatten)]

@@ -74,6 +74,11 @@ pub async fn run(
             )
             .await
         }
+        // A listener opens to create and write: never read-only.
+        Opened::ReadOnly(store) => Err(thulium_inbox::StoreError::ReadOnly {
+            path: store.path().to_path_buf(),
+        }
+        .into()),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `thulium inbox stats|list|show|replay|set-aside|purge|migrate|backup`: an inbox (a file or
+//! `thulium inbox stats|list|show|replay|set-aside|purge|migrate|backup|salvage`: an inbox (a file or
 //! a PostgreSQL schema), read and changed while listeners use it or not (a file is
 //! opened in redb's multi-writer mode).
 
@@ -20,6 +20,7 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
         | InboxCommand::SetAside { at, .. }
         | InboxCommand::Migrate { at }
         | InboxCommand::Backup { at, .. }
+        | InboxCommand::Salvage { at, .. }
         | InboxCommand::Console { at, .. }
         | InboxCommand::Purge { at, .. } => at,
     };
@@ -40,6 +41,8 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
                 store.path().display(),
                 thulium_inbox::embedded::SCHEMA_VERSION
             )),
+            // Migrating opens for writing: never read-only.
+            Opened::ReadOnly(_) => Ok(()),
             Opened::Postgres(store) => output::print(format!(
                 "{} schema {} is at version {}",
                 store.label(),
@@ -48,8 +51,11 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
             )),
         };
     }
+    if let InboxCommand::Salvage { at, to } = &command {
+        return salvage(&at.inbox, to, format).await;
+    }
     if let InboxCommand::Backup { at, to } = &command {
-        let Opened::File(store) = location::open(
+        let (source, backup) = match location::open(
             &at.inbox,
             &at.inbox_schema,
             location::INBOX_PASSWORD_ENV,
@@ -57,12 +63,15 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
             false,
         )
         .await?
-        else {
-            return Err(Failure::usage(
-                "a PostgreSQL inbox is backed up with the database's own tools (pg_dump, base backups, your provider's snapshots)",
-            ));
+        {
+            Opened::File(store) => (store.path().to_path_buf(), store.backup_to(to).await?),
+            Opened::ReadOnly(store) => (store.path().to_path_buf(), store.backup_to(to).await?),
+            Opened::Postgres(_) => {
+                return Err(Failure::usage(
+                    "a PostgreSQL inbox is backed up with the database's own tools (pg_dump, base backups, your provider's snapshots)",
+                ));
+            }
         };
-        let backup = store.backup_to(to).await?;
         return match format {
             Output::Json => output::print(json!({
                 "path": backup.path.display().to_string(),
@@ -71,7 +80,7 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
             })),
             Output::Table => output::print(format!(
                 "backed up {} to {} ({} rows, {} bytes); it opens as an inbox: thulium inbox stats --inbox {}",
-                output::escape(&store.path().display().to_string()),
+                output::escape(&source.display().to_string()),
                 output::escape(&backup.path.display().to_string()),
                 backup.rows,
                 backup.bytes,
@@ -91,7 +100,43 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
     .await?
     {
         Opened::File(store) => run_on(&store, command, format).await,
+        Opened::ReadOnly(store) => run_on(&store, command, format).await,
         Opened::Postgres(store) => run_on(&store, command, format).await,
+    }
+}
+
+/// `inbox salvage`: reads the damaged file directly (opening it as an inbox may be
+/// what fails), on a blocking thread.
+async fn salvage(location: &str, to: &std::path::Path, format: Output) -> Result<(), Failure> {
+    if location::is_postgres(location) {
+        return Err(Failure::usage(
+            "salvage reads an inbox file; a PostgreSQL inbox is repaired with the database's own tools",
+        ));
+    }
+    let (source, destination) = (std::path::PathBuf::from(location), to.to_path_buf());
+    let report = tokio::task::spawn_blocking(move || {
+        thulium_inbox::embedded::salvage(&source, &destination)
+    })
+    .await
+    .map_err(|e| Failure::other(format!("the salvage stopped: {e}")))??;
+    match format {
+        Output::Json => output::print(json!({
+            "path": report.path.display().to_string(),
+            "saved": report.saved,
+            "lost": report.lost.iter().map(|(id, why)| json!({"id": id, "reason": why})).collect::<Vec<_>>(),
+        })),
+        Output::Table => {
+            let mut text = format!(
+                "saved {} event(s) to {}; lost {}",
+                report.saved,
+                output::escape(&report.path.display().to_string()),
+                report.lost.len()
+            );
+            for (id, why) in &report.lost {
+                text.push_str(&format!("\n  event {id}: {}", output::escape(why)));
+            }
+            output::print(text)
+        }
     }
 }
 
@@ -101,7 +146,9 @@ async fn run_on<S: Store + Clone>(
     format: Output,
 ) -> Result<(), Failure> {
     match command {
-        InboxCommand::Migrate { .. } | InboxCommand::Backup { .. } => Ok(()),
+        InboxCommand::Migrate { .. }
+        | InboxCommand::Backup { .. }
+        | InboxCommand::Salvage { .. } => Ok(()),
         InboxCommand::Console { console, .. } => {
             let Some((listener, router)) = crate::console::prepare(&console, store.clone()).await?
             else {

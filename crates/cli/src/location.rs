@@ -1,6 +1,7 @@
 //! Where an inbox is: a file (the embedded store) or a PostgreSQL URL.
 
 use thulium_inbox::EmbeddedStore;
+use thulium_inbox::embedded::ReadOnlyInbox;
 use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
 
 use crate::failure::Failure;
@@ -13,6 +14,8 @@ pub const INBOX_PASSWORD_ENV: &str = "THULIUM_INBOX_PASSWORD";
 pub enum Opened {
     /// One redb file.
     File(EmbeddedStore),
+    /// One redb file this process may only read (a read-only mount, a snapshot).
+    ReadOnly(ReadOnlyInbox),
     /// A PostgreSQL schema.
     Postgres(PostgresStore),
 }
@@ -45,6 +48,22 @@ pub async fn open(
         return Err(Failure::usage(format!(
             "no inbox at {location}; `thulium listen --inbox {location}` creates it"
         )));
+    }
+    // A file that exists but cannot be written is opened for reading: the read
+    // commands work on a snapshot or a read-only mount; the others say why not.
+    if !create && !migrate {
+        let writable = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path);
+        if let Err(error) = writable
+            && matches!(
+                error.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        {
+            return Ok(Opened::ReadOnly(ReadOnlyInbox::open(path)?));
+        }
     }
     Ok(Opened::File(EmbeddedStore::open(path)?))
 }

@@ -1,4 +1,5 @@
-//! What operators probe: `GET /healthz` (the process answers), `GET /readyz` (the
+//! What operators probe: `GET /healthz` (the process and its store's writer run),
+//! `GET /readyz` (the
 //! store can commit a write now) and `GET /metrics` (Prometheus).
 //!
 //! The inbox records its metrics through the `metrics` facade; whoever runs it
@@ -154,10 +155,23 @@ struct Ops<S> {
 /// `/healthz`, `/readyz` and (with a handle) `/metrics` over `store`.
 pub fn router<S: Store + Clone>(store: S, metrics: Option<PrometheusHandle>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz::<S>))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(render::<S>))
         .with_state(Ops { store, metrics })
+}
+
+/// `200` while the process and its store's machinery run; `503` once the store
+/// cannot work until a restart (the embedded store's writer stopped).
+async fn healthz<S: Store>(AxumState(ops): AxumState<Ops<S>>) -> Response {
+    match ops.store.check_alive() {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not alive: {error}"),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz<S: Store>(AxumState(ops): AxumState<Ops<S>>) -> Response {
@@ -202,4 +216,31 @@ async fn render<S: Store>(AxumState(ops): AxumState<Ops<S>>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmbeddedStore;
+
+    /// `/healthz` fails once the embedded store's writer is gone (here: its
+    /// channel closed, as at a shutdown), and passes while it runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn healthz_fails_once_the_writer_is_gone() {
+        thulium::tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+        tokio::spawn(thulium::server::serve(
+            listener,
+            router(store.clone(), None),
+            Default::default(),
+            std::future::pending(),
+        ));
+        let status = || async { reqwest::get(&url).await.unwrap().status().as_u16() };
+        assert_eq!(status().await, 200);
+        store.stop_writer_for_test();
+        assert_eq!(status().await, 503);
+    }
 }

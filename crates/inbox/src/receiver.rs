@@ -9,6 +9,7 @@
 //! answered `200` is lost: the put has returned only after its commit was synced.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,6 +29,9 @@ pub struct DurableReceiver<S> {
     store: S,
     max_backlog: u64,
     retry_after: Duration,
+    /// Puts under way: counted against the backlog too, so that many deliveries
+    /// arriving at once cannot all pass the check before any is committed.
+    storing: Arc<AtomicU64>,
 }
 
 /// The backlog past which deliveries are refused with `503` unless configured.
@@ -41,6 +45,7 @@ impl<S: Store + Clone> DurableReceiver<S> {
             store,
             max_backlog: DEFAULT_MAX_BACKLOG,
             retry_after: Duration::from_secs(30),
+            storing: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -90,8 +95,10 @@ impl<S: Store + Clone> DurableReceiver<S> {
                 return rejection.into_response();
             }
         };
+        // This put's place in the backlog, held until it is committed (or failed).
+        let storing = Storing::start(&self.storing);
         if let Some(backlog) = self.store.backlog()
-            && backlog >= self.max_backlog
+            && backlog + storing.ahead >= self.max_backlog
         {
             tracing::warn!(
                 backlog,
@@ -138,5 +145,25 @@ impl<S: Store + Clone> DurableReceiver<S> {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+/// A put under way, counted in [`DurableReceiver`]'s `storing` until dropped.
+struct Storing<'a> {
+    count: &'a AtomicU64,
+    /// Puts that were under way before this one.
+    ahead: u64,
+}
+
+impl<'a> Storing<'a> {
+    fn start(count: &'a AtomicU64) -> Self {
+        let ahead = count.fetch_add(1, Ordering::AcqRel);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Storing<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -72,6 +72,15 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the inbox store is closed")]
     Closed,
+    /// The store was opened read-only (a read-only mount, a file this user may not
+    /// write): it can be read, not changed.
+    #[error(
+        "{path} is opened read-only (a read-only mount or file); it can be read but not changed: copy it somewhere writable first"
+    )]
+    ReadOnly {
+        /// The store's path.
+        path: PathBuf,
+    },
 }
 
 impl StoreError {
@@ -258,6 +267,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<(DispatchGuard, u64), StoreError>> + Send {
         async { Ok((DispatchGuard::none(), 0)) }
+    }
+
+    /// Whether the store's machinery is running (for `/healthz`): the embedded
+    /// store's writer thread, without which no event can be stored or handed over
+    /// until a restart. Cheap: it does no I/O.
+    fn check_alive(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Proves the store can commit a write now (for `/readyz`).

@@ -472,3 +472,108 @@ async fn a_damaged_file_fails_clearly_and_never_panics() {
         }
     }
 }
+
+/// Writes 400 events (100 of them retried once) to a new file at `path`.
+async fn four_hundred(path: &std::path::Path) {
+    let store = EmbeddedStore::open(path).unwrap();
+    for ticket_id in 0..400 {
+        store.put(ticket(ticket_id, 0)).await.unwrap();
+    }
+    let claimed = store
+        .claim(thulium_inbox::ClaimRequest::now(
+            100,
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    for claimed in claimed {
+        let attempt = thulium_inbox::Attempt::ended_now(
+            1,
+            thulium_inbox::model::now_ms(),
+            thulium_inbox::Outcome::Failed("boom".into()),
+        );
+        store.retry_at(claimed.claim, 0, attempt).await.unwrap();
+    }
+}
+
+/// `salvage` of a whole file copies every event exactly, with indexes and counts
+/// that work (the copy claims, takes new events and recognises old ones); of a
+/// damaged file it saves what decodes and names each event it lost, with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salvage_copies_what_decodes_and_names_what_was_lost() {
+    use thulium_inbox::embedded::salvage;
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.redb");
+    four_hundred(&whole).await;
+    let copy = dir.path().join("copy.redb");
+    let report = salvage(&whole, &copy).unwrap();
+    assert_eq!((report.saved, report.lost.len()), (400, 0));
+    let (original, copied) = (
+        EmbeddedStore::open(&whole).unwrap(),
+        EmbeddedStore::open(&copy).unwrap(),
+    );
+    assert_eq!(
+        original.stats().await.unwrap(),
+        copied.stats().await.unwrap()
+    );
+    for id in 1..=400 {
+        let id = thulium_inbox::EventId(id);
+        assert_eq!(
+            original.get(id).await.unwrap(),
+            copied.get(id).await.unwrap()
+        );
+    }
+    assert!(matches!(
+        copied.put(ticket(7, 0)).await.unwrap(),
+        thulium_inbox::PutOutcome::Duplicate(_)
+    ));
+    assert!(matches!(
+        copied.put(ticket(4000, 0)).await.unwrap(),
+        thulium_inbox::PutOutcome::Stored(thulium_inbox::EventId(401))
+    ));
+    let claimed = copied
+        .claim(thulium_inbox::ClaimRequest::now(
+            1000,
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 401);
+    assert!(salvage(&whole, &copy).is_err(), "never replaces a file");
+
+    // Damaged: 64 bytes flipped in eight places.
+    let damaged = dir.path().join("damaged.redb");
+    four_hundred(&damaged).await;
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let len = bytes.len();
+    for part in 1..9 {
+        let at = len * part / 9;
+        bytes[at..(at + 64).min(len)]
+            .iter_mut()
+            .for_each(|b| *b ^= 0xa5);
+    }
+    std::fs::write(&damaged, &bytes).unwrap();
+    let saved = dir.path().join("saved.redb");
+    match salvage(&damaged, &saved) {
+        Ok(report) => {
+            assert!(report.saved + report.lost.len() as u64 <= 400, "{report:?}");
+            assert!(report.saved > 0, "{report:?}");
+            assert!(report.lost.iter().all(|(_, why)| !why.is_empty()));
+            let store = EmbeddedStore::open(&saved).unwrap();
+            let stats = store.stats().await.unwrap();
+            assert_eq!(
+                stats.pending + stats.in_flight + stats.done + stats.dead,
+                report.saved
+            );
+            let listed = store
+                .list(thulium_inbox::Filter {
+                    limit: Some(1000),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(listed.len() as u64, report.saved);
+        }
+        Err(error) => assert!(error.to_string().contains("damaged.redb"), "{error}"),
+    }
+}

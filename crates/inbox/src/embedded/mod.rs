@@ -20,7 +20,9 @@ mod apply;
 mod backup;
 mod file;
 mod read;
+mod read_only;
 mod record;
+mod salvage;
 mod tables;
 mod writer;
 
@@ -35,6 +37,8 @@ use tokio::sync::Notify;
 
 pub use self::backup::Backup;
 use self::file::{Handle, Opener, builder, create_whole, open_error};
+pub use self::read_only::ReadOnlyInbox;
+pub use self::salvage::{Salvage, salvage};
 pub use self::tables::SCHEMA_VERSION;
 use self::tables::prepare;
 pub use self::writer::MAX_BATCH;
@@ -201,6 +205,26 @@ impl EmbeddedStore {
         }
     }
 
+    /// Ends the writer thread as a shutdown does, and waits until it has ended.
+    #[cfg(test)]
+    pub(crate) fn stop_writer_for_test(&self) {
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        while !self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Hands `input` to the writer as the operation `op` makes of it, and waits for
     /// the answer, which comes once the batch that carried it is committed.
     async fn send<I, O: Send + 'static>(
@@ -315,6 +339,20 @@ impl Store for EmbeddedStore {
 
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.send(Op::Ping, ()).await
+    }
+
+    fn check_alive(&self) -> Result<(), StoreError> {
+        let thread = self.inner.thread.lock().unwrap_or_else(|p| p.into_inner());
+        match thread.as_ref() {
+            Some(thread) if !thread.is_finished() => Ok(()),
+            _ => Err(StoreError::Storage {
+                message: format!(
+                    "the writer of the inbox at {} has stopped: nothing can be stored or handed over until the process restarts (see the log)",
+                    self.inner.path.display()
+                ),
+                source: None,
+            }),
+        }
     }
 
     fn backlog(&self) -> Option<u64> {

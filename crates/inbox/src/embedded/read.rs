@@ -1,7 +1,7 @@
 //! Reads of the inbox file: they run on the blocking pool beside the writer (redb's
 //! readers see the last commit and never wait for the writer).
 
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::file::storage;
 use super::record::{Life, decode_payload};
@@ -57,7 +57,7 @@ impl Events {
     }
 }
 
-pub(super) fn read_stats(db: &Database) -> Result<Stats, StoreError> {
+pub(super) fn read_stats(db: &impl ReadableDatabase) -> Result<Stats, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
     let meta = txn.open_table(META).map_err(storage)?;
     let get = |key: &str| -> Result<u64, StoreError> {
@@ -82,7 +82,10 @@ pub(super) fn read_stats(db: &Database) -> Result<Stats, StoreError> {
     })
 }
 
-pub(super) fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEvent>, StoreError> {
+pub(super) fn read_list(
+    db: &impl ReadableDatabase,
+    filter: &Filter,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
     let events = Events::open(&txn)?;
     let limit = filter.page_size();
@@ -138,14 +141,17 @@ pub(super) fn read_list(db: &Database, filter: &Filter) -> Result<Vec<StoredEven
 }
 
 /// One event.
-pub(super) fn read_event(db: &Database, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+pub(super) fn read_event(
+    db: &impl ReadableDatabase,
+    id: EventId,
+) -> Result<Option<StoredEvent>, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
     Events::open(&txn)?.get(id)
 }
 
 /// Whether any event is due at `now` (pending and due, or with a lease that ran
 /// out): idle dispatchers poll, and this answers "nothing" without a commit.
-pub(super) fn anything_due(db: &Database, now: UnixMs) -> Result<bool, StoreError> {
+pub(super) fn anything_due(db: &impl ReadableDatabase, now: UnixMs) -> Result<bool, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
     let due = txn.open_table(DUE).map_err(storage)?;
     let leases = txn.open_table(LEASES).map_err(storage)?;

@@ -291,6 +291,41 @@ impl<'t> Tables<'t> {
         self.add(state_counter(after.state), 1)
     }
 
+    /// Writes event `id` as it was read from another file (a salvage): its payload
+    /// and life as they were, its history rows and last error, its indexes and
+    /// counts rebuilt from its life, and its dedup entries from its payload.
+    pub fn restore(
+        &mut self,
+        id: u64,
+        payload: (&[u8], &Payload),
+        life: Life,
+        history: &[(u32, String)],
+        error: Option<&str>,
+    ) -> Result<(), redb::Error> {
+        let (bytes, decoded) = payload;
+        self.payloads.insert(id, bytes)?;
+        self.lives.insert(id, life.encode().as_slice())?;
+        for (sequence, attempt) in history {
+            self.history.insert((id, *sequence), attempt.as_str())?;
+        }
+        if let Some(error) = error {
+            self.errors.insert(id, error)?;
+        }
+        let identity = format!(
+            "{}\u{1f}{}",
+            decoded.dedup_key,
+            crate::model::content_digest(&decoded.canonical)
+        );
+        if self.dedup.get(identity.as_str())?.is_none() {
+            self.dedup
+                .insert(identity.as_str(), (id, life.received_at))?;
+        }
+        if self.keys.get(decoded.dedup_key.as_str())?.is_none() {
+            self.keys.insert(decoded.dedup_key.as_str(), id)?;
+        }
+        self.reindex(id, None, life.lifecycle)
+    }
+
     /// Whether event `id` is stored.
     pub fn contains(&self, id: u64) -> Result<bool, redb::Error> {
         Ok(self.lives.get(id)?.is_some())
