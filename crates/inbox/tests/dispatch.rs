@@ -510,3 +510,33 @@ async fn the_relay_runs_dispatches_purges_and_stops_in_one_call() {
         "nothing listens after the shutdown"
     );
 }
+
+/// `max_backlog` holds under a burst: deliveries being stored count against it, so
+/// 300 at once into a backlog of 50 store at most 50 (each put waits for its
+/// commit, and before they were counted every one of a burst passed the check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_limit_holds_under_a_burst() {
+    thulium::tls::install_default_provider();
+    let (_dir, store) = fresh();
+    let receiver = Receiver::with_basic_auth("thulium", "s3cret").unwrap();
+    let url = serve(DurableReceiver::new(receiver, store.clone()).max_backlog(50)).await;
+    let burst: Vec<_> = (0..300)
+        .map(|ticket_id| {
+            let url = url.clone();
+            tokio::spawn(async move { post(&url, &ticket(ticket_id, 0).body, true).await.0 })
+        })
+        .collect();
+    let mut answers = HashMap::new();
+    for answer in burst {
+        *answers.entry(answer.await.unwrap()).or_insert(0) += 1;
+    }
+    let open = store.stats().await.unwrap().open();
+    assert!(open <= 50, "{open} open with a limit of 50: {answers:?}");
+    assert_eq!(answers.get(&200).copied().unwrap_or(0), open, "{answers:?}");
+    // Then one by one up to the limit exactly.
+    let mut next = 1000;
+    while post(&url, &ticket(next, 0).body, true).await.0 == 200 {
+        next += 1;
+    }
+    assert_eq!(store.stats().await.unwrap().open(), 50);
+}
