@@ -10,9 +10,10 @@
 //! 4. The PostgreSQL store (`THULIUM_TEST_POSTGRES`, default the local server): ingest
 //!    through two receivers, each with its own pool and writer, beside the embedded
 //!    store; claim and ack with three dispatchers.
+//! 5. Console text searches beside a steady ingest (`inbox/search.rs`).
 //!
 //! Flags after `--`: `--quick` (small counts), `--no-write` (print only),
-//! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres; implies
+//! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres, search; implies
 //! `--no-write`, since the file holds one whole run).
 
 use std::fmt::Write as _;
@@ -30,6 +31,9 @@ use thulium_inbox::postgres::{PostgresOptions, PostgresStore};
 use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::{EmbeddedStore, Store};
 use tokio::sync::oneshot;
+
+#[path = "inbox/search.rs"]
+mod search;
 
 const START: &str = "<!-- inbox:start -->";
 const END: &str = "<!-- inbox:end -->";
@@ -82,6 +86,9 @@ fn main() {
     }
     if runs("postgres") {
         runtime.block_on(postgres_section(&mut out, dir.path(), quick));
+    }
+    if runs("search") {
+        runtime.block_on(search::search_section(&mut out, dir.path(), quick));
     }
     let _ = writeln!(
         out,

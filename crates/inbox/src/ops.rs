@@ -22,6 +22,7 @@
 //! | `thulium_inbox_oldest_pending_age_seconds` | gauge | age of the oldest open event |
 //! | `thulium_console_sign_in_failures_total` | counter | console requests with wrong credentials |
 //! | `thulium_console_sign_in_throttled_total` | counter | console requests refused after too many failures |
+//! | `thulium_console_searches_refused_total` | counter | text searches answered busy |
 //! | `thulium_build_info{version}` | gauge | always 1, labelled with the version |
 //! | `process_*` | | CPU seconds, memory, open files, threads (read at each scrape) |
 

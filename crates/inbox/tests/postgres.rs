@@ -275,3 +275,60 @@ async fn a_read_only_database_is_not_ready_and_plain_text_to_a_remote_host_is_re
     drop_schema(&schema).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// A text search over many events reads the trigram indexes (migration 3), not
+/// every row: after a search the indexes' scan counts have grown, and it finds the
+/// one event whose body (and only its body, in its raw form) holds the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_search_uses_the_trigram_indexes() {
+    let Some((store, schema)) = fresh("trigram").await else {
+        return;
+    };
+    let admin = admin().await;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO \"{schema}\".events (dedup_key, action, canonical, body, received_at, state, due_at)
+             SELECT 'k' || g, 'TICKET_CREATED', '{{\"ticket_id\":' || g || '}}',
+                    convert_to('action=TICKET_CREATED&ticket_id=' || g, 'UTF8'), 0, 2, 0
+               FROM generate_series(1, 100000) g;
+             ANALYZE \"{schema}\".events;"
+        ))
+        .await
+        .unwrap();
+    let body = "action=TICKET_CREATED&ticket_id=777777&agent_login=a&direction=in&date=2026-11-30+10%3A00%3A00&customer_id=5&client_note=zqxjvw+plover";
+    let event = thulium::event::Event::parse(body.as_bytes(), None).unwrap();
+    store
+        .put(thulium_inbox::NewEvent::from_event(&event, body, None))
+        .await
+        .unwrap();
+    let scans = || async {
+        admin
+            .query_one(
+                "SELECT coalesce(sum(idx_scan), 0)::bigint FROM pg_stat_user_indexes
+                  WHERE schemaname = $1 AND indexrelname LIKE '%trgm'",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = scans().await;
+    let found = store
+        .list(thulium_inbox::Filter {
+            // In the raw form body only: the canonical JSON has `"zqxjvw plover"`.
+            text: Some("zqxjvw+plover".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    let started = std::time::Instant::now();
+    while scans().await <= before {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the search did not use the trigram indexes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop_schema(&schema).await;
+}

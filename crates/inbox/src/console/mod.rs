@@ -19,6 +19,7 @@ mod html;
 mod pages;
 mod query;
 mod sampler;
+mod search;
 mod session;
 mod throttle;
 
@@ -97,6 +98,7 @@ pub(super) struct Console<S> {
     hosts: Vec<String>,
     throttle: throttle::Throttle,
     keys: session::Keys,
+    searches: Arc<tokio::sync::Semaphore>,
     samples: Arc<Mutex<VecDeque<Sample>>>,
 }
 
@@ -129,6 +131,7 @@ pub fn router_with<S: Store + Clone>(store: S, options: ConsoleOptions) -> Route
         hosts,
         throttle: throttle::Throttle::new(),
         keys: session::Keys::new(),
+        searches: search::turns(),
         samples,
     });
     Router::new()

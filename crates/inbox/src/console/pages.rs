@@ -126,9 +126,18 @@ pub(super) async fn list<S: Store>(
         window = Some((lower, upper));
     }
     let page_size = filter.page_size();
-    let events = match console.store.list(filter.clone()).await {
+    let listed = if filter.text.is_some() {
+        super::search::run(&console, filter.clone()).await
+    } else {
+        console
+            .store
+            .list(filter.clone())
+            .await
+            .map_err(|e| store_failure(&e))
+    };
+    let events = match listed {
         Ok(events) => events,
-        Err(error) => return store_failure(&error),
+        Err(refused) => return refused,
     };
     let mut body = form;
     if events.is_empty() {

@@ -23,6 +23,7 @@ mod read;
 mod read_only;
 mod record;
 mod salvage;
+mod search;
 mod tables;
 mod writer;
 
@@ -65,6 +66,8 @@ struct Inner {
     backlog: Arc<AtomicU64>,
     /// Signalled after every commit that may have made work due.
     work: Arc<Notify>,
+    /// Text searches, on a low-priority thread of their own.
+    searcher: search::Searcher,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -157,6 +160,7 @@ impl EmbeddedStore {
                 thread: Mutex::new(Some(thread)),
                 backlog,
                 work,
+                searcher: search::Searcher::default(),
             }),
         };
         let stats = read::read_stats(&*store.inner.db.get()?)?;
@@ -322,6 +326,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn list(&self, filter: Filter) -> Result<Vec<StoredEvent>, StoreError> {
+        if filter.text.is_some() {
+            return self.inner.searcher.list(self.inner.db.get()?, filter).await;
+        }
         self.read(move |db| read::read_list(db, &filter)).await
     }
 

@@ -56,7 +56,7 @@ use crate::store::{ClaimRequest, Store, StoreError};
 use crate::transition::{CLAIMABLE, Change, Finish};
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// The most operations one group commit takes.
 pub const MAX_BATCH: usize = 1000;
 
@@ -263,14 +263,13 @@ impl Store for PostgresStore {
 
     async fn list(&self, filter: Filter) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.client().await?;
-        let text = filter.text.as_ref().map(|t| {
-            format!(
-                "%{}%",
-                t.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
+        let text = filter.text.as_deref().map(like_pattern);
+        // The body is searched in its `escape` encoding (indexed by trigrams), a
+        // superset of the byte matches: each row is checked again below.
+        let escaped_text = filter
+            .text
+            .as_deref()
+            .map(|t| like_pattern(&escape_encoding(t.as_bytes())));
         let state = filter.state.map(StateCode::of);
         let rows = client
             .query(
@@ -280,7 +279,7 @@ impl Store for PostgresStore {
                        AND ($3::text IS NULL OR action = $3)
                        AND ($4::bigint IS NULL OR received_at >= $4)
                        AND ($5::bigint IS NULL OR received_at < $5)
-                       AND ($6::text IS NULL OR canonical LIKE $6 OR body LIKE convert_to($6::text, 'UTF8'))
+                       AND ($6::text IS NULL OR canonical LIKE $6 OR encode(body, 'escape') LIKE $9)
                        AND ($8::bigint IS NULL OR id > $8)
                      ORDER BY id DESC LIMIT $7",
                     self.inner.names.events
@@ -294,11 +293,16 @@ impl Store for PostgresStore {
                     &text,
                     &(filter.page_size() as i64),
                     &filter.after.map(|a| i(a.0)),
+                    &escaped_text,
                 ],
             )
             .await
             .map_err(|e| db_error("cannot list events", e))?;
-        Ok(rows.iter().map(event_of).collect())
+        Ok(rows
+            .iter()
+            .map(event_of)
+            .filter(|event| filter.text.is_none() || filter.matches(event))
+            .collect())
     }
 
     async fn release_claims(&self) -> Result<u64, StoreError> {
@@ -337,4 +341,29 @@ impl Store for PostgresStore {
     fn work_signal(&self) -> Option<Arc<Notify>> {
         Some(Arc::clone(&self.inner.work))
     }
+}
+
+/// `%text%` for `LIKE`, with backslash, `%` and `_` taken literally.
+fn like_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+/// `bytes` as PostgreSQL's `encode(..., 'escape')` writes them: a zero byte and
+/// bytes with the high bit set as a backslash and three octal digits, a backslash
+/// doubled.
+fn escape_encoding(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        match byte {
+            0 | 0x80..=0xff => out.push_str(&format!("\\{byte:03o}")),
+            b'\\' => out.push_str("\\\\"),
+            _ => out.push(char::from(byte)),
+        }
+    }
+    out
 }

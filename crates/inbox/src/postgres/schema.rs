@@ -107,6 +107,33 @@ impl Names {
                     "ALTER TABLE {events} ALTER COLUMN body TYPE BYTEA USING convert_to(body, 'UTF8');"
                 ),
             ),
+            // Text searches by trigram index instead of a scan of every event:
+            // the canonical JSON, and the body in `escape` encoding (text that
+            // holds any bytes). Without the rights to add pg_trgm, searches scan.
+            (
+                3,
+                format!(
+                    "DO $$ BEGIN
+                       -- One database, several inbox schemas migrating at once.
+                       PERFORM pg_advisory_xact_lock(hashtext('thulium-inbox pg_trgm'));
+                       CREATE EXTENSION IF NOT EXISTS pg_trgm;
+                     EXCEPTION
+                       WHEN unique_violation THEN NULL;
+                       WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN
+                         RAISE NOTICE 'pg_trgm is not available: text searches scan the events';
+                     END $$;
+                     DO $$ DECLARE ops TEXT;
+                     BEGIN
+                       SELECT quote_ident(n.nspname) || '.gin_trgm_ops' INTO ops
+                         FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                        WHERE e.extname = 'pg_trgm';
+                       IF ops IS NOT NULL THEN
+                         EXECUTE format('CREATE INDEX \"{prefix}events_canonical_trgm\" ON {events} USING gin (canonical %s)', ops);
+                         EXECUTE format('CREATE INDEX \"{prefix}events_body_trgm\" ON {events} USING gin ((encode(body, ''escape'')) %s)', ops);
+                       END IF;
+                     END $$;"
+                ),
+            ),
         ]
     }
 }
