@@ -266,6 +266,12 @@ pub struct InboxArgs {
     #[arg(long, value_name = "NAME", default_value = "thulium_inbox")]
     pub inbox_schema: String,
 
+    /// With a PostgreSQL inbox: keep a trigram index (pg_trgm) so that console text
+    /// searches read an index instead of every event. Every put updates it (ingest
+    /// measured about a third slower, see BENCHMARKS.md).
+    #[arg(long)]
+    pub inbox_search_index: bool,
+
     /// With a PostgreSQL inbox: the environment variable that holds its password.
     #[arg(long, value_name = "VAR", default_value = crate::location::INBOX_PASSWORD_ENV)]
     pub inbox_password_env: String,

@@ -50,6 +50,10 @@ const KEYS: &[Key] = &[
     key("inbox", "location", "--inbox"),
     key("inbox", "schema", "--inbox-schema"),
     key("inbox", "password_env", "--inbox-password-env"),
+    Key {
+        switch: true,
+        ..key("inbox", "search_index", "--inbox-search-index")
+    },
     key("inbox", "keep", "--keep"),
     key("inbox", "max_backlog", "--max-backlog"),
     key("dispatch", "concurrency", "--concurrency"),

@@ -51,12 +51,13 @@ pub async fn run(
         None => None,
     };
 
-    match location::open(
+    match location::open_with(
         &location,
         &inbox.inbox_schema,
         &inbox.inbox_password_env,
         true,
         true,
+        inbox.inbox_search_index,
     )
     .await?
     {

@@ -34,8 +34,23 @@ pub async fn open(
     create: bool,
     migrate: bool,
 ) -> Result<Opened, Failure> {
+    open_with(location, schema, password_env, create, migrate, false).await
+}
+
+/// [`open`], and with `search_index` a PostgreSQL inbox keeps its trigram index.
+pub async fn open_with(
+    location: &str,
+    schema: &str,
+    password_env: &str,
+    create: bool,
+    migrate: bool,
+    search_index: bool,
+) -> Result<Opened, Failure> {
     if is_postgres(location) {
-        let mut options = PostgresOptions::default().schema(schema).migrate(migrate);
+        let mut options = PostgresOptions::default()
+            .schema(schema)
+            .migrate(migrate)
+            .search_index(search_index);
         if let Some(password) = std::env::var(password_env).ok().filter(|p| !p.is_empty()) {
             options = options.password(password);
         }

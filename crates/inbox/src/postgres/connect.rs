@@ -141,6 +141,9 @@ impl PostgresStore {
             } else {
                 check_version(&client, &names).await?;
             }
+            if options.search_index {
+                super::schema::create_search_index(&client, &names).await?;
+            }
         }
         let (puts, queue) = mpsc::channel(MAX_BATCH * 8);
         let (changes, change_queue) = mpsc::channel(MAX_BATCH * 8);

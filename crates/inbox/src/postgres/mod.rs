@@ -56,7 +56,7 @@ use crate::store::{ClaimRequest, Store, StoreError};
 use crate::transition::{CLAIMABLE, Change, Finish};
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 2;
 /// The most operations one group commit takes.
 pub const MAX_BATCH: usize = 1000;
 
@@ -279,10 +279,11 @@ impl Store for PostgresStore {
                        AND ($3::text IS NULL OR action = $3)
                        AND ($4::bigint IS NULL OR received_at >= $4)
                        AND ($5::bigint IS NULL OR received_at < $5)
-                       AND ($6::text IS NULL OR canonical LIKE $6 OR encode(body, 'escape') LIKE $9)
+                       AND ($6::text IS NULL OR {searched} LIKE $6 OR {searched} LIKE $9)
                        AND ($8::bigint IS NULL OR id > $8)
                      ORDER BY id DESC LIMIT $7",
-                    self.inner.names.events
+                    self.inner.names.events,
+                    searched = schema::SEARCHED,
                 ),
                 &[
                     &filter.before.map_or(i64::MAX, |b| i(b.0)),

@@ -107,35 +107,41 @@ impl Names {
                     "ALTER TABLE {events} ALTER COLUMN body TYPE BYTEA USING convert_to(body, 'UTF8');"
                 ),
             ),
-            // Text searches by trigram index instead of a scan of every event:
-            // the canonical JSON, and the body in `escape` encoding (text that
-            // holds any bytes). Without the rights to add pg_trgm, searches scan.
-            (
-                3,
-                format!(
-                    "DO $$ BEGIN
-                       -- One database, several inbox schemas migrating at once.
-                       PERFORM pg_advisory_xact_lock(hashtext('thulium-inbox pg_trgm'));
-                       CREATE EXTENSION IF NOT EXISTS pg_trgm;
-                     EXCEPTION
-                       WHEN unique_violation THEN NULL;
-                       WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN
-                         RAISE NOTICE 'pg_trgm is not available: text searches scan the events';
-                     END $$;
-                     DO $$ DECLARE ops TEXT;
-                     BEGIN
-                       SELECT quote_ident(n.nspname) || '.gin_trgm_ops' INTO ops
-                         FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-                        WHERE e.extname = 'pg_trgm';
-                       IF ops IS NOT NULL THEN
-                         EXECUTE format('CREATE INDEX \"{prefix}events_canonical_trgm\" ON {events} USING gin (canonical %s)', ops);
-                         EXECUTE format('CREATE INDEX \"{prefix}events_body_trgm\" ON {events} USING gin ((encode(body, ''escape'')) %s)', ops);
-                       END IF;
-                     END $$;"
-                ),
-            ),
         ]
     }
+}
+
+/// What a text search reads in SQL: the canonical JSON and the body's `escape`
+/// encoding (text that holds any bytes), one text the optional trigram index
+/// covers. Each row found is re-checked against the bytes.
+pub(super) const SEARCHED: &str = "((canonical || E'\\n' || encode(body, 'escape')))";
+
+/// Creates the trigram index of text searches ([`super::PostgresOptions::search_index`])
+/// if it is missing, with `pg_trgm` if the extension is missing and the role may
+/// add it. Every put then updates it: measured in BENCHMARKS.md.
+pub(super) async fn create_search_index(
+    client: &deadpool_postgres::Object,
+    names: &Names,
+) -> Result<(), StoreError> {
+    let transaction_free = format!(
+        "DO $$ DECLARE ops TEXT;
+         BEGIN
+           -- One database, several inbox schemas starting at once.
+           PERFORM pg_advisory_xact_lock(hashtext('thulium-inbox pg_trgm'));
+           CREATE EXTENSION IF NOT EXISTS pg_trgm;
+           SELECT quote_ident(n.nspname) || '.gin_trgm_ops' INTO ops
+             FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+            WHERE e.extname = 'pg_trgm';
+           EXECUTE format('CREATE INDEX IF NOT EXISTS \"{prefix}events_text_trgm\" ON {events} USING gin ({searched} %s)', ops);
+         END $$;",
+        prefix = names.prefix,
+        events = names.events,
+        searched = SEARCHED.replace('\'', "''"),
+    );
+    client
+        .batch_execute(&transaction_free)
+        .await
+        .map_err(|e| db_error("cannot create the text search index (pg_trgm)", e))
 }
 
 pub(super) async fn migrate(
