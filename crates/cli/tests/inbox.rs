@@ -838,19 +838,14 @@ async fn traces_reach_an_otlp_receiver_and_the_forward_carries_traceparent() {
     );
 }
 
-/// A file this user may only read (a read-only mount, a snapshot, someone else's
-/// backup): the read commands work on it and a change is refused with a reason.
-/// Root may write anything, so as root the commands run as `nobody` (setpriv).
-#[test]
-fn a_read_only_inbox_can_be_read_but_not_changed() {
-    use std::os::unix::fs::PermissionsExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("events.redb");
+/// A new inbox file at `path` holding tickets 1 to `count`, pending, written by the
+/// library (no listener needed).
+fn inbox_with_tickets(path: &Path, count: usize) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         use thulium_inbox::Store as _;
-        let store = thulium_inbox::EmbeddedStore::open(&inbox).unwrap();
-        for ticket in 1..=3 {
+        let store = thulium_inbox::EmbeddedStore::open(path).unwrap();
+        for ticket in 1..=count {
             let body = thulium_testkit::events::ticket_body(ticket);
             let event = thulium::event::Event::parse(body.as_bytes(), None).unwrap();
             store
@@ -859,7 +854,17 @@ fn a_read_only_inbox_can_be_read_but_not_changed() {
                 .unwrap();
         }
     });
-    drop(runtime);
+}
+
+/// A file this user may only read (a read-only mount, a snapshot, someone else's
+/// backup): the read commands work on it and a change is refused with a reason.
+/// Root may write anything, so as root the commands run as `nobody` (setpriv).
+#[test]
+fn a_read_only_inbox_can_be_read_but_not_changed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("events.redb");
+    inbox_with_tickets(&inbox, 3);
     std::fs::set_permissions(&inbox, std::fs::Permissions::from_mode(0o444)).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
     let as_reader = |args: &[&str]| {
@@ -912,20 +917,7 @@ fn a_read_only_inbox_can_be_read_but_not_changed() {
 fn salvage_saves_a_damaged_inbox() {
     let dir = tempfile::tempdir().unwrap();
     let damaged = dir.path().join("damaged.redb");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        use thulium_inbox::Store as _;
-        let store = thulium_inbox::EmbeddedStore::open(&damaged).unwrap();
-        for ticket in 1..=300 {
-            let body = thulium_testkit::events::ticket_body(ticket);
-            let event = thulium::event::Event::parse(body.as_bytes(), None).unwrap();
-            store
-                .put(thulium_inbox::NewEvent::from_event(&event, body, None))
-                .await
-                .unwrap();
-        }
-    });
-    drop(runtime);
+    inbox_with_tickets(&damaged, 300);
     let mut bytes = std::fs::read(&damaged).unwrap();
     let len = bytes.len();
     for part in 1..9 {

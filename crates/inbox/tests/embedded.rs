@@ -405,27 +405,7 @@ async fn a_damaged_file_fails_clearly_and_never_panics() {
     for damage in ["flip", "zero"] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("inbox.redb");
-        {
-            let store = EmbeddedStore::open(&path).unwrap();
-            for ticket_id in 0..400 {
-                store.put(ticket(ticket_id, 0)).await.unwrap();
-            }
-            let claimed = store
-                .claim(thulium_inbox::ClaimRequest::now(
-                    100,
-                    Duration::from_secs(60),
-                ))
-                .await
-                .unwrap();
-            for claimed in claimed {
-                let attempt = thulium_inbox::Attempt::ended_now(
-                    1,
-                    thulium_inbox::model::now_ms(),
-                    thulium_inbox::Outcome::Failed("boom".into()),
-                );
-                store.retry_at(claimed.claim, 0, attempt).await.unwrap();
-            }
-        }
+        four_hundred(&path).await;
         let mut bytes = std::fs::read(&path).unwrap();
         let len = bytes.len();
         for part in 1..9 {
