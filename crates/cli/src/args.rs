@@ -177,35 +177,51 @@ Examples:
   thulium webhooks create --action CHAT_CONVERSATION_CREATED --url https://example.pl/hook
   THULIUM_WEBHOOK_PASSWORD=s3cret thulium webhooks create \\
       --action TICKET_CREATED --action AGENT_RINGING --url https://example.pl/hook --auth-user thulium")]
-    Create {
-        /// An action to deliver (repeat for several), such as TICKET_CREATED. A name
-        /// that is not one of Thulium's documented actions gets a warning (with the
-        /// closest one) and is subscribed as given.
-        #[arg(long = "action", required = true, value_name = "ACTION")]
-        actions: Vec<String>,
+    Create(NewWebhookArgs),
 
-        /// Subscribe names that are not documented actions without a warning.
-        #[arg(long)]
-        allow_unknown_action: bool,
+    /// Subscribe a URL to actions unless an equal subscription exists (the same URL,
+    /// actions, auth user, and password where Thulium shows one): prints `created`
+    /// or `exists`, exit 0 for both. Thulium has no idempotency key: two of these at
+    /// the same moment can both create.
+    #[command(after_help = "\
+Same flags as `create`.
 
-        /// The URL Thulium will POST events to.
-        #[arg(long)]
-        url: String,
+Example:
+  THULIUM_WEBHOOK_PASSWORD=s3cret thulium webhooks ensure \\
+      --action TICKET_CREATED --url https://example.pl/hook --auth-user thulium")]
+    Ensure(NewWebhookArgs),
+}
 
-        /// Have Thulium send HTTP Basic auth with this user.
-        #[arg(long)]
-        auth_user: Option<String>,
+/// A subscription to make: `webhooks create` and `webhooks ensure`.
+#[derive(Debug, Args)]
+pub struct NewWebhookArgs {
+    /// An action to deliver (repeat for several), such as TICKET_CREATED. A name
+    /// that is not one of Thulium's documented actions gets a warning (with the
+    /// closest one) and is subscribed as given.
+    #[arg(long = "action", required = true, value_name = "ACTION")]
+    pub actions: Vec<String>,
 
-        /// Read the subscription's password from stdin (first line).
-        #[arg(long, requires = "auth_user")]
-        auth_password_stdin: bool,
+    /// Subscribe names that are not documented actions without a warning.
+    #[arg(long)]
+    pub allow_unknown_action: bool,
 
-        /// DANGEROUS: allow a plain http:// URL on another machine with --auth-user.
-        /// Thulium would then send the subscription's password in clear with every
-        /// event; use only on a network you trust end to end.
-        #[arg(long, requires = "auth_user")]
-        insecure_plain_http_auth: bool,
-    },
+    /// The URL Thulium will POST events to.
+    #[arg(long)]
+    pub url: String,
+
+    /// Have Thulium send HTTP Basic auth with this user.
+    #[arg(long)]
+    pub auth_user: Option<String>,
+
+    /// Read the subscription's password from stdin (first line).
+    #[arg(long, requires = "auth_user")]
+    pub auth_password_stdin: bool,
+
+    /// DANGEROUS: allow a plain http:// URL on another machine with --auth-user.
+    /// Thulium would then send the subscription's password in clear with every
+    /// event; use only on a network you trust end to end.
+    #[arg(long, requires = "auth_user")]
+    pub insecure_plain_http_auth: bool,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +235,17 @@ pub struct ListenArgs {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+
+    /// At start, make sure Thulium delivers to this public URL (where Thulium
+    /// reaches this listener, e.g. https://relay.example.com/thulium): the
+    /// subscription is created unless an equal one exists (`webhooks ensure`), with
+    /// this listener's auth user and password. Uses the API connection settings.
+    #[arg(long, value_name = "PUBLIC_URL", requires = "subscribe_actions")]
+    pub subscribe: Option<String>,
+
+    /// With --subscribe: an action to subscribe to (repeat for several).
+    #[arg(long = "action", value_name = "ACTION", requires = "subscribe")]
+    pub subscribe_actions: Vec<String>,
 
     /// The path events are POSTed to.
     #[arg(long, default_value = "/thulium")]

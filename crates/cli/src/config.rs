@@ -47,6 +47,8 @@ const KEYS: &[Key] = &[
     key("receive", "header_timeout", "--header-timeout"),
     key("receive", "body_timeout", "--body-timeout"),
     key("receive", "max_connections", "--max-connections"),
+    key("receive", "subscribe", "--subscribe"),
+    key("receive", "actions", "--action"),
     key("inbox", "location", "--inbox"),
     key("inbox", "schema", "--inbox-schema"),
     key("inbox", "password_env", "--inbox-password-env"),

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use thulium_inbox::relay::shutdown_signal;
 
-use crate::args::{ListenArgs, Output};
+use crate::args::{Connection, ListenArgs, Output};
 use crate::durable;
 use crate::failure::Failure;
 use crate::output;
@@ -21,26 +21,32 @@ const OUTPUT_QUEUE: usize = 64;
 /// How long a delivery waits for its line to be written before it is refused.
 const OUTPUT_WAIT: Duration = Duration::from_secs(5);
 
-pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
+pub async fn run(args: ListenArgs, connection: &Connection, format: Output) -> Result<(), Failure> {
     if !args.path.starts_with('/') {
         return Err(Failure::usage(format!(
             "--path `{}` must start with /",
             args.path
         )));
     }
-    let receiver = if args.no_auth {
-        Receiver::without_auth()
+    let password = if args.no_auth {
+        None
     } else {
-        let password = secrets::read_env_or_file(
+        Some(secrets::read_env_or_file(
             &args.password_env,
             args.password_file.as_deref(),
             "receiver password",
             Source::EnvOrPrompt,
-        )?;
-        Receiver::with_basic_auth(&args.auth_user, password)
-            .map_err(|e| Failure::usage(e.to_string()))?
+        )?)
+    };
+    let receiver = match &password {
+        None => Receiver::without_auth(),
+        Some(password) => Receiver::with_basic_auth(&args.auth_user, password.clone())
+            .map_err(|e| Failure::usage(e.to_string()))?,
     }
     .body_limit(args.body_limit);
+    if let Some(url) = &args.subscribe {
+        subscribe(url, &args, password, connection).await?;
+    }
 
     let stdout = StdoutWriter::spawn();
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -69,6 +75,37 @@ pub async fn run(args: ListenArgs, format: Output) -> Result<(), Failure> {
     ));
     thulium::server::serve(listener, app, args.limits.limits(), shutdown_signal()).await?;
     crate::logging::notice("stopped");
+    Ok(())
+}
+
+/// `--subscribe`: makes sure Thulium delivers to `url` with this listener's
+/// credentials, as `webhooks ensure` does, and says what it did.
+async fn subscribe(
+    url: &str,
+    args: &ListenArgs,
+    password: Option<thulium::Password>,
+    connection: &Connection,
+) -> Result<(), Failure> {
+    crate::actions::warn_unknown(args.subscribe_actions.iter().map(String::as_str), false);
+    let mut webhook = thulium::NewWebhook::new(url, args.subscribe_actions.iter().cloned());
+    if let Some(password) = password {
+        webhook = webhook.with_auth(&args.auth_user, password);
+    }
+    webhook.validate()?;
+    let ensured = crate::connection::client(connection)?
+        .ensure_webhook(&webhook)
+        .await?;
+    crate::logging::notice(&format!(
+        "subscription {} {} for {} -> {}",
+        ensured.webhook().id,
+        if ensured.created() {
+            "created"
+        } else {
+            "exists"
+        },
+        args.subscribe_actions.join(","),
+        output::escape(url)
+    ));
     Ok(())
 }
 

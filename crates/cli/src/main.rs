@@ -125,7 +125,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Webhooks(command) => webhooks::run(command, &cli.connection, cli.output).await,
-        Command::Listen(args) => listen::run(*args, cli.output).await,
+        Command::Listen(args) => listen::run(*args, &cli.connection, cli.output).await,
         Command::Mock(args) => mock::run(args, cli.output).await,
         Command::Events(command) => events::run(command, &cli.connection, cli.output).await,
         Command::Inbox(command) => inbox::run(command, cli.output).await,

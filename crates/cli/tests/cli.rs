@@ -687,3 +687,75 @@ fn the_manual_page_is_roff_naming_every_command() {
         assert!(out.stdout.contains(command), "{command} missing");
     }
 }
+
+/// `webhooks ensure` creates a subscription once and then finds it (`exists`, exit
+/// 0); `listen --subscribe` does the same at each start, with the listener's own
+/// credentials: two starts, one subscription.
+#[test]
+fn ensure_and_listen_subscribe_create_one_subscription() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(MockThulium::start()).unwrap();
+    let ensure = || {
+        run(against(&mock)
+            .env("THULIUM_WEBHOOK_PASSWORD", "hook-secret-5")
+            .args([
+                "webhooks",
+                "ensure",
+                "--action",
+                "TICKET_CREATED",
+                "--action",
+                "AGENT_RINGING",
+                "--url",
+                "https://example.pl/hook",
+                "--auth-user",
+                "thulium",
+            ]))
+    };
+    let first = ensure();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.starts_with("created\n"), "{}", first.stdout);
+    let second = ensure();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stdout.starts_with("exists\n"), "{}", second.stdout);
+    assert!(!second.stdout.contains("hook-secret-5"));
+
+    let public = format!("http://127.0.0.1:{}/thulium", thulium_testkit::free_port());
+    for expected in ["created", "exists"] {
+        let listen = Running::start(
+            &[
+                "listen",
+                "--addr",
+                "127.0.0.1:0",
+                "--subscribe",
+                &public,
+                "--action",
+                "TICKET_CREATED",
+            ],
+            &[
+                ("THULIUM_BASE_URL", &mock.base_url()),
+                ("THULIUM_API_USER", "api_user"),
+                ("THULIUM_API_PASSWORD", "api_pass"),
+                ("THULIUM_WEBHOOK_PASSWORD", "listener-secret-8"),
+            ],
+        );
+        let said = Running::next_line(&listen.stderr, "the subscription notice");
+        assert!(
+            said.starts_with("subscription ")
+                && said.contains(&format!(" {expected} for TICKET_CREATED -> {public}")),
+            "{said}"
+        );
+        assert!(Running::next_line(&listen.stderr, "listen address").starts_with("listening on "));
+    }
+    let list = run(against(&mock).args(["webhooks", "list", "--output", "json"]));
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let to_listener: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["subscription_url"] == public.as_str())
+        .collect();
+    assert_eq!(to_listener.len(), 1, "{list}");
+    assert_eq!(to_listener[0]["http_auth_user"], "thulium");
+    drop(mock);
+    drop(runtime);
+}

@@ -52,7 +52,7 @@ pub struct Client {
     deadline: Option<Duration>,
     /// Removes the API credentials from anything the server sends back.
     redactor: Redactor,
-    allow_plain_http_subscription_auth: bool,
+    pub(crate) allow_plain_http_subscription_auth: bool,
 }
 
 impl fmt::Debug for Client {

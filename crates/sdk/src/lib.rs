@@ -29,6 +29,7 @@ pub mod action;
 pub mod auth;
 mod client;
 pub mod config;
+mod ensure;
 pub mod error;
 pub mod event;
 // Only some of what progenitor emits is used: the SDK wraps each call by hand.
@@ -64,6 +65,7 @@ pub use uuid;
 pub use action::Action;
 pub use client::{Client, is_subscription_url};
 pub use config::{ClientBuilder, Credentials, Language};
+pub use ensure::Ensured;
 pub use error::{ApiMessage, Error};
 pub use retry::RetryPolicy;
 pub use secret::Password;
