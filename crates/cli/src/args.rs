@@ -97,6 +97,10 @@ Examples:
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// Make secrets: `thulium secret new` prints a fresh signing secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+
     /// Serve the fake Thulium (API and event delivery) for local development.
     #[command(after_help = "\
 Prints the fake's URL and API credentials, then serves until Ctrl-C. Point the other
@@ -322,6 +326,17 @@ pub struct InboxArgs {
     #[arg(long, value_name = "PATH", requires = "forward_auth_user")]
     pub forward_password_file: Option<std::path::PathBuf>,
 
+    /// With --forward-to: sign every forward as Standard Webhooks defines it
+    /// (webhook-id, webhook-timestamp, webhook-signature), with the `whsec_`
+    /// secrets in THULIUM_FORWARD_SIGNING_SECRET (several, space-separated, during a
+    /// rotation; `thulium secret new` makes one).
+    #[arg(long, requires = "forward_to")]
+    pub forward_sign: bool,
+
+    /// With --forward-sign: the environment variable that holds the secrets.
+    #[arg(long, value_name = "VAR", default_value = crate::durable::SIGNING_SECRET_ENV)]
+    pub forward_signing_secret_env: String,
+
     /// With --forward-to: the body sent.
     #[arg(long, value_enum, default_value_t = ForwardFormat::AsReceived, requires = "forward_to")]
     pub forward_format: ForwardFormat,
@@ -392,6 +407,16 @@ pub enum ForwardFormat {
     Form,
     /// Re-encoded as JSON.
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Print a new random Standard Webhooks secret (`whsec_` and 32 random bytes in
+    /// base64) for `listen --forward-sign`; give the same to the application.
+    #[command(
+        after_help = "Example:\n  export THULIUM_FORWARD_SIGNING_SECRET=\"$(thulium secret new)\""
+    )]
+    New,
 }
 
 #[derive(Debug, Subcommand)]

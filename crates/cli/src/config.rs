@@ -66,6 +66,15 @@ const KEYS: &[Key] = &[
     key("forward", "password_env", "--forward-password-env"),
     key("forward", "password_file", "--forward-password-file"),
     key("forward", "format", "--forward-format"),
+    Key {
+        switch: true,
+        ..key("forward", "sign", "--forward-sign")
+    },
+    key(
+        "forward",
+        "signing_secret_env",
+        "--forward-signing-secret-env",
+    ),
     key("console", "addr", "--console"),
     key("console", "user", "--console-user"),
     key("console", "password_env", "--console-password-env"),

@@ -43,10 +43,12 @@ pub async fn run(
                 FormatArg::Form => ForwardFormat::Reencoded(thulium::event::BodyFormat::Form),
                 FormatArg::Json => ForwardFormat::Reencoded(thulium::event::BodyFormat::Json),
             };
-            Some(
-                Forwarder::new(url, auth, format, inbox.handler_timeout)
-                    .map_err(|e| Failure::usage(e.to_string()))?,
-            )
+            let mut forwarder = Forwarder::new(url, auth, format, inbox.handler_timeout)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            if inbox.forward_sign {
+                forwarder = forwarder.signing(signing_secrets(&inbox.forward_signing_secret_env)?);
+            }
+            Some(forwarder)
         }
         None => None,
     };
@@ -81,6 +83,17 @@ pub async fn run(
         }
         .into()),
     }
+}
+
+/// The environment variable with the secrets --forward-sign signs with, unless
+/// --forward-signing-secret-env names another.
+pub const SIGNING_SECRET_ENV: &str = "THULIUM_FORWARD_SIGNING_SECRET";
+
+/// The signing secrets from the variable `env` (never a flag, never a prompt).
+fn signing_secrets(env: &str) -> Result<thulium_inbox::signing::SigningSecrets, Failure> {
+    let text = std::env::var(env).unwrap_or_default();
+    thulium_inbox::signing::SigningSecrets::parse(&text)
+        .map_err(|e| Failure::usage(format!("{env}: {e}")))
 }
 
 /// The forward's Basic auth: the user and its password from the file if one is

@@ -129,6 +129,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mock(args) => mock::run(args, cli.output).await,
         Command::Events(command) => events::run(command, &cli.connection, cli.output).await,
         Command::Inbox(command) => inbox::run(command, cli.output).await,
+        Command::Secret(args::SecretCommand::New) => {
+            output::print(thulium_inbox::signing::SigningSecrets::generate())
+        }
         Command::Config(args::ConfigCommand::Check { file }) => match config::load(&file)? {
             Ok(settings) => output::print(format!(
                 "{}: good ({} settings)",

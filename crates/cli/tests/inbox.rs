@@ -972,3 +972,143 @@ fn salvage_saves_a_damaged_inbox() {
         "the damaged file is only read"
     );
 }
+
+/// Signed forwards, verified by a verifier no one here wrote: the official Standard
+/// Webhooks library from PyPI (`THULIUM_STANDARD_WEBHOOKS_PYTHON` names a Python
+/// that has it; `.ci/run` installs it) accepts every forward under either secret of
+/// a rotation, and rejects a tampered body, a stale timestamp and another secret.
+/// The `webhook-id` is the same for every attempt of an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_are_signed_as_standard_webhooks_verify_them() {
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let record = Arc::clone(&seen);
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (record, failed_once) = (Arc::clone(&record), Arc::clone(&failed_once));
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                record.lock().unwrap().push(serde_json::json!({
+                    "headers": {
+                        "webhook-id": header("webhook-id"),
+                        "webhook-timestamp": header("webhook-timestamp"),
+                        "webhook-signature": header("webhook-signature"),
+                    },
+                    "body": body,
+                }));
+                // The first forward fails once: its retry must carry the same id.
+                if !failed_once.swap(true, Ordering::SeqCst) {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "later");
+                }
+                (axum::http::StatusCode::OK, "taken")
+            }
+        }),
+    );
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(sink, app).await.unwrap() });
+
+    let secret = |_| thulium(&["secret", "new"]).1.trim().to_string();
+    let (old, new) = (secret(1), secret(2));
+    assert!(old.starts_with("whsec_") && old != new, "{old} {new}");
+    let addr = format!("127.0.0.1:{}", thulium_testkit::free_port());
+    let inbox = dir.path().join("events.redb");
+    let _listener = Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_thulium"))
+            .args(["listen", "--no-auth", "--addr", &addr, "--inbox"])
+            .arg(&inbox)
+            .args([
+                "--forward-to",
+                &format!("http://{sink_addr}/app"),
+                "--forward-sign",
+            ])
+            .env("THULIUM_FORWARD_SIGNING_SECRET", format!("{old} {new}"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let url = format!("http://{addr}/thulium");
+    for ticket in [1, 2] {
+        assert_eq!(send(&url, ticket).await, "stored");
+    }
+    wait_for("both handed over", inbox.to_str().unwrap(), |s| {
+        s["done"] == 2
+    });
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "two events, one retried: {seen:#?}");
+    let ids: Vec<&str> = seen
+        .iter()
+        .map(|r| r["headers"]["webhook-id"].as_str().unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| id.starts_with("msg_")), "{ids:?}");
+    let retried = seen
+        .iter()
+        .filter(|r| r["headers"]["webhook-id"] == seen[0]["headers"]["webhook-id"])
+        .count();
+    assert_eq!(retried, 2, "the retry keeps its id: {ids:?}");
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        2,
+        "{ids:?}"
+    );
+
+    let Some(python) = std::env::var_os("THULIUM_STANDARD_WEBHOOKS_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs THULIUM_STANDARD_WEBHOOKS_PYTHON (.ci/run installs standardwebhooks)"
+        );
+        eprintln!(
+            "NOT RUN: the Standard Webhooks library check (set THULIUM_STANDARD_WEBHOOKS_PYTHON)"
+        );
+        return;
+    };
+    let requests = dir.path().join("requests.json");
+    std::fs::write(&requests, serde_json::to_string(&seen).unwrap()).unwrap();
+    let script = r#"
+import json, sys, time
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+requests = json.load(open(sys.argv[1]))
+old, new, other = sys.argv[2], sys.argv[3], sys.argv[4]
+def refused(secret, body, headers, why):
+    try:
+        Webhook(secret).verify(body, headers, json_parse=False)
+    except WebhookVerificationError as error:
+        assert why in str(error), (why, str(error))
+        return
+    raise SystemExit("accepted: " + why)
+for request in requests:
+    body, headers = request["body"], request["headers"]
+    for secret in (old, new):
+        Webhook(secret).verify(body, headers, json_parse=False)
+    refused(new, body + "x", headers, "No matching signature")
+    stale = dict(headers, **{"webhook-timestamp": str(int(time.time()) - 600)})
+    refused(new, body, stale, "too old")
+    refused(other, body, headers, "No matching signature")
+print("verified", len(requests))
+"#;
+    let other = secret(3);
+    let verified = Command::new(python)
+        .args(["-c", script])
+        .arg(&requests)
+        .args([&old, &new, &other])
+        .output()
+        .expect("the Python with standardwebhooks runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(verified.status.success(), "{said}");
+    assert_eq!(said.trim(), "verified 3");
+}

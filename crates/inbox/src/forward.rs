@@ -13,6 +13,7 @@ use thulium::{Password, config};
 use url::Url;
 
 use crate::dispatcher::{Delivery, Handler, HandlerError};
+use crate::signing::SigningSecrets;
 
 /// How forwarded events are encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +54,7 @@ pub struct Forwarder {
     url: Url,
     credentials: Arc<RwLock<Credentials>>,
     format: ForwardFormat,
+    signing: Option<SigningSecrets>,
 }
 
 /// The Basic auth sent, and what is cut from the answers quoted in errors.
@@ -99,7 +101,15 @@ impl Forwarder {
             url: parsed,
             credentials: Arc::new(RwLock::new(Credentials::new(auth))),
             format,
+            signing: None,
         })
+    }
+
+    /// Signs every forward as Standard Webhooks defines it (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`; see [`crate::signing`]).
+    pub fn signing(mut self, secrets: SigningSecrets) -> Self {
+        self.signing = Some(secrets);
+        self
     }
 
     /// Sends `auth` from the next attempt on (every clone of this forwarder); the
@@ -144,8 +154,22 @@ impl Handler for Forwarder {
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header("x-thulium-inbox-id", delivery.id.to_string())
-            .header("x-thulium-inbox-attempt", delivery.attempt.to_string())
-            .body(body);
+            .header("x-thulium-inbox-attempt", delivery.attempt.to_string());
+        if let Some(secrets) = &self.signing {
+            // The same id for every attempt of the event; the time of this attempt.
+            let id = crate::signing::message_id(&delivery.dedup_key, &event.to_json());
+            let timestamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            request = request
+                .header(
+                    "webhook-signature",
+                    secrets.signature(&id, timestamp, &body),
+                )
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string());
+        }
+        let mut request = request.body(body);
         #[cfg(feature = "otel")]
         for (name, value) in trace_context() {
             request = request.header(name, value);

@@ -80,6 +80,7 @@ pub mod ops;
 pub mod postgres;
 pub mod receiver;
 pub mod relay;
+pub mod signing;
 pub mod store;
 mod transition;
 
