@@ -71,7 +71,7 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List and create webhook subscriptions.
+    /// List, create and ensure webhook subscriptions.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
 

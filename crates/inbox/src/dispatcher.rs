@@ -87,8 +87,42 @@ impl Permanent {
     }
 }
 
+/// A failure the destination asked to retry after a while (HTTP `Retry-After`): the
+/// next attempt is not before `after` (and not later than the schedule's longest
+/// wait), instead of the schedule's own delay.
+///
+/// ```
+/// use std::time::Duration;
+/// use thulium_inbox::dispatcher::{HandlerError, RetryAfter};
+///
+/// let busy: HandlerError = RetryAfter::new("HTTP 429", Duration::from_secs(120)).into();
+/// assert_eq!(busy.to_string(), "HTTP 429");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct RetryAfter {
+    reason: String,
+    after: Duration,
+}
+
+impl RetryAfter {
+    /// A failure to retry no sooner than `after`.
+    pub fn new(reason: impl Into<String>, after: Duration) -> Self {
+        Self {
+            reason: reason.into(),
+            after,
+        }
+    }
+
+    /// How long the destination asked to wait.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+}
+
 /// The application's side: take one event. `Ok` means taken for good; a
-/// [`Permanent`] error dead-letters the event at once; any other error is retried.
+/// [`Permanent`] error dead-letters the event at once; a [`RetryAfter`] is retried
+/// when it says; any other error is retried on the schedule.
 /// Must be idempotent: an event can come more than once.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one event.
@@ -410,6 +444,7 @@ impl<S: Store> Dispatcher<S> {
 enum Failure {
     Handler(String),
     Permanent(String),
+    Later(String, Duration),
     Panic,
     Timeout(Duration),
     Unreadable(String),
@@ -419,7 +454,9 @@ enum Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Handler(reason) => write!(f, "the handler failed: {reason}"),
+            Failure::Handler(reason) | Failure::Later(reason, _) => {
+                write!(f, "the handler failed: {reason}")
+            }
             Failure::Permanent(reason) => {
                 write!(f, "the handler failed for good (not retried): {reason}")
             }
@@ -496,9 +533,12 @@ async fn run_and_record<S: Store, H: Handler>(
             tokio::select! {
                 result = tokio::time::timeout(config.handler_timeout, run) => match result {
                     Ok(Ok(Ok(()))) => Ok(()),
-                    Ok(Ok(Err(error))) => Err(match error.downcast_ref::<Permanent>() {
-                        Some(permanent) => Failure::Permanent(permanent.reason().to_string()),
-                        None => Failure::Handler(error.to_string()),
+                    Ok(Ok(Err(error))) => Err(if let Some(permanent) = error.downcast_ref::<Permanent>() {
+                        Failure::Permanent(permanent.reason().to_string())
+                    } else if let Some(later) = error.downcast_ref::<RetryAfter>() {
+                        Failure::Later(later.to_string(), later.after())
+                    } else {
+                        Failure::Handler(error.to_string())
                     }),
                     Ok(Err(_)) => Err(Failure::Panic),
                     Err(_) => Err(Failure::Timeout(config.handler_timeout)),
@@ -537,7 +577,11 @@ async fn run_and_record<S: Store, H: Handler>(
                     .dead_letter(token, record(Outcome::Failed(reason)))
                     .await
             } else {
-                let wait = config.schedule.delay(number);
+                let wait = match failure {
+                    // As the destination asked, within the schedule's longest wait.
+                    Failure::Later(_, after) => after.min(config.schedule.max),
+                    _ => config.schedule.delay(number),
+                };
                 tracing::warn!(duration_ms, %reason, retry_in_ms = ms(wait), "failed; retrying later");
                 metrics::counter!("thulium_inbox_retried_total").increment(1);
                 store

@@ -1,7 +1,8 @@
 //! [`Forwarder`]: a [`Handler`] that POSTs each event to the application's own HTTP
 //! endpoint, as Thulium would have: the same body and content type (or re-encoded),
-//! with optional Basic auth. A `2xx` answer is success; anything else is retried by
-//! the dispatcher. This is `thulium listen --inbox ... --forward-to URL`: a durable
+//! with optional Basic auth. A `2xx` answer is success; a final answer
+//! ([`FINAL_STATUSES`]) dead-letters the event at once; anything else is retried by
+//! the dispatcher, honouring `Retry-After`. This is `thulium listen --inbox ... --forward-to URL`: a durable
 //! relay in front of an application in any language.
 
 use std::sync::{Arc, RwLock};
@@ -12,8 +13,13 @@ use thulium::secret::Redactor;
 use thulium::{Password, config};
 use url::Url;
 
-use crate::dispatcher::{Delivery, Handler, HandlerError};
+use crate::dispatcher::{Delivery, Handler, HandlerError, Permanent, RetryAfter};
 use crate::signing::SigningSecrets;
+
+/// Answers that say the event can never be taken: the forward dead-letters at once
+/// (a replay brings it back once the application is fixed). `408`, `429` and `5xx`
+/// are retried, at the time a `Retry-After` (in seconds) asks for.
+pub const FINAL_STATUSES: [u16; 6] = [400, 401, 403, 404, 410, 422];
 
 /// How forwarded events are encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,13 +195,27 @@ impl Handler for Forwarder {
         if status.is_success() {
             return Ok(());
         }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let text = response.text().await.unwrap_or_default();
         let text = self.credentials().redactor.redact(&text);
         let excerpt = thulium::text::shorten(text.trim(), 200);
-        if excerpt.is_empty() {
-            return Err(format!("{} answered HTTP {status}", self.url).into());
+        let reason = if excerpt.is_empty() {
+            format!("{} answered HTTP {status}", self.url)
+        } else {
+            format!("{} answered HTTP {status}: {excerpt}", self.url)
+        };
+        if FINAL_STATUSES.contains(&status.as_u16()) {
+            return Err(Permanent::new(format!("{reason} (a final answer: not retried)")).into());
         }
-        Err(format!("{} answered HTTP {status}: {excerpt}", self.url).into())
+        match retry_after {
+            Some(after) => Err(RetryAfter::new(reason, after).into()),
+            None => Err(reason.into()),
+        }
     }
 }
 
@@ -298,5 +318,64 @@ mod tests {
             ]
         );
         assert_eq!(&seen[1].1[..], &form[..], "every byte as received");
+    }
+
+    /// A final answer (410) is a permanent failure; a 429 with `Retry-After` is
+    /// retried when it says; a 503 without one is retried on the schedule.
+    #[tokio::test]
+    async fn final_answers_are_permanent_and_retry_after_is_honoured() {
+        thulium::tls::install_default_provider();
+        let app = axum::Router::new()
+            .route(
+                "/gone",
+                axum::routing::post(|| async { (axum::http::StatusCode::GONE, "gone") }),
+            )
+            .route(
+                "/busy",
+                axum::routing::post(|| async {
+                    (
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "120")],
+                        "slow down",
+                    )
+                }),
+            )
+            .route(
+                "/down",
+                axum::routing::post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "") }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let forward = |path: &str| {
+            Forwarder::new(
+                &format!("http://{addr}{path}"),
+                None,
+                ForwardFormat::AsReceived,
+                Duration::from_secs(5),
+            )
+            .unwrap()
+        };
+        let body = br#"{"action":"CALL_ANSWERED","connection_id":"1.2"}"#;
+        let event = Event::parse(body, None).unwrap();
+        let gone = forward("/gone")
+            .handle(event.clone(), delivery(body, None))
+            .await
+            .unwrap_err();
+        assert!(gone.downcast_ref::<Permanent>().is_some(), "{gone}");
+        let busy = forward("/busy")
+            .handle(event.clone(), delivery(body, None))
+            .await
+            .unwrap_err();
+        let later = busy.downcast_ref::<RetryAfter>().expect("a RetryAfter");
+        assert_eq!(later.after(), Duration::from_secs(120));
+        let down = forward("/down")
+            .handle(event, delivery(body, None))
+            .await
+            .unwrap_err();
+        assert!(
+            down.downcast_ref::<Permanent>().is_none()
+                && down.downcast_ref::<RetryAfter>().is_none()
+        );
     }
 }

@@ -540,3 +540,41 @@ async fn the_backlog_limit_holds_under_a_burst() {
     }
     assert_eq!(store.stats().await.unwrap().open(), 50);
 }
+
+/// A handler's `RetryAfter` sets the next attempt's time (within the schedule's
+/// longest wait) instead of the schedule's own delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_sets_the_next_attempt() {
+    use thulium_inbox::dispatcher::{Delivery, HandlerError, RetryAfter};
+    let (_dir, store) = fresh();
+    store.put(ticket(1, 0)).await.unwrap();
+    let config = DispatchConfig::default()
+        .schedule(RetrySchedule::new(
+            5,
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        ))
+        .poll_interval(Duration::from_millis(20));
+    let before = thulium_inbox::model::now_ms();
+    let stop = spawn(&store, config, |_: Event, _: Delivery| async {
+        Err::<(), HandlerError>(RetryAfter::new("HTTP 429", Duration::from_secs(90)).into())
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    let event = loop {
+        let event = store.get(thulium_inbox::EventId(1)).await.unwrap().unwrap();
+        if event.attempts == 1 && event.state == State::Pending {
+            break event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never retried: {event:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(stop);
+    assert!(
+        event.due_at >= before + 89_000 && event.due_at <= before + 95_000,
+        "due {} ms after the start",
+        event.due_at - before
+    );
+}
