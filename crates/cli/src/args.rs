@@ -297,6 +297,12 @@ pub struct InboxArgs {
     #[arg(long, value_name = "NAME", default_value = "thulium_inbox")]
     pub inbox_schema: String,
 
+    /// With an inbox file: the most memory its page cache holds, in MiB (default
+    /// 1024, redb's). A relay that runs for months keeps as much of its file as this
+    /// allows; less saves memory, pages outside it are read from the disk.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub inbox_cache_mb: u32,
+
     /// With a PostgreSQL inbox: keep a trigram index (pg_trgm) so that console text
     /// searches read an index instead of every event. Every put updates it (ingest
     /// measured about a third slower, see BENCHMARKS.md).

@@ -57,6 +57,7 @@ const KEYS: &[Key] = &[
         ..key("inbox", "search_index", "--inbox-search-index")
     },
     key("inbox", "keep", "--keep"),
+    key("inbox", "cache_mb", "--inbox-cache-mb"),
     key("inbox", "max_backlog", "--max-backlog"),
     key("dispatch", "concurrency", "--concurrency"),
     key("dispatch", "handler_timeout", "--handler-timeout"),

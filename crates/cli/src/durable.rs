@@ -60,6 +60,7 @@ pub async fn run(
         true,
         true,
         inbox.inbox_search_index,
+        Some(inbox.inbox_cache_mb as usize * 1024 * 1024),
     )
     .await?
     {

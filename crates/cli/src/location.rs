@@ -34,10 +34,11 @@ pub async fn open(
     create: bool,
     migrate: bool,
 ) -> Result<Opened, Failure> {
-    open_with(location, schema, password_env, create, migrate, false).await
+    open_with(location, schema, password_env, create, migrate, false, None).await
 }
 
-/// [`open`], and with `search_index` a PostgreSQL inbox keeps its trigram index.
+/// [`open`], and with `search_index` a PostgreSQL inbox keeps its trigram index; a
+/// file's page cache holds at most `cache_bytes` (redb's default if `None`).
 pub async fn open_with(
     location: &str,
     schema: &str,
@@ -45,6 +46,7 @@ pub async fn open_with(
     create: bool,
     migrate: bool,
     search_index: bool,
+    cache_bytes: Option<usize>,
 ) -> Result<Opened, Failure> {
     if is_postgres(location) {
         let mut options = PostgresOptions::default()
@@ -80,5 +82,8 @@ pub async fn open_with(
             return Ok(Opened::ReadOnly(ReadOnlyInbox::open(path)?));
         }
     }
-    Ok(Opened::File(EmbeddedStore::open(path)?))
+    Ok(Opened::File(match cache_bytes {
+        Some(bytes) => EmbeddedStore::open_with_cache(path, bytes)?,
+        None => EmbeddedStore::open(path)?,
+    }))
 }

@@ -7,8 +7,9 @@
 //! cargo run --release -p thulium-bench --bin flood -- target/release/thulium 600 5000
 //! ```
 //!
-//! Arguments: the `thulium` binary, the seconds to flood (default 600) and the
-//! `--max-backlog` (default 5000). It starts `thulium listen --inbox` (a fresh file
+//! Arguments: the `thulium` binary, the seconds to flood (default 600), the
+//! `--max-backlog` (default 5000), then any flags for `thulium listen` (such as
+//! `--inbox-cache-mb 16`). It starts `thulium listen --inbox` (a fresh file
 //! in a temporary directory) forwarding to a closed port, floods it with 32
 //! concurrent senders of distinct events, and prints every 10 s the listener's
 //! resident memory (`VmRSS`), the deliveries answered 200 and 503, and the open
@@ -29,6 +30,8 @@ fn main() {
     let max_backlog: u64 = args
         .next()
         .map_or(5000, |s| s.parse().expect("max backlog"));
+    // Anything after them goes to `thulium listen` as is (`--inbox-cache-mb 16`).
+    let extra: Vec<String> = args.collect();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -49,6 +52,7 @@ fn main() {
         .arg(dir.path().join("events.redb"))
         .args(["--forward-to", &format!("http://127.0.0.1:{closed}/app")])
         .args(["--max-backlog", &max_backlog.to_string()])
+        .args(&extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

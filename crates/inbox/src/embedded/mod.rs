@@ -88,6 +88,9 @@ impl Drop for Inner {
     }
 }
 
+/// The page cache of [`EmbeddedStore::open`]: redb's default, 1 GiB at most.
+pub const DEFAULT_CACHE_BYTES: usize = 1024 * 1024 * 1024;
+
 /// Holds the dispatch lock of an embedded store until dropped.
 #[derive(Debug)]
 pub struct DispatchLock {
@@ -102,12 +105,27 @@ impl EmbeddedStore {
     /// killed while creating it never leaves a file that later opens refuse. An
     /// existing empty file is refused, not initialised in place, for the same reason.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Self::open`], with the file's page cache bounded to `bytes` (default
+    /// [`DEFAULT_CACHE_BYTES`]): the cache keeps the pages read and written most
+    /// recently, and a relay that runs for months holds as much of the file as it
+    /// allows. Smaller saves memory; reads of pages outside it go to the disk.
+    pub fn open_with_cache(path: impl AsRef<Path>, bytes: usize) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         create_whole(&path)?;
         let file = path.clone();
         // Reopening after an I/O error only opens: a file that vanished meanwhile is
         // an error to report, not an empty inbox to start silently.
-        Self::start(path, Box::new(move || builder().open(&file)))
+        Self::start(
+            path,
+            Box::new(move || {
+                let mut builder = builder();
+                builder.set_cache_size(bytes);
+                builder.open(&file)
+            }),
+        )
     }
 
     /// Opens the inbox on a redb storage backend that `backend` makes (again after
