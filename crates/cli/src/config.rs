@@ -32,6 +32,14 @@ const fn key(section: &'static str, name: &'static str, flag: &'static str) -> K
     }
 }
 
+/// A key that is `true` or `false` and stands for a flag without a value.
+const fn switch(section: &'static str, name: &'static str, flag: &'static str) -> Key {
+    Key {
+        switch: true,
+        ..key(section, name, flag)
+    }
+}
+
 /// Every key, in the order of the commented example (`deploy/relay.toml`).
 const KEYS: &[Key] = &[
     key("receive", "addr", "--addr"),
@@ -39,10 +47,7 @@ const KEYS: &[Key] = &[
     key("receive", "auth_user", "--auth-user"),
     key("receive", "password_env", "--password-env"),
     key("receive", "password_file", "--password-file"),
-    Key {
-        switch: true,
-        ..key("receive", "no_auth", "--no-auth")
-    },
+    switch("receive", "no_auth", "--no-auth"),
     key("receive", "body_limit", "--body-limit"),
     key("receive", "header_timeout", "--header-timeout"),
     key("receive", "body_timeout", "--body-timeout"),
@@ -52,10 +57,7 @@ const KEYS: &[Key] = &[
     key("inbox", "location", "--inbox"),
     key("inbox", "schema", "--inbox-schema"),
     key("inbox", "password_env", "--inbox-password-env"),
-    Key {
-        switch: true,
-        ..key("inbox", "search_index", "--inbox-search-index")
-    },
+    switch("inbox", "search_index", "--inbox-search-index"),
     key("inbox", "keep", "--keep"),
     key("inbox", "cache_mb", "--inbox-cache-mb"),
     key("inbox", "max_backlog", "--max-backlog"),
@@ -67,10 +69,7 @@ const KEYS: &[Key] = &[
     key("forward", "password_env", "--forward-password-env"),
     key("forward", "password_file", "--forward-password-file"),
     key("forward", "format", "--forward-format"),
-    Key {
-        switch: true,
-        ..key("forward", "sign", "--forward-sign")
-    },
+    switch("forward", "sign", "--forward-sign"),
     key(
         "forward",
         "signing_secret_env",
@@ -81,10 +80,7 @@ const KEYS: &[Key] = &[
     key("console", "password_env", "--console-password-env"),
     key("console", "password_file", "--console-password-file"),
     key("console", "hosts", "--console-host"),
-    Key {
-        switch: true,
-        ..key("console", "behind_tls_proxy", "--console-behind-tls-proxy")
-    },
+    switch("console", "behind_tls_proxy", "--console-behind-tls-proxy"),
     key("log", "level", "--log-level"),
     key("log", "format", "--log-format"),
 ];

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use thulium_inbox::model::now_ms;
-use thulium_inbox::{EventId, Filter, Replay, State, Stats, Store, StoredEvent, UnixMs};
+use thulium_inbox::{EventId, Filter, Replay, State, Stats, Store, StoredEvent};
 
 use crate::args::{InboxCommand, Output};
 use crate::failure::Failure;
@@ -54,16 +54,18 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
     if let InboxCommand::Salvage { at, to } = &command {
         return salvage(&at.inbox, to, format).await;
     }
-    if let InboxCommand::Backup { at, to } = &command {
-        let (source, backup) = match location::open(
-            &at.inbox,
-            &at.inbox_schema,
-            location::INBOX_PASSWORD_ENV,
-            false,
-            false,
-        )
-        .await?
-        {
+    // The commands that read, replay or back up never create or migrate: they
+    // find the inbox a listener made.
+    let opened = location::open(
+        &at.inbox,
+        &at.inbox_schema,
+        location::INBOX_PASSWORD_ENV,
+        false,
+        false,
+    )
+    .await?;
+    if let InboxCommand::Backup { to, .. } = &command {
+        let (source, backup) = match opened {
             Opened::File(store) => (store.path().to_path_buf(), store.backup_to(to).await?),
             Opened::ReadOnly(store) => (store.path().to_path_buf(), store.backup_to(to).await?),
             Opened::Postgres(_) => {
@@ -88,17 +90,7 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
             )),
         };
     }
-    // The commands that read or replay never create or migrate: they find the
-    // inbox a listener made.
-    match location::open(
-        &at.inbox,
-        &at.inbox_schema,
-        location::INBOX_PASSWORD_ENV,
-        false,
-        false,
-    )
-    .await?
-    {
+    match opened {
         Opened::File(store) => run_on(&store, command, format).await,
         Opened::ReadOnly(store) => run_on(&store, command, format).await,
         Opened::Postgres(store) => run_on(&store, command, format).await,
@@ -208,7 +200,7 @@ async fn run_on<S: Store + Clone>(
                                 e.id.to_string(),
                                 e.state.to_string(),
                                 e.action.clone(),
-                                time(e.received_at),
+                                output::rfc3339(e.received_at),
                                 e.attempts.to_string(),
                                 e.last_error.clone().unwrap_or_else(|| "-".into()),
                             ]
@@ -293,15 +285,6 @@ async fn run_on<S: Store + Clone>(
     }
 }
 
-/// A time as RFC 3339 in UTC, to the second.
-fn precise_time(at: UnixMs) -> String {
-    output::rfc3339_ms(at)
-}
-
-fn time(at: UnixMs) -> String {
-    output::rfc3339(at)
-}
-
 fn stats_table(stats: &Stats) -> String {
     let age = stats
         .oldest_open_age(now_ms())
@@ -325,10 +308,10 @@ fn event_json(event: &StoredEvent) -> Value {
         "state": event.state,
         "action": event.action,
         "dedup_key": event.dedup_key,
-        "received_at": time(event.received_at),
+        "received_at": output::rfc3339(event.received_at),
         "attempts": event.attempts,
-        "due_at": time(event.due_at),
-        "finished_at": event.finished_at.map(time),
+        "due_at": output::rfc3339(event.due_at),
+        "finished_at": event.finished_at.map(output::rfc3339),
         "last_error": event.last_error,
         "conflict": event.conflict,
         "content_type": event.content_type,
@@ -343,7 +326,7 @@ fn event_json(event: &StoredEvent) -> Value {
 /// prints, to the millisecond (attempts can be milliseconds apart).
 fn attempt_json(attempt: &thulium_inbox::Attempt) -> Value {
     let mut json = serde_json::to_value(attempt).unwrap_or_default();
-    json["started_at"] = json!(precise_time(attempt.started_at));
+    json["started_at"] = json!(output::rfc3339_ms(attempt.started_at));
     json
 }
 
@@ -353,7 +336,7 @@ fn show(event: &StoredEvent) -> String {
         event.id,
         event.state,
         output::escape(&event.action),
-        time(event.received_at),
+        output::rfc3339(event.received_at),
         event.attempts,
         if event.conflict {
             "  (conflict: another event had this dedup key)"
@@ -376,7 +359,7 @@ fn show(event: &StoredEvent) -> String {
             out.push_str(&format!(
                 "  #{}  {}  {} ms  {outcome}\n",
                 attempt.number,
-                time(attempt.started_at),
+                output::rfc3339(attempt.started_at),
                 attempt.duration_ms
             ));
         }

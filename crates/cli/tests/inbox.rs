@@ -918,15 +918,7 @@ fn salvage_saves_a_damaged_inbox() {
     let dir = tempfile::tempdir().unwrap();
     let damaged = dir.path().join("damaged.redb");
     inbox_with_tickets(&damaged, 300);
-    let mut bytes = std::fs::read(&damaged).unwrap();
-    let len = bytes.len();
-    for part in 1..9 {
-        let at = len * part / 9;
-        bytes[at..(at + 64).min(len)]
-            .iter_mut()
-            .for_each(|b| *b ^= 0xa5);
-    }
-    std::fs::write(&damaged, &bytes).unwrap();
+    let bytes = thulium_testkit::damage::damage(&damaged, thulium_testkit::damage::Damage::Flip);
     let saved = dir.path().join("saved.redb");
     let (code, stdout, stderr) = thulium(&[
         "inbox",

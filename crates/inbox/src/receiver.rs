@@ -112,8 +112,15 @@ impl<S: Store + Clone> DurableReceiver<S> {
         metrics::counter!("thulium_inbox_received_total").increment(1);
         // The outcome lines' stable fields; the values came from outside, so control
         // and bidi characters are shown, not written raw into the log.
-        let dedup_key = thulium::text::visible(&event.dedup_key).into_owned();
-        let action = thulium::text::visible(&event.action).into_owned();
+        // Copied only when a record can be written (the put takes the event).
+        let (dedup_key, action) = if tracing::enabled!(tracing::Level::ERROR) {
+            (
+                thulium::text::visible(&event.dedup_key).into_owned(),
+                thulium::text::visible(&event.action).into_owned(),
+            )
+        } else {
+            Default::default()
+        };
         match self.store.put(event).await {
             Ok(PutOutcome::Stored(id)) => {
                 metrics::counter!("thulium_inbox_stored_total").increment(1);

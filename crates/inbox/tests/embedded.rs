@@ -402,30 +402,17 @@ async fn a_schema_1_file_is_upgraded_in_place_and_keeps_every_event() {
 /// operation (it used to die, and every later put was refused as "closed").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_file_fails_clearly_and_never_panics() {
-    for damage in ["flip", "zero"] {
+    use thulium_testkit::damage::{Damage, damage};
+    for how in [Damage::Flip, Damage::ZeroPage] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("inbox.redb");
         four_hundred(&path).await;
-        let mut bytes = std::fs::read(&path).unwrap();
-        let len = bytes.len();
-        for part in 1..9 {
-            let at = len * part / 9;
-            match damage {
-                "flip" => bytes[at..(at + 64).min(len)]
-                    .iter_mut()
-                    .for_each(|b| *b ^= 0xa5),
-                _ => {
-                    let page = at / 4096 * 4096;
-                    bytes[page..(page + 4096).min(len)].fill(0);
-                }
-            }
-        }
-        std::fs::write(&path, &bytes).unwrap();
+        damage(&path, how);
         let store = match EmbeddedStore::open(&path) {
             Ok(store) => store,
             Err(error) => {
                 let text = error.to_string();
-                assert!(text.contains("inbox.redb"), "{damage}: {text}");
+                assert!(text.contains("inbox.redb"), "{how:?}: {text}");
                 continue;
             }
         };
@@ -447,7 +434,7 @@ async fn a_damaged_file_fails_clearly_and_never_panics() {
             let put = store.put(ticket(ticket_id, 0)).await;
             assert!(
                 !matches!(put, Err(StoreError::Closed)),
-                "{damage}: the writer died: {put:?}"
+                "{how:?}: the writer died: {put:?}"
             );
         }
     }
@@ -524,15 +511,7 @@ async fn salvage_copies_what_decodes_and_names_what_was_lost() {
     // Damaged: 64 bytes flipped in eight places.
     let damaged = dir.path().join("damaged.redb");
     four_hundred(&damaged).await;
-    let mut bytes = std::fs::read(&damaged).unwrap();
-    let len = bytes.len();
-    for part in 1..9 {
-        let at = len * part / 9;
-        bytes[at..(at + 64).min(len)]
-            .iter_mut()
-            .for_each(|b| *b ^= 0xa5);
-    }
-    std::fs::write(&damaged, &bytes).unwrap();
+    thulium_testkit::damage::damage(&damaged, thulium_testkit::damage::Damage::Flip);
     let saved = dir.path().join("saved.redb");
     match salvage(&damaged, &saved) {
         Ok(report) => {

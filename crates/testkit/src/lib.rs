@@ -1,10 +1,12 @@
 //! Test support shared by the workspace's integration tests, so that each helper is
 //! written once: child processes that cannot outlive their test ([`process`]), the
-//! application a relay forwards to ([`sink`]), event bodies ([`events`]), the
+//! application a relay forwards to ([`sink`]), event bodies ([`events`]), damaged
+//! files ([`damage`]), the
 //! PostgreSQL the tests use ([`postgres`]) and free ports ([`free_port`]).
 //!
 //! Not published: only `dev-dependencies` name it.
 
+pub mod damage;
 pub mod events;
 pub mod postgres;
 pub mod process;

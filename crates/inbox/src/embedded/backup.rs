@@ -43,12 +43,13 @@ impl super::ReadOnlyInbox {
     }
 }
 
-/// `destination`, if nothing is there.
-fn vacant(destination: &Path) -> Result<PathBuf, StoreError> {
+/// `destination`, if nothing is there: a copy (a backup, a salvage) never replaces
+/// a file.
+pub(super) fn vacant(destination: &Path) -> Result<PathBuf, StoreError> {
     if destination.exists() {
         return Err(StoreError::Open {
             path: destination.to_path_buf(),
-            reason: "a file is already there; a backup never replaces one: name a new file".into(),
+            reason: "a file is already there; a copy never replaces one: name a new file".into(),
         });
     }
     Ok(destination.to_path_buf())

@@ -45,12 +45,7 @@ struct Found {
 /// Fails only if `source` cannot be opened at all (then nothing is readable with
 /// redb) or `destination` cannot be written.
 pub fn salvage(source: &Path, destination: &Path) -> Result<Salvage, StoreError> {
-    if destination.exists() {
-        return Err(StoreError::Open {
-            path: destination.to_path_buf(),
-            reason: "a file is already there; a salvage never replaces one: name a new file".into(),
-        });
-    }
+    super::backup::vacant(destination)?;
     let db = unpanicked(|| builder().open_read_only(source))
         .map_err(|panic| StoreError::Open {
             path: source.to_path_buf(),
