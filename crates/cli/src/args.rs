@@ -317,6 +317,21 @@ pub struct InboxArgs {
     #[arg(long, value_name = "URL", requires = "inbox")]
     pub forward_to: Option<String>,
 
+    /// With --inbox: a route, instead of --forward-to (repeat for several): NAME=URL,
+    /// then key=value words: actions=CHAT_*,TICKET_CREATED (default all),
+    /// format=as-received|form|json, concurrency=N, timeout=30s, max-attempts=N,
+    /// retry=1s..1h (first and longest wait), auth-user=USER, password-env=VAR, password-file=PATH, sign,
+    /// signing-secret-env=VAR. Each event is stored once per route that takes it and
+    /// each route is delivered, retried and dead-lettered on its own; an event no
+    /// route takes is kept as `unrouted`.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        requires = "inbox",
+        conflicts_with = "forward_to"
+    )]
+    pub route: Vec<crate::routes::RouteSpec>,
+
     /// With --forward-to: send HTTP Basic auth with this user (password from
     /// THULIUM_FORWARD_PASSWORD or a prompt).
     #[arg(long, value_name = "USER", requires = "forward_to")]
@@ -453,6 +468,9 @@ pub enum InboxCommand {
         /// Only events in this state.
         #[arg(long, value_parser = ["pending", "in_flight", "done", "dead"])]
         state: Option<String>,
+        /// Only the entries of this route (`unrouted`: the events no route took).
+        #[arg(long, value_name = "NAME", value_parser = parse_route)]
+        route: Option<thulium_inbox::RouteName>,
         /// Only events of this action.
         #[arg(long)]
         action: Option<String>,
@@ -486,6 +504,9 @@ pub enum InboxCommand {
         /// Every dead event.
         #[arg(long)]
         all_dead: bool,
+        /// With --all-dead: only this route's dead entries.
+        #[arg(long, value_name = "NAME", requires = "all_dead", value_parser = parse_route)]
+        route: Option<thulium_inbox::RouteName>,
         /// Every done or dead event received within this long (e.g. 2h, 1d).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "all_dead")]
         since: Option<Duration>,
@@ -601,7 +622,12 @@ impl ServerLimitArgs {
 }
 
 /// `250ms`, `10s`, `2m`, `3h`, `7d` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A route name as a filter: `unrouted` included.
+fn parse_route(text: &str) -> Result<thulium_inbox::RouteName, String> {
+    thulium_inbox::RouteName::try_from(text.to_string()).map_err(|e| e.to_string())
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

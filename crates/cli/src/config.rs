@@ -157,6 +157,10 @@ pub fn parse(text: &str) -> Result<Settings, Vec<Mistake>> {
             ));
             continue;
         };
+        if section_name == "routes" {
+            routes(entries, &mistake, &mut settings, &mut mistakes);
+            continue;
+        }
         if !KEYS.iter().any(|k| k.section == section_name) {
             mistakes.push(mistake(
                 section.span().start,
@@ -177,9 +181,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<Mistake>> {
                 .find(|k| k.section == section_name && k.name == name_text)
             else {
                 let message = if name_text.contains("password") || name_text.contains("secret") {
-                    format!(
-                        "`{name_text}`: a secret is never written in the file; set password_env to the name of the environment variable that holds it, or password_file to the file"
-                    )
+                    secret_in_file(name_text)
                 } else {
                     let known: Vec<&str> = KEYS
                         .iter()
@@ -318,10 +320,91 @@ pub fn report(path: &Path, mistakes: &[Mistake]) -> String {
         .join("\n")
 }
 
+/// What a key that looks like a secret gets: secrets are never in the file.
+fn secret_in_file(key: &str) -> String {
+    format!(
+        "`{key}`: a secret is never written in the file; set password_env to the name of the environment variable that holds it, or password_file to the file"
+    )
+}
+
 fn sections() -> Vec<String> {
     let mut names: Vec<String> = KEYS.iter().map(|k| format!("[{}]", k.section)).collect();
     names.dedup();
+    names.push("[routes.NAME]".into());
     names
+}
+
+/// The `[routes.NAME]` tables: each becomes `--route SPEC` (see `crate::routes`).
+fn routes(
+    tables: &DeTable<'_>,
+    mistake: &dyn Fn(usize, String) -> Mistake,
+    settings: &mut Settings,
+    mistakes: &mut Vec<Mistake>,
+) {
+    let mut tables: Vec<_> = tables.iter().collect();
+    tables.sort_by_key(|(name, _)| name.span().start);
+    for (name, table) in tables {
+        let (name_text, offset) = (name.get_ref().as_ref(), name.span().start);
+        let DeValue::Table(keys) = table.get_ref() else {
+            mistakes.push(mistake(
+                offset,
+                format!("`routes.{name_text}` must be a table ([routes.{name_text}])"),
+            ));
+            continue;
+        };
+        let mut entries = Vec::new();
+        let mut keys: Vec<_> = keys.iter().collect();
+        keys.sort_by_key(|(key, _)| key.span().start);
+        for (key, value) in keys {
+            let key_text = key.get_ref().as_ref();
+            if !crate::routes::KEYS.contains(&key_text) {
+                let message = if key_text.contains("password") || key_text.contains("secret") {
+                    secret_in_file(key_text)
+                } else {
+                    format!(
+                        "unknown key `{key_text}` in [routes.{name_text}]; a route takes {}",
+                        crate::routes::KEYS.join(", ")
+                    )
+                };
+                mistakes.push(mistake(key.span().start, message));
+                continue;
+            }
+            let text = match value.get_ref() {
+                DeValue::String(text) => text.to_string(),
+                DeValue::Integer(number) => number.as_str().replace('_', ""),
+                DeValue::Boolean(on) => on.to_string(),
+                DeValue::Array(items) => items
+                    .iter()
+                    .filter_map(|item| match item.get_ref() {
+                        DeValue::String(text) => Some(text.to_string()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => {
+                    mistakes.push(mistake(
+                        value.span().start,
+                        format!("routes.{name_text}.{key_text} must be a string, a number, true or false, or a list of strings"),
+                    ));
+                    continue;
+                }
+            };
+            entries.push((key_text.to_string(), text));
+        }
+        let spec = crate::routes::spec_of(name_text, &entries)
+            .and_then(|spec| spec.parse::<crate::routes::RouteSpec>().map(|_| spec));
+        match spec {
+            Ok(spec) => {
+                settings
+                    .args
+                    .extend(["--route".into(), spec.clone().into()]);
+                settings
+                    .values
+                    .push((format!("routes.{name_text}"), "--route", spec));
+            }
+            Err(message) => mistakes.push(mistake(offset, message)),
+        }
+    }
 }
 
 /// clap's first line without its `error: ` prefix.

@@ -8,13 +8,15 @@ use thulium::receiver::Receiver;
 use thulium_inbox::Store;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, RetrySchedule};
 use thulium_inbox::forward::{ForwardFormat, Forwarder};
-use thulium_inbox::relay::{Relay, shutdown_signal};
+use thulium_inbox::relay::{Relay, Route, shutdown_signal};
+use thulium_inbox::routing::RouteName;
 
-use crate::args::{ForwardFormat as FormatArg, ListenArgs, Output};
+use crate::args::{ForwardFormat as FormatArg, InboxArgs, ListenArgs, Output};
 use crate::failure::Failure;
 use crate::listen::{StdoutWriter, line};
 use crate::location::{self, Opened};
 use crate::output;
+use crate::routes::RouteSpec;
 use crate::secrets::{self, Source};
 
 /// The environment variable with the password --forward-auth-user sends, unless
@@ -38,11 +40,7 @@ pub async fn run(
                 inbox.forward_password_file.as_deref(),
                 Source::EnvOrPrompt,
             )?;
-            let format = match inbox.forward_format {
-                FormatArg::AsReceived => ForwardFormat::AsReceived,
-                FormatArg::Form => ForwardFormat::Reencoded(thulium::event::BodyFormat::Form),
-                FormatArg::Json => ForwardFormat::Reencoded(thulium::event::BodyFormat::Json),
-            };
+            let format = forward_format(inbox.forward_format);
             let mut forwarder = Forwarder::new(url, auth, format, inbox.handler_timeout)
                 .map_err(|e| Failure::usage(e.to_string()))?;
             if inbox.forward_sign {
@@ -52,6 +50,11 @@ pub async fn run(
         }
         None => None,
     };
+    let routes = inbox
+        .route
+        .iter()
+        .map(|spec| route_of(spec, inbox))
+        .collect::<Result<Vec<_>, _>>()?;
 
     match location::open_with(
         &location,
@@ -66,15 +69,17 @@ pub async fn run(
     {
         Opened::File(store) => {
             let label = store.path().display().to_string();
+            let handing = Handing { forwarder, routes };
             serve(
-                args, receiver, listener, stdout, format, forwarder, store, label,
+                args, receiver, listener, stdout, format, handing, store, label,
             )
             .await
         }
         Opened::Postgres(store) => {
             let label = store.label().to_string();
+            let handing = Handing { forwarder, routes };
             serve(
-                args, receiver, listener, stdout, format, forwarder, store, label,
+                args, receiver, listener, stdout, format, handing, store, label,
             )
             .await
         }
@@ -84,6 +89,83 @@ pub async fn run(
         }
         .into()),
     }
+}
+
+/// How events are handed over: forwarded to one URL, routed to several, or (neither)
+/// printed.
+struct Handing {
+    forwarder: Option<Forwarder>,
+    routes: Vec<Route<Forwarder>>,
+}
+
+/// The library's forward format for the command line's.
+fn forward_format(format: FormatArg) -> ForwardFormat {
+    match format {
+        FormatArg::AsReceived => ForwardFormat::AsReceived,
+        FormatArg::Form => ForwardFormat::Reencoded(thulium::event::BodyFormat::Form),
+        FormatArg::Json => ForwardFormat::Reencoded(thulium::event::BodyFormat::Json),
+    }
+}
+
+/// The waits between attempts unless a route gives its own: from 1 s, doubling,
+/// to an hour.
+const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+
+/// How attempts are made: `concurrency` at once, each within `timeout`, dead after
+/// `max_attempts`, retried `retry.0` to `retry.1` apart.
+fn dispatch_config(
+    concurrency: u32,
+    timeout: Duration,
+    max_attempts: u32,
+    retry: (Duration, Duration),
+) -> DispatchConfig {
+    DispatchConfig::default()
+        .concurrency(concurrency as usize)
+        .handler_timeout(timeout)
+        .schedule(RetrySchedule::new(max_attempts, retry.0, retry.1))
+}
+
+/// The variable that holds route `name`'s password unless its spec names one:
+/// `THULIUM_ROUTE_CRM_EU_PASSWORD` for `crm-eu`.
+pub fn route_password_env(name: &RouteName) -> String {
+    format!(
+        "THULIUM_ROUTE_{}_PASSWORD",
+        name.as_str().to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// A route from its spec, with the listener's settings where it gives none.
+fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Failure> {
+    let password_env = spec
+        .password_env
+        .clone()
+        .unwrap_or_else(|| route_password_env(&spec.name));
+    let auth = forward_credentials(
+        spec.auth_user.as_deref(),
+        &password_env,
+        spec.password_file.as_deref(),
+        Source::EnvOrPrompt,
+    )?;
+    let timeout = spec.timeout.unwrap_or(inbox.handler_timeout);
+    let format = forward_format(spec.format.unwrap_or(inbox.forward_format));
+    let mut forwarder = Forwarder::new(&spec.to, auth, format, timeout)
+        .map_err(|e| Failure::usage(format!("route {}: {e}", spec.name)))?;
+    if spec.sign {
+        let env = spec
+            .signing_secret_env
+            .as_deref()
+            .unwrap_or(&inbox.forward_signing_secret_env);
+        forwarder = forwarder.signing(signing_secrets(env)?);
+    }
+    let config = dispatch_config(
+        spec.concurrency.unwrap_or(inbox.concurrency),
+        timeout,
+        spec.max_attempts.unwrap_or(inbox.max_attempts),
+        spec.retry.unwrap_or(RETRY),
+    );
+    Ok(Route::new(spec.name.clone(), forwarder)
+        .actions(spec.actions.clone())
+        .dispatch(config))
 }
 
 /// The environment variable with the secrets --forward-sign signs with, unless
@@ -122,19 +204,18 @@ async fn serve<S: Store + Clone>(
     listener: tokio::net::TcpListener,
     stdout: StdoutWriter,
     format: Output,
-    forwarder: Option<Forwarder>,
+    handing: Handing,
     store: S,
     label: String,
 ) -> Result<(), Failure> {
     let inbox = &args.inbox;
-    let config = DispatchConfig::default()
-        .concurrency(inbox.concurrency as usize)
-        .handler_timeout(inbox.handler_timeout)
-        .schedule(RetrySchedule::new(
-            inbox.max_attempts,
-            Duration::from_secs(1),
-            Duration::from_secs(3600),
-        ));
+    let Handing { forwarder, routes } = handing;
+    let config = dispatch_config(
+        inbox.concurrency,
+        inbox.handler_timeout,
+        inbox.max_attempts,
+        RETRY,
+    );
     let mut relay = Relay::new(store.clone(), receiver)
         .path(&args.path)
         .max_backlog(inbox.max_backlog)
@@ -156,7 +237,9 @@ async fn serve<S: Store + Clone>(
             (forwarder, auth)
         }),
     });
+    let route_names: Vec<String> = routes.iter().map(|r| r.name.to_string()).collect();
     let running = match forwarder {
+        _ if !routes.is_empty() => relay.start_routes(listener, routes).await,
         Some(forwarder) => relay.start(listener, forwarder).await,
         None => {
             relay
@@ -188,6 +271,8 @@ async fn serve<S: Store + Clone>(
         args.path,
         output::escape(&label),
         match &inbox.forward_to {
+            _ if !route_names.is_empty() =>
+                format!("routing to {}", output::escape(&route_names.join(", "))),
             Some(url) => format!("forwarding to {}", output::escape(url)),
             None => "printing each event".to_string(),
         }

@@ -170,6 +170,7 @@ async fn run_on<S: Store + Clone>(
         }
         InboxCommand::List {
             state,
+            route,
             action,
             text,
             before,
@@ -181,6 +182,7 @@ async fn run_on<S: Store + Clone>(
                     .map(|s| s.parse::<State>())
                     .transpose()
                     .map_err(Failure::usage)?,
+                route,
                 action,
                 text,
                 before: before.map(EventId),
@@ -198,6 +200,7 @@ async fn run_on<S: Store + Clone>(
                         .map(|e| {
                             vec![
                                 e.id.to_string(),
+                                e.route.to_string(),
                                 e.state.to_string(),
                                 e.action.clone(),
                                 output::rfc3339(e.received_at),
@@ -209,6 +212,7 @@ async fn run_on<S: Store + Clone>(
                     output::print(output::table(
                         &[
                             "ID",
+                            "ROUTE",
                             "STATE",
                             "ACTION",
                             "RECEIVED",
@@ -234,11 +238,15 @@ async fn run_on<S: Store + Clone>(
             id,
             all_dead,
             since,
+            route,
             ..
         } => {
             let selection = match (id, all_dead, since) {
                 (Some(id), _, _) => Replay::Id(EventId(id)),
-                (None, true, _) => Replay::AllDead,
+                (None, true, _) => match route {
+                    Some(route) => Replay::DeadOn(route),
+                    None => Replay::AllDead,
+                },
                 (None, false, Some(since)) => Replay::ReceivedBetween {
                     from: now_ms()
                         .saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
@@ -299,12 +307,51 @@ fn stats_table(stats: &Stats) -> String {
         vec!["conflicts".into(), stats.conflicts.to_string()],
         vec!["oldest waiting".into(), age],
     ];
-    output::table(&["", "COUNT"], &rows)
+    let mut out = output::table(&["", "COUNT"], &rows);
+    // Per route, once there is more than the default one.
+    if stats
+        .routes
+        .iter()
+        .any(|r| r.route != thulium_inbox::RouteName::default_route())
+    {
+        let now = now_ms();
+        let rows: Vec<Vec<String>> = stats
+            .routes
+            .iter()
+            .map(|r| {
+                vec![
+                    r.route.to_string(),
+                    r.pending.to_string(),
+                    r.in_flight.to_string(),
+                    r.done.to_string(),
+                    r.dead.to_string(),
+                    r.oldest_open_received_at.map_or_else(
+                        || "-".into(),
+                        |at| format!("{} s", now.saturating_sub(at) / 1000),
+                    ),
+                ]
+            })
+            .collect();
+        out.push_str("\n\n");
+        out.push_str(&output::table(
+            &[
+                "ROUTE",
+                "PENDING",
+                "IN FLIGHT",
+                "DONE",
+                "DEAD",
+                "OLDEST WAITING",
+            ],
+            &rows,
+        ));
+    }
+    out
 }
 
 fn event_json(event: &StoredEvent) -> Value {
     json!({
         "id": event.id,
+        "route": event.route,
         "state": event.state,
         "action": event.action,
         "dedup_key": event.dedup_key,
@@ -332,10 +379,11 @@ fn attempt_json(attempt: &thulium_inbox::Attempt) -> Value {
 
 fn show(event: &StoredEvent) -> String {
     let mut out = format!(
-        "event {}  {}  {}\nreceived  {}\nattempts  {}{}\ndedup key {}\nbody ({})\n  {}\n",
+        "event {}  {}  {}\nroute     {}\nreceived  {}\nattempts  {}{}\ndedup key {}\nbody ({})\n  {}\n",
         event.id,
         event.state,
         output::escape(&event.action),
+        event.route,
         output::rfc3339(event.received_at),
         event.attempts,
         if event.conflict {

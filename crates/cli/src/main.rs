@@ -16,6 +16,7 @@ mod logging;
 mod mock;
 mod output;
 mod reload;
+mod routes;
 mod secrets;
 mod telemetry;
 mod webhooks;

@@ -65,24 +65,9 @@ fn start_listener(inbox: &Path, addr: SocketAddr, sink: SocketAddr, log: &Path) 
     .unwrap()
 }
 
+/// `thulium inbox stats --output json` for the inbox file at `inbox`.
 fn inbox_stats(inbox: &Path) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_thulium"))
-        .args([
-            "inbox",
-            "stats",
-            "--output",
-            "json",
-            "--inbox",
-            inbox.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    stats_at(&["--inbox".into(), inbox.display().to_string()])
 }
 
 fn stored(stats: &serde_json::Value) -> u64 {
@@ -397,4 +382,230 @@ fn sigkill_at_each_write_of_a_new_inbox_leaves_no_file_or_a_whole_one() {
     // tracee running: 14 to 16 orphans per run of the suite, before the guard).
     let left = leftovers(dir.path().to_str().unwrap());
     assert!(left.is_empty(), "listeners left running: {left:?}");
+}
+
+/// `thulium inbox stats --output json` for the inbox `at` (its flags).
+fn stats_at(at: &[String]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_thulium"))
+        .args(["inbox", "stats", "--output", "json"])
+        .args(at)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Sends tickets `ids` over 8 connections, each until it is answered 200.
+async fn send_tickets(url: &str, ids: std::ops::Range<usize>) {
+    thulium::tls::install_default_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(ids.start));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, url, next, end) = (http.clone(), url.to_string(), Arc::clone(&next), ids.end);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= end {
+                    return;
+                }
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let sent = http
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body(i))
+                        .send()
+                        .await;
+                    if matches!(&sent, Ok(r) if r.status().as_u16() == 200) {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "ticket {i} never answered 200");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// Waits until `done` holds, up to `limit`; says `what` if it never does.
+fn wait_for(limit: Duration, what: &str, log: &Path, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}; the listener's log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Three routes behind one relay, each with its own delivery state: `healthy`
+/// takes every ticket at once, `flaky` is down (503) until `healthy` has them all,
+/// `gone` answers 410. The relay is SIGKILLed halfway through the stream. `healthy`
+/// gets every event without waiting for `flaky` (at most a lease's worth of
+/// redeliveries, from the kill), `gone`'s entries are dead at once (one attempt
+/// each, the kill aside), and `flaky` catches up once it is back; nothing is lost.
+fn three_routes_each_on_its_own_through_a_kill(at: Vec<String>) {
+    const TICKETS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("listener.log");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (healthy, flaky, gone) = (
+        Arc::new(Sink::default()),
+        Arc::new(Sink::default()),
+        Arc::new(Sink::default()),
+    );
+    let flaky_status = Arc::new(std::sync::atomic::AtomicU16::new(503));
+    let (healthy_at, flaky_at, gone_at) = runtime.block_on(async {
+        (
+            sink::start(Arc::clone(&healthy), Duration::ZERO).await,
+            sink::start_answering(
+                Arc::clone(&flaky),
+                Duration::ZERO,
+                Arc::clone(&flaky_status),
+            )
+            .await,
+            sink::start_answering(
+                Arc::clone(&gone),
+                Duration::ZERO,
+                Arc::new(std::sync::atomic::AtomicU16::new(410)),
+            )
+            .await,
+        )
+    });
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}/thulium");
+    let start = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args(["listen", "--no-auth", "--addr", &addr.to_string()])
+                .args(&at)
+                // Leases of 15 s: what a killed relay held on PostgreSQL comes
+                // back after that long (a file's are released at the restart).
+                .args(["--max-attempts", "1000", "--handler-timeout", "5s", "-v"])
+                .arg("--route")
+                .arg(format!("healthy=http://{healthy_at}/app actions=TICKET_*"))
+                .arg("--route")
+                .arg(format!("flaky=http://{flaky_at}/app retry=200ms..2s"))
+                .arg("--route")
+                .arg(format!(
+                    "gone=http://{gone_at}/app actions=TICKET_CREATED,CHAT_*"
+                ))
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log)),
+        )
+        .unwrap()
+    };
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
+    listener.kill(); // SIGKILL, with forwards under way
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, TICKETS / 2..TICKETS));
+
+    let all: std::collections::HashSet<usize> = (0..TICKETS).collect();
+    wait_for(
+        Duration::from_secs(60),
+        "healthy never got every event",
+        &log,
+        || healthy.seen() == all,
+    );
+    // The down route delayed nothing: it is still down and has taken nothing.
+    assert!(flaky.seen().is_empty());
+    assert!(flaky.refused() > 0, "the down route was tried");
+    let route = |stats: &serde_json::Value, name: &str, state: &str| {
+        stats["routes"][name][state].as_u64().unwrap_or(0)
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "gone's entries never all died",
+        &log,
+        || route(&stats_at(&at), "gone", "dead") == TICKETS as u64,
+    );
+    flaky_status.store(200, Ordering::SeqCst);
+    wait_for(
+        Duration::from_secs(120),
+        "flaky never caught up after it came back",
+        &log,
+        || flaky.seen() == all,
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "flaky's entries never all done",
+        &log,
+        || route(&stats_at(&at), "flaky", "done") == TICKETS as u64,
+    );
+    let stats = stats_at(&at);
+    assert_eq!(route(&stats, "healthy", "done"), TICKETS as u64, "{stats}");
+    assert_eq!(stats["open"], 0, "{stats}");
+    assert_eq!(stats["received"], TICKETS as u64, "{stats}");
+    // Once each, but for what the kill cut off (at most one route's handlers).
+    let redelivered = healthy.deliveries() - TICKETS;
+    assert!(redelivered <= 16, "{redelivered} redeliveries to healthy");
+    let tried = gone.refused();
+    assert!(
+        (TICKETS..=TICKETS + 16).contains(&tried),
+        "{tried} attempts at gone for {TICKETS} events"
+    );
+    eprintln!(
+        "healthy: {} deliveries; flaky: {} refused, {} delivered; gone: {tried} attempts; stats {stats}",
+        healthy.deliveries(),
+        flaky.refused(),
+        flaky.deliveries()
+    );
+    listener.signal("INT");
+    let _ = listener.wait();
+}
+
+#[test]
+fn three_routes_on_a_file_each_on_its_own_through_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("routes.redb");
+    three_routes_each_on_its_own_through_a_kill(vec![
+        "--inbox".into(),
+        inbox.display().to_string(),
+    ]);
+}
+
+#[test]
+fn three_routes_on_postgres_each_on_its_own_through_a_kill() {
+    let url = thulium_testkit::postgres::url();
+    let reachable = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if !reachable && !thulium_testkit::postgres::required() && url.contains("127.0.0.1:5432") {
+        eprintln!("NOT RUN: three routes on PostgreSQL: the server is not reachable");
+        return;
+    }
+    let schema = thulium_testkit::postgres::fresh_schema("routes");
+    three_routes_each_on_its_own_through_a_kill(vec![
+        "--inbox".into(),
+        url,
+        "--inbox-schema".into(),
+        schema,
+    ]);
 }

@@ -153,7 +153,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged_while_the_listener_ru
     );
     let (code, table, _) = thulium(&["inbox", "list", "--inbox", &inbox]);
     assert_eq!(code, 0);
-    assert!(table.starts_with("ID  STATE"), "{table}");
+    assert!(table.starts_with("ID  ROUTE    STATE"), "{table}");
 
     healthy.store(true, Ordering::SeqCst);
     let replayed = json(&[
@@ -260,35 +260,42 @@ fn the_console_refuses_to_serve_off_loopback_without_credentials() {
     }
 }
 
-/// `thulium inbox migrate` upgrades a file written by thulium 0.1.0 (schema 1; the
-/// inbox crate's `tests/fixtures`), and every event then shows exactly as that version
-/// showed it.
+/// `thulium inbox migrate` upgrades a file written by thulium 0.1.0 (schema 1) and one
+/// written before routes (schema 2; the inbox crate's `tests/fixtures`), and every
+/// event then shows exactly as that version showed it, on the default route.
 #[test]
 fn an_old_inbox_file_migrates_and_shows_every_event_as_before() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inbox/tests/fixtures");
     let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("old.redb");
-    std::fs::copy(fixtures.join("schema-1.redb"), &inbox).unwrap();
-    let inbox = inbox.to_str().unwrap();
-    let (code, stdout, stderr) = thulium(&["inbox", "migrate", "--inbox", inbox]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("schema version 2"), "{stdout}");
-    let before: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("schema-1.json")).unwrap())
-            .unwrap();
-    for mut shown in before {
-        // The one change: an attempt's start is RFC 3339, as every other time.
-        for attempt in shown["history"].as_array_mut().unwrap() {
-            let ms = attempt["started_at"].as_i64().unwrap();
-            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                .unwrap()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap();
-            attempt["started_at"] = serde_json::json!(at);
+    for name in ["schema-1", "schema-2"] {
+        let inbox = dir.path().join(format!("{name}.redb"));
+        std::fs::copy(fixtures.join(format!("{name}.redb")), &inbox).unwrap();
+        let inbox = inbox.to_str().unwrap();
+        let (code, stdout, stderr) = thulium(&["inbox", "migrate", "--inbox", inbox]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("schema version 3"), "{stdout}");
+        let before: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(fixtures.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        for mut shown in before {
+            // What changed: an attempt's start is RFC 3339, as every other time
+            // (schema 1's version printed milliseconds), and each event has a route.
+            for attempt in shown["history"].as_array_mut().unwrap() {
+                if let Some(ms) = attempt["started_at"].as_i64() {
+                    let at =
+                        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                            .unwrap()
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap();
+                    attempt["started_at"] = serde_json::json!(at);
+                }
+            }
+            shown["route"] = serde_json::json!("default");
+            let id = shown["id"].to_string();
+            let now = json(&["inbox", "show", &id, "--output", "json", "--inbox", inbox]);
+            assert_eq!(now, shown, "{name}: event {id}");
         }
-        let id = shown["id"].to_string();
-        let now = json(&["inbox", "show", &id, "--output", "json", "--inbox", inbox]);
-        assert_eq!(now, shown, "event {id}");
     }
 }
 
@@ -583,7 +590,9 @@ async fn a_config_file_runs_the_relay_and_sighup_rotates_the_forward_password() 
     // A bad file: every mistake with its place, exit 2.
     std::fs::write(
         &config,
-        "[receive]\naddr = \"nowhere\"\npassword = \"hunter2\"\n[dispatch]\nmax_attempts = 0\n",
+        "[receive]\naddr = \"nowhere\"\npassword = \"hunter2\"\n[dispatch]\nmax_attempts = 0\n\
+         [routes.crm]\nactions = [\"CHAT_*\"]\n[routes.Bad]\nto = \"http://x/\"\n\
+         [routes.audit]\nto = \"http://x/\"\ncolour = \"red\"\npassword = \"hunter2\"\n",
     )
     .unwrap();
     let (code, _, stderr) = thulium(&["config", "check", config.to_str().unwrap()]);
@@ -593,6 +602,10 @@ async fn a_config_file_runs_the_relay_and_sighup_rotates_the_forward_password() 
         ":2:8: receive.addr",
         ":3:1: `password`",
         ":5:16: dispatch.max_attempts",
+        ":6:9: [routes.crm] needs `to`",
+        ":8:9: `Bad` is not a route name",
+        ":12:1: unknown key `colour`",
+        ":13:1: `password`: a secret is never written",
     ] {
         assert!(
             stderr.contains(&format!("{path}{place}")),
@@ -602,19 +615,19 @@ async fn a_config_file_runs_the_relay_and_sighup_rotates_the_forward_password() 
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
-/// The deployment kit as shipped: the example configuration passes `config check`,
+/// The deployment kit as shipped: the example configurations (one forward, and a
+/// gateway of three routes) pass `config check`,
 /// and the systemd unit passes `systemd-analyze verify` without a single warning
 /// (an unknown or misspelt directive is only a warning there, so any output fails).
 #[test]
 fn the_deployment_kit_verifies() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
-    let (code, stdout, stderr) = thulium(&[
-        "config",
-        "check",
-        deploy.join("relay.toml").to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("good"), "{stdout}");
+    for example in ["relay.toml", "gateway.toml"] {
+        let (code, stdout, stderr) =
+            thulium(&["config", "check", deploy.join(example).to_str().unwrap()]);
+        assert_eq!(code, 0, "{example}: {stderr}");
+        assert!(stdout.contains("good"), "{example}: {stdout}");
+    }
 
     // The unit names the installed binary; verify checks it is executable.
     let dir = tempfile::tempdir().unwrap();

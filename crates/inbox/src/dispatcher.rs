@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use crate::model::{Attempt, ClaimToken, Claimed, EventId, Outcome, UnixMs, ms, now_ms};
+use crate::routing::RouteName;
 use crate::store::{ClaimRequest, Store, StoreError};
 
 /// What the handler learns about a delivery besides the event.
@@ -201,6 +202,10 @@ impl RetrySchedule {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DispatchConfig {
+    /// The route whose entries this dispatcher hands over (default: the default
+    /// route). Each route has its own dispatcher, so its concurrency, schedule and
+    /// failures are its own.
+    pub route: RouteName,
     /// Handlers running at once (default 16).
     pub concurrency: usize,
     /// The longest one attempt may take (default 30 s).
@@ -227,6 +232,7 @@ pub struct DispatchConfig {
 impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
+            route: RouteName::default_route(),
             concurrency: 16,
             handler_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(90),
@@ -239,6 +245,12 @@ impl Default for DispatchConfig {
 }
 
 impl DispatchConfig {
+    /// Sets [`Self::route`].
+    pub fn route(mut self, route: RouteName) -> Self {
+        self.route = route;
+        self
+    }
+
     /// Sets [`Self::concurrency`] (at least 1).
     pub fn concurrency(mut self, handlers: usize) -> Self {
         self.concurrency = handlers.max(1);
@@ -303,6 +315,15 @@ impl<S: Store + Clone> Dispatcher<S> {
     /// retried, never fatal: events stay stored until the store is back.
     pub async fn run<H: Handler>(self, handler: H, shutdown: impl Future<Output = ()> + Send) {
         let handler = Arc::new(handler);
+        let route = self.config.route.to_string();
+        // Each series at zero from the start, for this route.
+        for family in [
+            "thulium_inbox_dispatched_total",
+            "thulium_inbox_retried_total",
+            "thulium_inbox_dead_total",
+        ] {
+            metrics::counter!(family, "route" => route.clone()).increment(0);
+        }
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED));
         let signal = self.store.work_signal();
@@ -338,7 +359,7 @@ impl<S: Store + Clone> Dispatcher<S> {
                 }
                 match self
                     .store
-                    .claim(ClaimRequest::now(want, self.config.lease))
+                    .claim(ClaimRequest::now(want, self.config.lease).on(self.config.route.clone()))
                     .await
                 {
                     Ok(claimed) if claimed.is_empty() => {
@@ -487,6 +508,7 @@ async fn attempt<S: Store, H: Handler>(
     let span = tracing::info_span!(
         "attempt",
         inbox_id = i64::try_from(claimed.claim.id.0).unwrap_or(i64::MAX),
+        route = %claimed.event.route,
         dedup_key = %thulium::text::visible(&claimed.event.dedup_key),
         action = %thulium::text::visible(&claimed.event.action),
         attempt = i64::from(claimed.event.attempts),
@@ -549,7 +571,9 @@ async fn run_and_record<S: Store, H: Handler>(
     };
     let elapsed = clock.elapsed();
     drop(slot);
-    metrics::histogram!("thulium_inbox_handler_duration_seconds").record(elapsed.as_secs_f64());
+    let route = stored.route.to_string();
+    metrics::histogram!("thulium_inbox_handler_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
     let duration_ms = ms(elapsed);
     let record = |outcome| Attempt {
         number,
@@ -559,7 +583,7 @@ async fn run_and_record<S: Store, H: Handler>(
     };
     let result = match outcome {
         Ok(()) => {
-            metrics::counter!("thulium_inbox_dispatched_total").increment(1);
+            metrics::counter!("thulium_inbox_dispatched_total", "route" => route).increment(1);
             tracing::info!(duration_ms, "handed over");
             store.ack(token, record(Outcome::Delivered)).await
         }
@@ -572,7 +596,7 @@ async fn run_and_record<S: Store, H: Handler>(
             let permanent = matches!(failure, Failure::Permanent(_));
             if permanent || number >= config.schedule.max_attempts {
                 tracing::error!(duration_ms, %reason, "dead: the event waits for a replay");
-                metrics::counter!("thulium_inbox_dead_total").increment(1);
+                metrics::counter!("thulium_inbox_dead_total", "route" => route).increment(1);
                 store
                     .dead_letter(token, record(Outcome::Failed(reason)))
                     .await
@@ -583,7 +607,7 @@ async fn run_and_record<S: Store, H: Handler>(
                     _ => config.schedule.delay(number),
                 };
                 tracing::warn!(duration_ms, %reason, retry_in_ms = ms(wait), "failed; retrying later");
-                metrics::counter!("thulium_inbox_retried_total").increment(1);
+                metrics::counter!("thulium_inbox_retried_total", "route" => route).increment(1);
                 store
                     .retry_at(token, now_ms() + ms(wait), record(Outcome::Failed(reason)))
                     .await

@@ -80,6 +80,7 @@ pub mod ops;
 pub mod postgres;
 pub mod receiver;
 pub mod relay;
+pub mod routing;
 pub mod signing;
 pub mod store;
 mod transition;
@@ -89,4 +90,5 @@ pub use model::{
     Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Outcome, PutOutcome, Replay,
     State, Stats, StoredEvent, UnixMs,
 };
+pub use routing::{ActionPattern, RouteName, Routing};
 pub use store::{ClaimRequest, Store, StoreError};

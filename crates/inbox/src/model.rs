@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thulium::event::Event;
 
+use crate::routing::RouteName;
 use crate::transition::Lifecycle;
 
 /// Milliseconds since the Unix epoch: how every time in the inbox is kept, so that
@@ -54,6 +55,10 @@ pub struct NewEvent {
     pub content_type: Option<String>,
     /// When it was received.
     pub received_at: UnixMs,
+    /// The routes that take it ([`crate::routing::Routing::routes_for`]): the store
+    /// keeps one entry per route, each with its own delivery state. Empty: no route
+    /// takes it, and it is kept once on [`RouteName::unrouted`], done at once.
+    pub routes: Vec<RouteName>,
 }
 
 impl NewEvent {
@@ -66,7 +71,14 @@ impl NewEvent {
             body: body.into(),
             content_type,
             received_at: now_ms(),
+            routes: vec![RouteName::default_route()],
         }
+    }
+
+    /// The same event for these routes instead.
+    pub fn for_routes(mut self, routes: Vec<RouteName>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// An event as Thulium would send it (form-encoded), received now: for tests and
@@ -221,8 +233,13 @@ pub const MAX_KEPT_ATTEMPTS: usize = 50;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoredEvent {
-    /// The inbox's id.
+    /// The inbox's id (of this route's entry: an event several routes take has one
+    /// entry per route, with consecutive ids).
     pub id: EventId,
+    /// The route this entry is delivered on (the default route when a record from
+    /// before routes does not say).
+    #[serde(default)]
+    pub route: RouteName,
     /// [`Event::dedup_key`].
     pub dedup_key: String,
     /// The action.
@@ -262,10 +279,12 @@ impl StoredEvent {
         Event::parse(self.canonical.as_bytes(), Some("application/json"))
     }
 
-    pub(crate) fn new(id: EventId, event: NewEvent, conflict: bool) -> Self {
-        let lifecycle = Lifecycle::received(event.received_at);
+    /// Route `route`'s entry of `event`, as stored at put.
+    pub(crate) fn new(id: EventId, route: RouteName, event: NewEvent, conflict: bool) -> Self {
+        let lifecycle = Lifecycle::received(event.received_at, !route.is_unrouted());
         Self {
             id,
+            route,
             dedup_key: event.dedup_key,
             action: event.action,
             canonical: event.canonical,
@@ -297,6 +316,7 @@ impl StoredEvent {
             due_at,
             finished_at,
             claim_token,
+            routed: _,
         } = lifecycle;
         (self.state, self.attempts, self.due_at) = (state, attempts, due_at);
         (self.finished_at, self.claim_token) = (finished_at, claim_token);
@@ -311,6 +331,7 @@ impl StoredEvent {
             due_at: self.due_at,
             finished_at: self.finished_at,
             claim_token: self.claim_token,
+            routed: !self.route.is_unrouted(),
         }
     }
 
@@ -340,6 +361,11 @@ impl From<&StoredEvent> for NewEvent {
             body: event.body.clone(),
             content_type: event.content_type.clone(),
             received_at: event.received_at,
+            routes: if event.route.is_unrouted() {
+                Vec::new()
+            } else {
+                vec![event.route.clone()]
+            },
         }
     }
 }
@@ -405,7 +431,8 @@ pub enum PutOutcome {
 }
 
 impl PutOutcome {
-    /// The id of the stored event (the earlier one, for a duplicate).
+    /// The id of the stored event (the earlier one, for a duplicate); of its first
+    /// route's entry when several routes take it.
     pub fn id(self) -> EventId {
         match self {
             PutOutcome::Stored(id) | PutOutcome::Duplicate(id) | PutOutcome::Conflict(id) => id,
@@ -453,9 +480,78 @@ pub struct Stats {
     pub conflicts: u64,
     /// When the oldest event not yet done or dead was received.
     pub oldest_open_received_at: Option<UnixMs>,
+    /// The counts of each route's entries, by route name (the counts above are
+    /// their sums).
+    pub routes: Vec<RouteStats>,
+}
+
+/// One route's entries per state, and its oldest open one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RouteStats {
+    /// The route.
+    pub route: RouteName,
+    /// Entries waiting.
+    pub pending: u64,
+    /// Entries claimed by a worker.
+    pub in_flight: u64,
+    /// Entries handed over (until purged).
+    pub done: u64,
+    /// Dead-lettered entries.
+    pub dead: u64,
+    /// When its oldest entry not yet done or dead was received.
+    pub oldest_open_received_at: Option<UnixMs>,
+}
+
+/// Routes in the order every view shows them: the default route first, then by name.
+pub(crate) fn sort_routes(routes: &mut [RouteStats]) {
+    routes.sort_by(|a, b| {
+        (a.route != RouteName::default_route(), &a.route)
+            .cmp(&(b.route != RouteName::default_route(), &b.route))
+    });
+}
+
+impl RouteStats {
+    /// A route with nothing counted yet.
+    pub fn new(route: RouteName) -> Self {
+        Self {
+            route,
+            pending: 0,
+            in_flight: 0,
+            done: 0,
+            dead: 0,
+            oldest_open_received_at: None,
+        }
+    }
+
+    /// The count of `state`, to change.
+    pub(crate) fn count_mut(&mut self, state: State) -> &mut u64 {
+        match state {
+            State::Pending => &mut self.pending,
+            State::InFlight => &mut self.in_flight,
+            State::Done => &mut self.done,
+            State::Dead => &mut self.dead,
+        }
+    }
+
+    /// Entries not yet done or dead.
+    pub fn open(&self) -> u64 {
+        self.pending + self.in_flight
+    }
 }
 
 impl Stats {
+    /// The count of `state`, to change.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn count_mut(&mut self, state: State) -> &mut u64 {
+        match state {
+            State::Pending => &mut self.pending,
+            State::InFlight => &mut self.in_flight,
+            State::Done => &mut self.done,
+            State::Dead => &mut self.dead,
+        }
+    }
+
     /// Events not yet done or dead: the queue's depth.
     pub fn open(&self) -> u64 {
         self.pending + self.in_flight
@@ -489,6 +585,14 @@ impl Stats {
             "duplicates": self.duplicates,
             "conflicts": self.conflicts,
             "oldest_open_age_seconds": self.oldest_open_age(now).map(|a| a.as_secs()),
+            "routes": self.routes.iter().map(|r| (r.route.to_string(), serde_json::json!({
+                "pending": r.pending,
+                "in_flight": r.in_flight,
+                "done": r.done,
+                "dead": r.dead,
+                "open": r.open(),
+                "oldest_open_age_seconds": r.oldest_open_received_at.map(|at| now.saturating_sub(at) / 1000),
+            }))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -501,6 +605,8 @@ pub enum Replay {
     Id(EventId),
     /// Every dead event.
     AllDead,
+    /// Every dead entry of one route.
+    DeadOn(RouteName),
     /// Every done or dead event received in `[from, to)`.
     ReceivedBetween {
         /// Start, inclusive.
@@ -517,6 +623,8 @@ pub enum Replay {
 pub struct Filter {
     /// Only events in this state.
     pub state: Option<State>,
+    /// Only the entries of this route.
+    pub route: Option<RouteName>,
     /// Only events of this action.
     pub action: Option<String>,
     /// Only events received at or after this time.
@@ -544,6 +652,7 @@ impl Filter {
     /// Whether `event` passes every condition but the cursor.
     pub fn matches(&self, event: &StoredEvent) -> bool {
         self.state.is_none_or(|s| s == event.state)
+            && self.route.as_ref().is_none_or(|r| *r == event.route)
             && self.received_from.is_none_or(|t| event.received_at >= t)
             && self.received_to.is_none_or(|t| event.received_at < t)
             && self.matches_content(&event.action, &event.canonical, &event.body)

@@ -13,13 +13,15 @@
 //! | `thulium_inbox_conflicts_total` | counter | known dedup keys with other content |
 //! | `thulium_inbox_rejected_total{status}` | counter | refused by the checks (401, 400, 413, 408) |
 //! | `thulium_inbox_refused_total{reason}` | counter | `503`s: the store failed or was full |
-//! | `thulium_inbox_dispatched_total` | counter | events the handler took |
-//! | `thulium_inbox_retried_total` | counter | failed attempts scheduled again |
-//! | `thulium_inbox_dead_total` | counter | events dead-lettered |
-//! | `thulium_inbox_handler_duration_seconds` | histogram | time per attempt |
+//! | `thulium_inbox_dispatched_total{route}` | counter | events the handler took |
+//! | `thulium_inbox_retried_total{route}` | counter | failed attempts scheduled again |
+//! | `thulium_inbox_dead_total{route}` | counter | events dead-lettered |
+//! | `thulium_inbox_handler_duration_seconds{route}` | histogram | time per attempt |
 //! | `thulium_inbox_events{state}` | gauge | events per state, read at each scrape |
 //! | `thulium_inbox_queue_depth` | gauge | pending plus in flight |
 //! | `thulium_inbox_oldest_pending_age_seconds` | gauge | age of the oldest open event |
+//! | `thulium_inbox_route_events{route,state}` | gauge | each route's entries per state |
+//! | `thulium_inbox_route_oldest_open_age_seconds{route}` | gauge | age of each route's oldest open entry |
 //! | `thulium_console_sign_in_failures_total` | counter | console requests with wrong credentials |
 //! | `thulium_console_sign_in_throttled_total` | counter | console requests refused after too many failures |
 //! | `thulium_console_searches_refused_total` | counter | text searches answered busy |
@@ -101,6 +103,12 @@ fn describe() {
     }
     // Each series at zero, so that an alert on `increase(...)` sees it from the
     // start; the labelled families with every label value they are counted under.
+    // The per-route families are registered by each route's dispatcher.
+    let per_route = [
+        "thulium_inbox_dispatched_total",
+        "thulium_inbox_retried_total",
+        "thulium_inbox_dead_total",
+    ];
     let labelled: [(&str, &str, &[&str]); 2] = [
         (
             "thulium_inbox_rejected_total",
@@ -110,6 +118,9 @@ fn describe() {
         ("thulium_inbox_refused_total", "reason", &["store", "full"]),
     ];
     for (name, _) in counters {
+        if per_route.contains(&name) {
+            continue;
+        }
         match labelled.iter().find(|(family, ..)| *family == name) {
             Some((_, label, values)) => {
                 for value in *values {
@@ -138,6 +149,16 @@ fn describe() {
         "thulium_inbox_oldest_pending_age_seconds",
         Unit::Seconds,
         "Age of the oldest event not yet done or dead (0 when none)."
+    );
+    describe_gauge!(
+        "thulium_inbox_route_events",
+        Unit::Count,
+        "Each route's entries per state, read from the store at each scrape."
+    );
+    describe_gauge!(
+        "thulium_inbox_route_oldest_open_age_seconds",
+        Unit::Seconds,
+        "Age of each route's oldest entry not yet done or dead (0 when none)."
     );
     describe_gauge!(
         "thulium_build_info",
@@ -209,6 +230,24 @@ async fn render<S: Store>(AxumState(ops): AxumState<Ops<S>>) -> Response {
                 .oldest_open_age(now_ms())
                 .map_or(0.0, |age| age.as_secs_f64());
             metrics::gauge!("thulium_inbox_oldest_pending_age_seconds").set(age);
+            let now = now_ms();
+            for route in &stats.routes {
+                let name = route.route.to_string();
+                for (state, count) in [
+                    (State::Pending, route.pending),
+                    (State::InFlight, route.in_flight),
+                    (State::Done, route.done),
+                    (State::Dead, route.dead),
+                ] {
+                    metrics::gauge!("thulium_inbox_route_events", "route" => name.clone(), "state" => state.as_str())
+                        .set(count as f64);
+                }
+                let age = route
+                    .oldest_open_received_at
+                    .map_or(0, |at| now.saturating_sub(at));
+                metrics::gauge!("thulium_inbox_route_oldest_open_age_seconds", "route" => name)
+                    .set(age as f64 / 1000.0);
+            }
         }
         Err(error) => tracing::warn!(%error, "cannot read the inbox stats for /metrics"),
     }

@@ -20,6 +20,7 @@ use axum::routing::post;
 use thulium::receiver::Receiver;
 
 use crate::model::{NewEvent, PutOutcome};
+use crate::routing::Routing;
 use crate::store::Store;
 
 /// Receives into a [`Store`]. Cheap to clone.
@@ -27,6 +28,8 @@ use crate::store::Store;
 pub struct DurableReceiver<S> {
     receiver: Receiver,
     store: S,
+    /// Which routes take each event.
+    routing: Arc<Routing>,
     max_backlog: u64,
     retry_after: Duration,
     /// Puts under way: counted against the backlog too, so that many deliveries
@@ -43,10 +46,18 @@ impl<S: Store + Clone> DurableReceiver<S> {
         Self {
             receiver,
             store,
+            routing: Arc::new(Routing::default()),
             max_backlog: DEFAULT_MAX_BACKLOG,
             retry_after: Duration::from_secs(30),
             storing: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Stores each event for the routes `routing` gives its action (default: the
+    /// one default route takes every action).
+    pub fn routing(mut self, routing: Routing) -> Self {
+        self.routing = Arc::new(routing);
+        self
     }
 
     /// Refuse deliveries (`503`) while more than `events` wait to be handed over.
@@ -108,7 +119,9 @@ impl<S: Store + Clone> DurableReceiver<S> {
             metrics::counter!("thulium_inbox_refused_total", "reason" => "full").increment(1);
             return self.unavailable("the inbox is full; deliver again later");
         }
-        let event = NewEvent::from_event(&delivery.event, delivery.body, delivery.content_type);
+        let routes = self.routing.routes_for(delivery.event.action().as_str());
+        let event = NewEvent::from_event(&delivery.event, delivery.body, delivery.content_type)
+            .for_routes(routes);
         metrics::counter!("thulium_inbox_received_total").increment(1);
         // The outcome lines' stable fields; the values came from outside, so control
         // and bidi characters are shown, not written raw into the log.

@@ -45,6 +45,7 @@ use crate::dispatcher::{DispatchConfig, Dispatcher, Handler};
 use crate::model::now_ms;
 use crate::ops::PrometheusHandle;
 use crate::receiver::{DEFAULT_MAX_BACKLOG, DurableReceiver};
+use crate::routing::{ActionPattern, RouteName, Routing, RoutingError};
 use crate::store::{Store, StoreError};
 
 /// How long handed-over events and dedup keys are kept unless configured: the
@@ -68,6 +69,48 @@ pub enum RelayError {
     /// A task of the relay panicked; what it had stored stays stored.
     #[error("a task of the relay ended abnormally: {0}")]
     Task(String),
+    /// The routes given cannot work together (none, or two with one name).
+    #[error("the relay's routes: {0}")]
+    Routes(#[from] RoutingError),
+}
+
+/// One destination of a relay ([`Relay::start_routes`]): the actions it takes, how
+/// its entries are handed over, and the handler that takes them. Each route has its
+/// own delivery state: its failures never delay or repeat another's.
+#[derive(Debug)]
+pub struct Route<H> {
+    /// The route's name (in the store, the console, metrics labels).
+    pub name: RouteName,
+    /// The actions it takes (exact names or globs); empty: every action.
+    pub actions: Vec<ActionPattern>,
+    /// How its entries are handed over (its `route` is set to `name`).
+    pub dispatch: DispatchConfig,
+    /// What takes its entries.
+    pub handler: H,
+}
+
+impl<H> Route<H> {
+    /// Route `name`, taking every action, handed over with the default settings.
+    pub fn new(name: RouteName, handler: H) -> Self {
+        Self {
+            name,
+            actions: Vec::new(),
+            dispatch: DispatchConfig::default(),
+            handler,
+        }
+    }
+
+    /// Takes only the actions `patterns` match.
+    pub fn actions(mut self, patterns: Vec<ActionPattern>) -> Self {
+        self.actions = patterns;
+        self
+    }
+
+    /// Hands its entries over with `config`.
+    pub fn dispatch(mut self, config: DispatchConfig) -> Self {
+        self.dispatch = config;
+        self
+    }
 }
 
 /// A relay to configure, then [`Relay::start`] or [`Relay::run`].
@@ -154,12 +197,31 @@ impl<S: Store + Clone> Relay<S> {
     }
 
     /// Readies the store ([`Store::begin_dispatch`]), then serves on `listener` and
-    /// hands each event to `handler` until [`RelayHandle::shutdown`].
+    /// hands each event to `handler` (on the default route, with [`Self::dispatch`]'s
+    /// settings) until [`RelayHandle::shutdown`].
     pub async fn start<H: Handler>(
         self,
         listener: TcpListener,
         handler: H,
     ) -> Result<RelayHandle<S>, RelayError> {
+        let route = Route::new(RouteName::default_route(), handler).dispatch(self.dispatch.clone());
+        self.start_routes(listener, vec![route]).await
+    }
+
+    /// [`Self::start`] with several routes: each event is stored once per route
+    /// that takes its action (or once, as unrouted, if none does) and each route's
+    /// entries are handed to its own handler by its own dispatcher.
+    pub async fn start_routes<H: Handler>(
+        self,
+        listener: TcpListener,
+        routes: Vec<Route<H>>,
+    ) -> Result<RelayHandle<S>, RelayError> {
+        let routing = Routing::new(
+            routes
+                .iter()
+                .map(|r| (r.name.clone(), r.actions.clone()))
+                .collect(),
+        )?;
         let (guard, released) = self.store.begin_dispatch().await?;
         if released > 0 {
             tracing::warn!(
@@ -173,6 +235,7 @@ impl<S: Store + Clone> Relay<S> {
         };
         let stop = std::sync::Arc::clone(&until.stop);
         let app = DurableReceiver::new(self.receiver, self.store.clone())
+            .routing(routing)
             .max_backlog(self.max_backlog)
             .router(&self.path)
             .merge(crate::ops::router(self.store.clone(), self.metrics))
@@ -181,15 +244,34 @@ impl<S: Store + Clone> Relay<S> {
             version = env!("CARGO_PKG_VERSION"),
             %addr,
             path = %self.path,
-            concurrency = self.dispatch.concurrency,
-            handler_timeout_ms = crate::model::ms(self.dispatch.handler_timeout),
-            max_attempts = self.dispatch.schedule.max_attempts,
+            routes = routes.len(),
             keep_s = self.keep.as_secs(),
             "relay started"
         );
-        let dispatching = tokio::spawn(
-            Dispatcher::new(self.store.clone(), self.dispatch).run(handler, until.wait()),
-        );
+        let mut dispatchers = tokio::task::JoinSet::new();
+        for route in routes {
+            let config = route.dispatch.route(route.name.clone());
+            tracing::info!(
+                route = %route.name,
+                actions = %route.actions.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                concurrency = config.concurrency,
+                handler_timeout_ms = crate::model::ms(config.handler_timeout),
+                max_attempts = config.schedule.max_attempts,
+                "route dispatching"
+            );
+            dispatchers.spawn(
+                Dispatcher::new(self.store.clone(), config).run(route.handler, until.wait()),
+            );
+        }
+        let dispatching = async move {
+            let mut ended = Ok(());
+            while let Some(result) = dispatchers.join_next().await {
+                if let Err(error) = result {
+                    ended = Err(error);
+                }
+            }
+            ended
+        };
         let purging = tokio::spawn(purge_now_and_then(
             self.store.clone(),
             self.keep,

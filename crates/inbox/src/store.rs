@@ -14,6 +14,7 @@ use crate::model::{
     Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Purged, PutOutcome, Replay,
     Stats, StoredEvent, UnixMs,
 };
+use crate::routing::RouteName;
 
 /// Why a store operation failed. `Display` says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,8 @@ impl std::fmt::Debug for DispatchGuard {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClaimRequest {
+    /// The route whose entries are claimed (each route is dispatched on its own).
+    pub route: RouteName,
     /// At most this many events.
     pub max: usize,
     /// How long the claims last unless extended.
@@ -141,13 +144,20 @@ pub struct ClaimRequest {
 }
 
 impl ClaimRequest {
-    /// Up to `max` events due now, each for `lease`.
+    /// Up to `max` events of the default route due now, each for `lease`.
     pub fn now(max: usize, lease: Duration) -> Self {
         Self {
+            route: RouteName::default_route(),
             max,
             lease,
             now: crate::model::now_ms(),
         }
+    }
+
+    /// The same request for `route`'s entries.
+    pub fn on(mut self, route: RouteName) -> Self {
+        self.route = route;
+        self
     }
 }
 
@@ -158,11 +168,14 @@ impl ClaimRequest {
 /// tests every implementation must pass.
 pub trait Store: Send + Sync + 'static {
     /// Stores `event` unless an event with the same dedup key and content is stored
-    /// (one atomic put-if-absent); returns once it is durable.
+    /// (one atomic put-if-absent): one entry per route in `event.routes` (one on
+    /// the unrouted route, done, if none), each with its own id (the outcome names
+    /// the first route's); returns once it is durable.
     fn put(&self, event: NewEvent) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
 
-    /// Claims up to `request.max` due events (pending and due, or in flight with an
-    /// expired lease), oldest due first, each with a fresh token and a lease.
+    /// Claims up to `request.max` due entries of `request.route` (pending and due,
+    /// or in flight with an expired lease), oldest due first, each with a fresh
+    /// token and a lease. Other routes' entries are never claimed nor read.
     fn claim(
         &self,
         request: ClaimRequest,

@@ -32,17 +32,23 @@ pub(crate) struct Lifecycle {
     pub finished_at: Option<UnixMs>,
     /// The current claim's token, while in flight.
     pub claim_token: Option<u64>,
+    /// Whether a route takes it; an event no route takes is kept on the `unrouted`
+    /// route, done at once, and no change applies to it (there is nowhere to hand
+    /// it over to). It never changes: the backends derive it from the route.
+    pub routed: bool,
 }
 
 impl Lifecycle {
-    /// A new event: pending, due when it was received.
-    pub fn received(at: UnixMs) -> Self {
+    /// A new route entry: pending, due when it was received; or, if no route takes
+    /// it (`routed` false), done at once.
+    pub fn received(at: UnixMs, routed: bool) -> Self {
         Self {
-            state: State::Pending,
+            state: if routed { State::Pending } else { State::Done },
             attempts: 0,
             due_at: at,
-            finished_at: None,
+            finished_at: (!routed).then_some(at),
             claim_token: None,
+            routed,
         }
     }
 
@@ -167,6 +173,15 @@ pub(crate) fn decide(before: Option<Lifecycle>, change: &Change<'_>) -> Result<D
         return Err(Refusal::NotFound);
     };
     let held_by = |token: u64| before.state == State::InFlight && before.claim_token == Some(token);
+    if !before.routed {
+        return match change {
+            Change::ReplayOne { .. } | Change::SetAside { .. } => Err(Refusal::WrongState(
+                before.state,
+                "no route takes its action; it is kept to be seen, not handed over",
+            )),
+            _ => Err(Refusal::Skip(before.state)),
+        };
+    }
     match *change {
         Change::Claim {
             token,
@@ -182,6 +197,7 @@ pub(crate) fn decide(before: Option<Lifecycle>, change: &Change<'_>) -> Result<D
                 due_at: lease_until,
                 finished_at: None,
                 claim_token: Some(token),
+                routed: true,
             }))
         }
         Change::Extend { token, until } => {
@@ -287,13 +303,7 @@ fn finished(before: Lifecycle, state: State, now: UnixMs) -> Lifecycle {
 }
 
 fn replayed(now: UnixMs) -> Lifecycle {
-    Lifecycle {
-        state: State::Pending,
-        attempts: 0,
-        due_at: now,
-        finished_at: None,
-        claim_token: None,
-    }
+    Lifecycle::received(now, true)
 }
 
 fn selected(before: Lifecycle, from: &[State]) -> Result<(), Refusal> {

@@ -155,8 +155,9 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
 }
 
 /// A schema left by thulium 0.1.0 (`tests/fixtures/postgres-schema-1.sql`, body as
-/// text) is migrated at connect: the body becomes bytes, every byte kept, and the
-/// store takes bodies text could not hold.
+/// text) is migrated at connect through every migration: the body becomes bytes,
+/// every byte kept, every row is the default route's, and the store takes bodies
+/// text could not hold and claims by route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_1_database_is_migrated_and_keeps_its_events() {
     let schema = fresh_schema("schema_1");
@@ -183,7 +184,14 @@ async fn a_schema_1_database_is_migrated_and_keeps_its_events() {
         "action=TICKET_CREATED&ticket_id=1&agent_login=%C5%BC%C3%B3%C5%82w&direction=in_behalf_of&date=2014-11-17+12%3A59%3A32&customer_id=154".as_bytes()
     );
     assert_eq!(event.state, thulium_inbox::State::Done);
+    assert_eq!(event.route, thulium_inbox::RouteName::default_route());
     assert_eq!(event.history.len(), 1);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.routes.len(), 1);
+    assert_eq!(
+        stats.routes[0].route,
+        thulium_inbox::RouteName::default_route()
+    );
     assert_eq!(
         event.event().unwrap().to_json_value()["agent_login"],
         "żółw"
@@ -203,6 +211,15 @@ async fn a_schema_1_database_is_migrated_and_keeps_its_events() {
     let id = store.put(raw.clone()).await.unwrap().id();
     assert_eq!(id.0, 2, "the id sequence goes on");
     assert_eq!(store.get(id).await.unwrap().unwrap().body, raw.body);
+    // Claims read the migrated indexes per route.
+    let claimed = store
+        .claim(thulium_inbox::ClaimRequest::now(
+            10,
+            std::time::Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|c| c.claim.id).collect::<Vec<_>>(), [id]);
     drop(store);
     drop_schema(&schema).await;
 }

@@ -6,7 +6,10 @@ use std::path::Path;
 /// How a file is damaged, at eight places spread over it.
 #[derive(Clone, Copy, Debug)]
 pub enum Damage {
-    /// 64 bytes flipped (each XOR 0xa5) at each place.
+    /// 64 bytes flipped (each XOR 0xa5) in the middle of the 4 KiB page at each
+    /// place: records damaged, the page's header whole (a header damaged where a
+    /// branch of a table's tree lies loses every record below it, which `ZeroPage`
+    /// covers).
     Flip,
     /// The 4 KiB page holding each place zeroed.
     ZeroPage,
@@ -19,9 +22,12 @@ pub fn damage(path: &Path, how: Damage) -> Vec<u8> {
     for part in 1..9 {
         let at = len * part / 9;
         match how {
-            Damage::Flip => bytes[at..(at + 64).min(len)]
-                .iter_mut()
-                .for_each(|b| *b ^= 0xa5),
+            Damage::Flip => {
+                let middle = (at / 4096 * 4096 + 2048).min(len.saturating_sub(64));
+                bytes[middle..(middle + 64).min(len)]
+                    .iter_mut()
+                    .for_each(|b| *b ^= 0xa5);
+            }
             Damage::ZeroPage => {
                 let page = at / 4096 * 4096;
                 bytes[page..(page + 4096).min(len)].fill(0);

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ pub struct Sink {
     running: Mutex<HashSet<String>>,
     overlaps: AtomicUsize,
     deliveries: AtomicUsize,
+    refused: AtomicUsize,
 }
 
 impl Sink {
@@ -24,6 +25,11 @@ impl Sink {
     /// Forwards received, redeliveries included.
     pub fn deliveries(&self) -> usize {
         self.deliveries.load(Ordering::SeqCst)
+    }
+
+    /// Forwards answered with an error status ([`start_answering`]).
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// How often an event (by its `X-Thulium-Inbox-Id`) was handed over while a
@@ -48,11 +54,28 @@ impl Drop for Held {
 /// Serves `POST /app` on a loopback port, answering `200` to everything after up to
 /// `max_delay`, and records each forward in `sink`. Returns the address.
 pub async fn start(sink: Arc<Sink>, max_delay: Duration) -> SocketAddr {
+    start_answering(sink, max_delay, Arc::new(AtomicU16::new(200))).await
+}
+
+/// [`start`], answering each forward with the status `status` holds when it comes
+/// (a test changes it to take the application down and up): a `2xx` is recorded
+/// as handed over, anything else counted as refused.
+pub async fn start_answering(
+    sink: Arc<Sink>,
+    max_delay: Duration,
+    status: Arc<AtomicU16>,
+) -> SocketAddr {
     let app = axum::Router::new().route(
         "/app",
         axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let sink = Arc::clone(&sink);
+            let (sink, status) = (Arc::clone(&sink), Arc::clone(&status));
             async move {
+                let answer = axum::http::StatusCode::from_u16(status.load(Ordering::SeqCst))
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+                if !answer.is_success() {
+                    sink.refused.fetch_add(1, Ordering::SeqCst);
+                    return (answer, "refused by the test");
+                }
                 let id = headers
                     .get("x-thulium-inbox-id")
                     .and_then(|v| v.to_str().ok())
@@ -75,7 +98,7 @@ pub async fn start(sink: Arc<Sink>, max_delay: Duration) -> SocketAddr {
                     sink.seen.lock().unwrap().insert(ticket);
                 }
                 sink.deliveries.fetch_add(1, Ordering::SeqCst);
-                "ok"
+                (answer, "ok")
             }
         }),
     );

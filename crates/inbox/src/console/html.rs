@@ -101,6 +101,7 @@ pub fn query_string(query: &ListQuery, before: Option<u64>) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
     for (key, value) in [
         ("state", &query.state),
+        ("route", &query.route),
         ("action", &query.action),
         ("from", &query.from),
         ("to", &query.to),
@@ -120,6 +121,7 @@ pub fn query_string(query: &ListQuery, before: Option<u64>) -> String {
 /// The filter form of the event list, filled with what was asked.
 pub fn filter_form(
     state: &Option<String>,
+    route: &Option<String>,
     action: &Option<String>,
     from: &Option<String>,
     to: &Option<String>,
@@ -139,12 +141,14 @@ pub fn filter_form(
     format!(
         r#"<form class="filters" method="get" action="/events">
 <label>state <select name="state">{states}</select></label>
+<label>route <input name="route" value="{route}" placeholder="any route" size="12"></label>
 <label>action <input name="action" value="{action}" placeholder="TICKET_CREATED"></label>
 <label>received from (UTC) <input name="from" type="datetime-local" value="{from}"></label>
 <label>until (UTC) <input name="to" type="datetime-local" value="{to}"></label>
 <label>payload contains <input name="q" type="search" value="{text}"></label>
 <button type="submit">Filter</button> <a href="/events">clear</a>
 </form>"#,
+        route = value(route),
         action = value(action),
         from = value(from),
         to = value(to),

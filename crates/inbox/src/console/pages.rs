@@ -52,6 +52,35 @@ pub(super) async fn overview<S: Store>(AxumState(console): AxumState<Arc<Console
             stats.dead
         );
     }
+    if stats
+        .routes
+        .iter()
+        .any(|r| r.route != crate::routing::RouteName::default_route())
+    {
+        body.push_str(r#"<h2>Routes</h2><div class="scroll"><table class="routes"><thead><tr><th>route</th><th>pending</th><th>in flight</th><th>done</th><th>dead</th><th>oldest waiting</th></tr></thead><tbody>"#);
+        let now = now_ms();
+        for route in &stats.routes {
+            let link = |state: &str| format!("/events?route={}&amp;state={state}", route.route);
+            let _ = write!(
+                body,
+                r#"<tr data-route="{name}"><td><a href="/events?route={name}">{name}</a></td><td><a href="{p}">{pending}</a></td><td><a href="{f}">{in_flight}</a></td><td><a href="{d}">{done}</a></td><td><a href="{x}">{dead}</a></td><td>{age}</td></tr>"#,
+                name = route.route,
+                p = link("pending"),
+                f = link("in_flight"),
+                d = link("done"),
+                x = link("dead"),
+                pending = route.pending,
+                in_flight = route.in_flight,
+                done = route.done,
+                dead = route.dead,
+                age = route.oldest_open_received_at.map_or_else(
+                    || "none waiting".to_string(),
+                    |at| html::duration(std::time::Duration::from_millis(now.saturating_sub(at)))
+                ),
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
     let _ = write!(
         body,
         r#"<h2>Last hour</h2>{}<p class="totals">received {} (duplicates {}, conflicts {}) since the inbox was created</p>"#,
@@ -86,6 +115,7 @@ pub(super) async fn list<S: Store>(
     };
     let form = html::filter_form(
         &query.state,
+        &query.route,
         &query.action,
         &query.from,
         &query.to,
@@ -150,12 +180,13 @@ pub(super) async fn list<S: Store>(
                 r#"<p class="live-news" hidden data-newest="{newest}"></p>"#
             );
         }
-        body.push_str(r#"<div class="scroll"><table class="events"><thead><tr><th>id</th><th>state</th><th>action</th><th>received</th><th>attempts</th><th>last error</th></tr></thead><tbody>"#);
+        body.push_str(r#"<div class="scroll"><table class="events"><thead><tr><th>id</th><th>route</th><th>state</th><th>action</th><th>received</th><th>attempts</th><th>last error</th></tr></thead><tbody>"#);
         for event in &events {
             let _ = write!(
                 body,
-                r#"<tr data-id="{id}"><td><a href="/events/{id}">{id}</a></td><td><span class="state {state}" data-state>{state}</span>{conflict}</td><td>{action}</td><td>{received}</td><td data-attempts>{attempts}</td><td class="error-text">{error}</td></tr>"#,
+                r#"<tr data-id="{id}"><td><a href="/events/{id}">{id}</a></td><td>{route}</td><td><span class="state {state}" data-state>{state}</span>{conflict}</td><td>{action}</td><td>{received}</td><td data-attempts>{attempts}</td><td class="error-text">{error}</td></tr>"#,
                 id = event.id,
+                route = event.route,
                 state = event.state,
                 conflict = if event.conflict {
                     r#" <span class="tag">conflict</span>"#
@@ -241,6 +272,7 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
         body,
         r#"<dl class="facts" data-event="{id}">
 <dt>state</dt><dd><span class="state {state}" data-state>{state}</span>{conflict}</dd>
+<dt>route</dt><dd>{route}</dd>
 <dt>action</dt><dd>{action}</dd>
 <dt>received</dt><dd>{received}</dd>
 <dt>attempts</dt><dd data-attempts>{attempts}</dd>
@@ -248,6 +280,7 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
 <dt>dedup key</dt><dd><code>{key}</code></dd>
 </dl>"#,
         id = event.id,
+        route = event.route,
         state = event.state,
         conflict = if event.conflict {
             r#" <span class="tag">conflict: another event came first with this dedup key</span>"#

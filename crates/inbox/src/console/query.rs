@@ -5,11 +5,13 @@ use super::html;
 use thulium::text::shorten;
 
 use crate::model::{EventId, Filter, State};
+use crate::routing::RouteName;
 
 /// The list's query, as typed into the form.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(super) struct ListQuery {
     pub(super) state: Option<String>,
+    pub(super) route: Option<String>,
     pub(super) action: Option<String>,
     pub(super) from: Option<String>,
     pub(super) to: Option<String>,
@@ -38,6 +40,13 @@ impl ListQuery {
                         quoted(&s)
                     )
                 })
+            })
+            .transpose()?;
+        let route = present(&self.route)
+            .map(|r| {
+                // `unrouted` is a name to look for here, though no route may take it.
+                RouteName::try_from(r.clone())
+                    .map_err(|_| format!("`{}` is not a route name", quoted(&r)))
             })
             .transpose()?;
         let action = present(&self.action);
@@ -73,6 +82,7 @@ impl ListQuery {
             .transpose()?;
         Ok(Filter {
             state,
+            route,
             action,
             received_from: from,
             received_to: to,

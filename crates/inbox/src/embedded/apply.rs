@@ -12,6 +12,7 @@ use crate::group_commit::{Answer, Job};
 use crate::model::{
     ClaimToken, Claimed, EventId, NewEvent, Purged, PutOutcome, Replay, UnixMs, ms, now_ms,
 };
+use crate::routing::RouteName;
 use crate::store::{ClaimRequest, StoreError};
 use crate::transition::{Change, Finish, Lifecycle, decide, decide_put, fresh_token};
 
@@ -128,10 +129,20 @@ fn put(t: &mut Tables<'_>, event: &NewEvent) -> Result<PutOutcome, redb::Error> 
         PutOutcome::Conflict(_) => t.add(META_CONFLICTS, 1)?,
         _ => drop(t.keys.insert(event.dedup_key.as_str(), fresh.0)?),
     }
-    t.set(META_NEXT_ID, fresh.0 + 1)?;
+    // One entry per route, with consecutive ids; the dedup key points at the first.
+    let unrouted = [RouteName::unrouted()];
+    let routes = if event.routes.is_empty() {
+        &unrouted[..]
+    } else {
+        &event.routes[..]
+    };
+    t.set(META_NEXT_ID, fresh.0 + routes.len() as u64)?;
     t.dedup
         .insert(identity.as_str(), (fresh.0, event.received_at))?;
-    t.insert(fresh, event, matches!(outcome, PutOutcome::Conflict(_)))?;
+    let conflict = matches!(outcome, PutOutcome::Conflict(_));
+    for (offset, route) in routes.iter().enumerate() {
+        t.insert(EventId(fresh.0 + offset as u64), event, route, conflict)?;
+    }
     Ok(outcome)
 }
 
@@ -169,19 +180,22 @@ fn change_each(t: &mut Tables<'_>, ids: Vec<u64>, change: &Change<'_>) -> Result
 
 fn claim(t: &mut Tables<'_>, request: &ClaimRequest) -> Result<Vec<Claimed>, redb::Error> {
     let now = request.now;
+    let Some(route) = t.route_number(&request.route)? else {
+        return Ok(Vec::new());
+    };
     let mut ids = Vec::new();
-    for entry in t.due.range(..=(now, u64::MAX))? {
+    for entry in t.due.range((route, 0, 0)..=(route, now, u64::MAX))? {
         if ids.len() >= request.max {
             break;
         }
-        ids.push(entry?.0.value().1);
+        ids.push(entry?.0.value().2);
     }
     if ids.len() < request.max {
-        for entry in t.leases.range(..=(now, u64::MAX))? {
+        for entry in t.leases.range((route, 0, 0)..=(route, now, u64::MAX))? {
             if ids.len() >= request.max {
                 break;
             }
-            ids.push(entry?.0.value().1);
+            ids.push(entry?.0.value().2);
         }
     }
     let mut claimed = Vec::with_capacity(ids.len());
@@ -216,7 +230,18 @@ fn replay(t: &mut Tables<'_>, selection: &Replay) -> Result<Result<u64, StoreErr
             let ids = t
                 .dead
                 .iter()?
-                .map(|e| e.map(|(k, _)| k.value()))
+                .map(|e| e.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            Ok(Ok(change_each(t, ids, &Change::ReplayAllDead { now })?))
+        }
+        Replay::DeadOn(route) => {
+            let Some(route) = t.route_number(route)? else {
+                return Ok(Ok(0));
+            };
+            let ids = t
+                .dead
+                .range((route, 0)..=(route, u64::MAX))?
+                .map(|e| e.map(|(k, _)| k.value().1))
                 .collect::<Result<_, _>>()?;
             Ok(Ok(change_each(t, ids, &Change::ReplayAllDead { now })?))
         }
@@ -231,7 +256,7 @@ fn release(t: &mut Tables<'_>) -> Result<u64, redb::Error> {
     let held: Vec<u64> = t
         .leases
         .iter()?
-        .map(|entry| entry.map(|(k, _)| k.value().1))
+        .map(|entry| entry.map(|(k, _)| k.value().2))
         .collect::<Result<_, _>>()?;
     change_each(t, held, &Change::Release { now: now_ms() })
 }

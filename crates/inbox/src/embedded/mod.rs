@@ -294,8 +294,11 @@ impl Store for EmbeddedStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
         // Idle dispatchers poll: answer "nothing due" from a read, without a commit.
-        let now = request.now;
-        if !self.read(move |db| read::anything_due(db, now)).await? {
+        let (now, route) = (request.now, request.route.clone());
+        if !self
+            .read(move |db| read::anything_due(db, &route, now))
+            .await?
+        {
             return Ok(Vec::new());
         }
         self.send(Op::Claim, request).await

@@ -4,13 +4,29 @@
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::file::storage;
-use super::record::{Life, decode_payload};
+use super::record::{DEFAULT_NO, Life, RouteNo, UNROUTED_NO, decode_payload};
 use super::tables::{
     DEAD, DUE, ERRORS, HISTORY, LEASES, LIVES, META, META_CONFLICTS, META_DUPLICATES,
-    META_RECEIVED, OPEN, PAYLOADS, assemble, state_counter,
+    META_RECEIVED, OPEN, PAYLOADS, ROUTE_COUNTS, ROUTES, assemble, route_stats, state_counter,
 };
 use crate::model::{EventId, Filter, State, Stats, StoredEvent, UnixMs};
+use crate::routing::RouteName;
 use crate::store::StoreError;
+
+/// Route `route`'s number in the file read by `txn`, if it has one.
+fn route_number(txn: &ReadTransaction, route: &RouteName) -> Result<Option<RouteNo>, StoreError> {
+    if route.is_unrouted() {
+        return Ok(Some(UNROUTED_NO));
+    }
+    if *route == RouteName::default_route() {
+        return Ok(Some(DEFAULT_NO));
+    }
+    let routes = txn.open_table(ROUTES).map_err(storage)?;
+    Ok(routes
+        .get(route.as_str())
+        .map_err(storage)?
+        .map(|v| v.value()))
+}
 
 /// The tables a whole event is read from, in one read transaction.
 struct Events {
@@ -48,13 +64,6 @@ impl Events {
             None => Ok(false),
         }
     }
-
-    fn life(&self, id: u64) -> Result<Option<Life>, StoreError> {
-        match self.lives.get(id).map_err(storage)? {
-            Some(bytes) => Ok(Some(Life::decode(id, bytes.value()).map_err(storage)?)),
-            None => Ok(None),
-        }
-    }
 }
 
 pub(super) fn read_stats(db: &impl ReadableDatabase) -> Result<Stats, StoreError> {
@@ -64,12 +73,18 @@ pub(super) fn read_stats(db: &impl ReadableDatabase) -> Result<Stats, StoreError
         Ok(meta.get(key).map_err(storage)?.map_or(0, |v| v.value()))
     };
     let open = txn.open_table(OPEN).map_err(storage)?;
-    let oldest = match open.first().map_err(storage)? {
-        Some((id, _)) => Events::open(&txn)?
-            .life(id.value())?
-            .map(|life| life.received_at),
-        None => None,
-    };
+    let lives = txn.open_table(LIVES).map_err(storage)?;
+    let routes = route_stats(
+        &txn.open_table(ROUTES).map_err(storage)?,
+        &txn.open_table(ROUTE_COUNTS).map_err(storage)?,
+        &open,
+        &lives,
+    )
+    .map_err(storage)?;
+    let oldest = routes
+        .iter()
+        .filter_map(|route| route.oldest_open_received_at)
+        .min();
     Ok(Stats {
         pending: get(state_counter(State::Pending))?,
         in_flight: get(state_counter(State::InFlight))?,
@@ -79,6 +94,7 @@ pub(super) fn read_stats(db: &impl ReadableDatabase) -> Result<Stats, StoreError
         duplicates: get(META_DUPLICATES)?,
         conflicts: get(META_CONFLICTS)?,
         oldest_open_received_at: oldest,
+        routes,
     })
 }
 
@@ -94,21 +110,53 @@ pub(super) fn read_list(
     if lower >= upper {
         return Ok(Vec::new());
     }
+    let route = match &filter.route {
+        Some(route) => match route_number(&txn, route)? {
+            Some(number) => Some(number),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
     let mut page = Vec::new();
-    // Dead events have their own index: a dead-letter page needs no scan.
+    // Dead events have their own index per route: a dead-letter page needs no scan.
     if filter.state == Some(State::Dead) {
         let dead = txn.open_table(DEAD).map_err(storage)?;
-        for entry in dead.range(lower..upper).map_err(storage)?.rev() {
-            let id = entry.map_err(storage)?.0.value();
-            if let Some(event) = events.get(EventId(id))?
-                && filter.matches(&event)
-            {
-                page.push(event);
-                if page.len() >= limit {
-                    break;
+        let numbers: Vec<RouteNo> = match route {
+            Some(number) => vec![number],
+            None => {
+                let mut all = vec![UNROUTED_NO, DEFAULT_NO];
+                for entry in txn
+                    .open_table(ROUTES)
+                    .map_err(storage)?
+                    .iter()
+                    .map_err(storage)?
+                {
+                    all.push(entry.map_err(storage)?.1.value());
+                }
+                all
+            }
+        };
+        // Each route's newest matching dead events, then the newest of them all.
+        for number in numbers {
+            let mut taken = 0;
+            let range = dead
+                .range((number, lower)..(number, upper))
+                .map_err(storage)?;
+            for entry in range.rev() {
+                let id = entry.map_err(storage)?.0.value().1;
+                if let Some(event) = events.get(EventId(id))?
+                    && filter.matches(&event)
+                {
+                    page.push(event);
+                    taken += 1;
+                    if taken >= limit {
+                        break;
+                    }
                 }
             }
         }
+        page.sort_by_key(|event| std::cmp::Reverse(event.id));
+        page.truncate(limit);
         return Ok(page);
     }
     for entry in events.lives.range(lower..upper).map_err(storage)?.rev() {
@@ -123,6 +171,7 @@ pub(super) fn read_list(
         }
         // The life answers the state and time conditions without reading the payload.
         if filter.state.is_some_and(|s| s != life.lifecycle.state)
+            || route.is_some_and(|r| r != life.route)
             || filter.received_to.is_some_and(|to| life.received_at >= to)
             || !events.content_matches(key.value(), filter)?
         {
@@ -149,20 +198,21 @@ pub(super) fn read_event(
     Events::open(&txn)?.get(id)
 }
 
-/// Whether any event is due at `now` (pending and due, or with a lease that ran
-/// out): idle dispatchers poll, and this answers "nothing" without a commit.
-pub(super) fn anything_due(db: &impl ReadableDatabase, now: UnixMs) -> Result<bool, StoreError> {
+/// Whether any entry of `route` is due at `now` (pending and due, or with a lease
+/// that ran out): idle dispatchers poll, and this answers "nothing" without a
+/// commit.
+pub(super) fn anything_due(
+    db: &impl ReadableDatabase,
+    route: &RouteName,
+    now: UnixMs,
+) -> Result<bool, StoreError> {
     let txn = db.begin_read().map_err(storage)?;
+    let Some(route) = route_number(&txn, route)? else {
+        return Ok(false);
+    };
     let due = txn.open_table(DUE).map_err(storage)?;
     let leases = txn.open_table(LEASES).map_err(storage)?;
-    Ok(due
-        .range(..=(now, u64::MAX))
-        .map_err(storage)?
-        .next()
-        .is_some()
-        || leases
-            .range(..=(now, u64::MAX))
-            .map_err(storage)?
-            .next()
-            .is_some())
+    let range = (route, 0, 0)..=(route, now, u64::MAX);
+    Ok(due.range(range.clone()).map_err(storage)?.next().is_some()
+        || leases.range(range).map_err(storage)?.next().is_some())
 }

@@ -1,11 +1,12 @@
-//! How an event lies in the inbox file (schema 2): in parts, so that what changes
-//! often is small.
+//! How an event lies in the inbox file (schema 3): in parts, so that what changes
+//! often is small. Each route's entry of an event is an event of its own here.
 //!
-//! - The **payload** (dedup key, action, canonical JSON, the body's bytes, content
-//!   type, conflict mark) is written once at put and never rewritten.
+//! - The **payload** (route name, dedup key, action, canonical JSON, the body's
+//!   bytes, content type, conflict mark) is written once at put and never rewritten.
 //! - The **life** record ([`Life`]: the [`Lifecycle`], when the event was received,
-//!   and how many attempts were ever recorded) is 42 bytes at fixed offsets: claims,
-//!   heartbeats and finishes read and rewrite only it.
+//!   how many attempts were ever recorded, and the route's number in the file) is
+//!   46 bytes at fixed offsets: claims, heartbeats and finishes read and rewrite
+//!   only it.
 //! - Each recorded attempt is a row of its own, keyed `(id, sequence)`, and the last
 //!   error a row of its own; a finish adds one row and rewrites none.
 //!
@@ -17,7 +18,17 @@
 use bytes::Bytes;
 
 use crate::model::{EventId, NewEvent, State, UnixMs};
+use crate::routing::{RouteName, stored_route};
 use crate::transition::Lifecycle;
+
+/// A route's number in the file (the `routes` table names them): the index keys
+/// carry it, so each route's due entries are a range of their own.
+pub(super) type RouteNo = u32;
+/// [`RouteName::unrouted`]'s number, in every file.
+pub(super) const UNROUTED_NO: RouteNo = 0;
+/// [`RouteName::default_route`]'s number, in every file (every event of schema 2
+/// and before is on it).
+pub(super) const DEFAULT_NO: RouteNo = 1;
 
 /// An event's changing part, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,25 +39,30 @@ pub(super) struct Life {
     pub received_at: UnixMs,
     /// Attempts ever recorded: the sequence number the next one gets.
     pub recorded: u32,
+    /// The route's number.
+    pub route: RouteNo,
 }
 
 /// The size of an encoded [`Life`].
-const LIFE_LEN: usize = 42;
+const LIFE_LEN: usize = 46;
+/// The size of a life record of schema 2 (no route): read only to upgrade.
+const LIFE_V2_LEN: usize = 42;
 const HAS_FINISHED_AT: u8 = 1;
 const HAS_CLAIM_TOKEN: u8 = 2;
 
 impl Life {
-    /// A new event's life.
-    pub fn received(at: UnixMs) -> Self {
+    /// A new entry's life on route number `route`.
+    pub fn received(at: UnixMs, route: RouteNo) -> Self {
         Self {
-            lifecycle: Lifecycle::received(at),
+            lifecycle: Lifecycle::received(at, route != UNROUTED_NO),
             received_at: at,
             recorded: 0,
+            route,
         }
     }
 
     /// `state u8 | flags u8 | attempts u32 | due_at u64 | finished_at u64 |
-    /// claim_token u64 | received_at u64 | recorded u32`, little-endian.
+    /// claim_token u64 | received_at u64 | recorded u32 | route u32`, little-endian.
     pub fn encode(&self) -> [u8; LIFE_LEN] {
         let Lifecycle {
             state,
@@ -54,6 +70,7 @@ impl Life {
             due_at,
             finished_at,
             claim_token,
+            routed: _,
         } = self.lifecycle;
         let mut out = [0u8; LIFE_LEN];
         out[0] = state.code();
@@ -72,24 +89,37 @@ impl Life {
         out[22..30].copy_from_slice(&claim_token.unwrap_or(0).to_le_bytes());
         out[30..38].copy_from_slice(&self.received_at.to_le_bytes());
         out[38..42].copy_from_slice(&self.recorded.to_le_bytes());
+        out[42..46].copy_from_slice(&self.route.to_le_bytes());
         out
     }
 
     /// Reads what [`Self::encode`] wrote; a record of another size or state is corrupt.
     pub fn decode(id: u64, bytes: &[u8]) -> Result<Self, redb::Error> {
+        Self::decode_sized(id, bytes, LIFE_LEN)
+    }
+
+    /// Reads a life record of schema 2: the same fields without the route, which
+    /// was the default route.
+    pub fn decode_v2(id: u64, bytes: &[u8]) -> Result<Self, redb::Error> {
+        Self::decode_sized(id, bytes, LIFE_V2_LEN)
+    }
+
+    fn decode_sized(id: u64, bytes: &[u8], len: usize) -> Result<Self, redb::Error> {
         let corrupt =
             |what: &str| redb::Error::Corrupted(format!("event {id}: its life record {what}"));
-        if bytes.len() != LIFE_LEN {
-            return Err(corrupt(&format!(
-                "has {} bytes, not {LIFE_LEN}",
-                bytes.len()
-            )));
+        if bytes.len() != len {
+            return Err(corrupt(&format!("has {} bytes, not {len}", bytes.len())));
         }
         let state = State::from_code(bytes[0])
             .ok_or_else(|| corrupt(&format!("has state code {}", bytes[0])))?;
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]));
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
         let flags = bytes[1];
+        let route = if len == LIFE_LEN {
+            u32_at(42)
+        } else {
+            DEFAULT_NO
+        };
         Ok(Self {
             lifecycle: Lifecycle {
                 state,
@@ -97,9 +127,11 @@ impl Life {
                 due_at: u64_at(6),
                 finished_at: (flags & HAS_FINISHED_AT != 0).then(|| u64_at(14)),
                 claim_token: (flags & HAS_CLAIM_TOKEN != 0).then(|| u64_at(22)),
+                routed: route != UNROUTED_NO,
             },
             received_at: u64_at(30),
             recorded: u32_at(38),
+            route,
         })
     }
 }
@@ -107,6 +139,7 @@ impl Life {
 /// An event's unchanging part, as read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Payload {
+    pub route: RouteName,
     pub dedup_key: String,
     pub action: String,
     pub canonical: String,
@@ -115,15 +148,18 @@ pub(super) struct Payload {
     pub conflict: bool,
 }
 
-/// The payload layout's version, its first byte.
+/// The payload layout's version, its first byte: 1 had no route (schema 2 and
+/// before: the default route), 2 begins with the route's name.
 const PAYLOAD_V1: u8 = 1;
+const PAYLOAD_V2: u8 = 2;
 const CONFLICT: u8 = 1;
 const HAS_CONTENT_TYPE: u8 = 2;
 
-/// `version u8 | flags u8 | dedup_key | action | canonical | [content_type] | body`,
-/// each field a little-endian `u32` length and its bytes.
-pub(super) fn encode_payload(event: &NewEvent, conflict: bool) -> Vec<u8> {
+/// `version u8 | flags u8 | route | dedup_key | action | canonical | [content_type]
+/// | body`, each field a little-endian `u32` length and its bytes.
+pub(super) fn encode_payload(event: &NewEvent, route: &RouteName, conflict: bool) -> Vec<u8> {
     let fields = [
+        Some(route.as_str().as_bytes()),
         Some(event.dedup_key.as_bytes()),
         Some(event.action.as_bytes()),
         Some(event.canonical.as_bytes()),
@@ -132,7 +168,7 @@ pub(super) fn encode_payload(event: &NewEvent, conflict: bool) -> Vec<u8> {
     ];
     let size = 2 + fields.iter().flatten().map(|f| 4 + f.len()).sum::<usize>();
     let mut out = Vec::with_capacity(size);
-    out.push(PAYLOAD_V1);
+    out.push(PAYLOAD_V2);
     out.push(
         (if conflict { CONFLICT } else { 0 })
             | (if event.content_type.is_some() {
@@ -156,7 +192,7 @@ pub(super) fn decode_payload(id: EventId, bytes: &[u8]) -> Result<Payload, redb:
         .split_first_chunk::<2>()
         .ok_or_else(|| corrupt("is cut short"))?;
     let [version, flags] = *head;
-    if version != PAYLOAD_V1 {
+    if version != PAYLOAD_V1 && version != PAYLOAD_V2 {
         return Err(corrupt(&format!("has layout version {version}")));
     }
     let mut field = |name: &str| -> Result<&[u8], redb::Error> {
@@ -174,6 +210,11 @@ pub(super) fn decode_payload(id: EventId, bytes: &[u8]) -> Result<Payload, redb:
         String::from_utf8(bytes.to_vec())
             .map_err(|_| corrupt(&format!("has a {name} that is not UTF-8")))
     };
+    let route = if version == PAYLOAD_V1 {
+        RouteName::default_route()
+    } else {
+        stored_route(&text(field("route")?, "route")?)
+    };
     let dedup_key = text(field("dedup key")?, "dedup key")?;
     let action = text(field("action")?, "action")?;
     let canonical = text(field("canonical JSON")?, "canonical JSON")?;
@@ -184,6 +225,7 @@ pub(super) fn decode_payload(id: EventId, bytes: &[u8]) -> Result<Payload, redb:
     };
     let body = Bytes::copy_from_slice(field("body")?);
     Ok(Payload {
+        route,
         dedup_key,
         action,
         canonical,
@@ -206,9 +248,11 @@ mod tests {
                 due_at: 1_700_000_000_123,
                 finished_at: None,
                 claim_token: Some((1 << 62) + 5),
+                routed: true,
             },
             received_at: 1_699_999_999_000,
             recorded: 61,
+            route: 7,
         };
         assert_eq!(Life::decode(1, &life.encode()).unwrap(), life);
         let done = Life {
@@ -221,7 +265,23 @@ mod tests {
             ..life
         };
         assert_eq!(Life::decode(1, &done.encode()).unwrap(), done);
-        assert!(Life::decode(1, &done.encode()[..41]).is_err());
+        assert!(Life::decode(1, &done.encode()[..45]).is_err());
+        // A schema-2 record is the same fields, on the default route.
+        let v2 = Life::decode_v2(1, &done.encode()[..42]).unwrap();
+        assert_eq!(
+            v2,
+            Life {
+                route: DEFAULT_NO,
+                ..done
+            }
+        );
+        let unrouted = Life::received(5, UNROUTED_NO);
+        assert!(
+            !Life::decode(1, &unrouted.encode())
+                .unwrap()
+                .lifecycle
+                .routed
+        );
         let mut bad_state = done.encode();
         bad_state[0] = 9;
         assert!(Life::decode(1, &bad_state).is_err());
@@ -233,7 +293,10 @@ mod tests {
         event.body = Bytes::from_static(b"action=X&note=a\x00b\xff\xfe");
         for (content_type, conflict) in [(None, false), (Some("application/json".into()), true)] {
             event.content_type = content_type;
-            let payload = decode_payload(EventId(1), &encode_payload(&event, conflict)).unwrap();
+            let route = RouteName::new("crm").unwrap();
+            let encoded = encode_payload(&event, &route, conflict);
+            let payload = decode_payload(EventId(1), &encoded).unwrap();
+            assert_eq!(payload.route, route);
             assert_eq!(payload.body, event.body);
             assert_eq!(payload.content_type, event.content_type);
             assert_eq!(payload.conflict, conflict);
@@ -246,7 +309,7 @@ mod tests {
                 )
             );
         }
-        let whole = encode_payload(&event, false);
+        let whole = encode_payload(&event, &RouteName::unrouted(), false);
         for cut in 0..whole.len() {
             assert!(
                 decode_payload(EventId(1), &whole[..cut]).is_err(),

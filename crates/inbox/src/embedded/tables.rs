@@ -1,19 +1,22 @@
 //! The tables of the inbox file, how an event's indexes follow its state, and the
-//! upgrade of a file of the previous schema.
+//! upgrade of a file of an older schema.
 
 use std::path::Path;
 
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::file::storage;
-use super::record::{Life, Payload, decode_payload, encode_payload};
-use crate::model::{Attempt, EventId, NewEvent, State, StoredEvent};
+use super::record::{
+    DEFAULT_NO, Life, Payload, RouteNo, UNROUTED_NO, decode_payload, encode_payload,
+};
+use crate::model::{Attempt, EventId, NewEvent, RouteStats, State, StoredEvent};
+use crate::routing::{RouteName, stored_route};
 use crate::store::StoreError;
 use crate::transition::{Decision, Lifecycle, forgotten_by};
 
 /// The schema this code reads and writes. A file of an older version is upgraded in
-/// place when opened (`upgrade_from_1`); a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 2;
+/// place when opened (`upgrade_from_1`, `upgrade_from_2`); a newer one is refused.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Each event's payload ([`super::record::encode_payload`]): written once at put.
 pub(super) const PAYLOADS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("payloads");
@@ -25,13 +28,25 @@ pub(super) const HISTORY: TableDefinition<'static, (u64, u32), &str> =
     TableDefinition::new("history");
 /// Each event's last error, once it has one.
 pub(super) const ERRORS: TableDefinition<'static, u64, &str> = TableDefinition::new("errors");
-/// Pending events by (due time, id).
-pub(super) const DUE: TableDefinition<'static, (u64, u64), ()> = TableDefinition::new("due");
-/// In-flight events by (lease end, id).
-pub(super) const LEASES: TableDefinition<'static, (u64, u64), ()> = TableDefinition::new("leases");
-/// Pending and in-flight events, by id: the oldest open event is the first.
-pub(super) const OPEN: TableDefinition<'static, u64, ()> = TableDefinition::new("open");
-pub(super) const DEAD: TableDefinition<'static, u64, ()> = TableDefinition::new("dead");
+/// Pending events by (route, due time, id): each route's due events are a range.
+pub(super) const DUE: TableDefinition<'static, (u32, u64, u64), ()> =
+    TableDefinition::new("route_due");
+/// In-flight events by (route, lease end, id).
+pub(super) const LEASES: TableDefinition<'static, (u32, u64, u64), ()> =
+    TableDefinition::new("route_leases");
+/// Pending and in-flight events, by (route, id): a route's oldest open event is
+/// its first.
+pub(super) const OPEN: TableDefinition<'static, (u32, u64), ()> =
+    TableDefinition::new("route_open");
+/// Dead events by (route, id).
+pub(super) const DEAD: TableDefinition<'static, (u32, u64), ()> =
+    TableDefinition::new("route_dead");
+/// Route names to their numbers in this file ([`UNROUTED_NO`] and [`DEFAULT_NO`]
+/// are the same in every file).
+pub(super) const ROUTES: TableDefinition<'static, &str, u32> = TableDefinition::new("routes");
+/// Each route's count of events per state: (route, state code) to count.
+pub(super) const ROUTE_COUNTS: TableDefinition<'static, (u32, u8), u64> =
+    TableDefinition::new("route_counts");
 /// Done events by (finish time, id), for purges.
 pub(super) const DONE: TableDefinition<'static, (u64, u64), ()> = TableDefinition::new("done");
 /// `dedup key \x1f content digest` to (id, received at).
@@ -42,6 +57,11 @@ pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::ne
 
 /// Schema 1 kept each event whole, as one JSON record; read only to upgrade.
 const EVENTS_V1: TableDefinition<'static, u64, &str> = TableDefinition::new("events");
+/// The indexes of schemas 1 and 2, without the route: dropped by the upgrade.
+const DUE_V2: TableDefinition<'static, (u64, u64), ()> = TableDefinition::new("due");
+const LEASES_V2: TableDefinition<'static, (u64, u64), ()> = TableDefinition::new("leases");
+const OPEN_V2: TableDefinition<'static, u64, ()> = TableDefinition::new("open");
+const DEAD_V2: TableDefinition<'static, u64, ()> = TableDefinition::new("dead");
 
 pub(super) const META_SCHEMA: &str = "schema_version";
 pub(super) const META_NEXT_ID: &str = "next_id";
@@ -49,6 +69,8 @@ pub(super) const META_RECEIVED: &str = "received";
 pub(super) const META_DUPLICATES: &str = "duplicates";
 pub(super) const META_CONFLICTS: &str = "conflicts";
 pub(super) const META_PING: &str = "ping";
+/// The number the next new route gets.
+const META_NEXT_ROUTE: &str = "next_route";
 
 pub(super) fn state_counter(state: State) -> &'static str {
     match state {
@@ -59,7 +81,8 @@ pub(super) fn state_counter(state: State) -> &'static str {
     }
 }
 
-/// Creates the tables, upgrades a file of schema 1, and refuses any other version.
+/// Creates the tables, upgrades a file of schema 1 or 2, and refuses any other
+/// version.
 pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(storage)?;
     let found = {
@@ -68,9 +91,14 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     };
     match found {
         Some(SCHEMA_VERSION) | None => {}
-        Some(1) => {
-            let upgraded = upgrade_from_1(&txn).map_err(storage)?;
-            tracing::info!(path = %path.display(), events = upgraded, "inbox file upgraded from schema 1 to 2");
+        Some(old @ (1 | 2)) => {
+            if old == 1 {
+                upgrade_from_1(&txn).map_err(storage)?;
+            } else {
+                upgrade_from_2(&txn).map_err(storage)?;
+            }
+            let upgraded = rebuild_indexes(&txn).map_err(storage)?;
+            tracing::info!(path = %path.display(), events = upgraded, from = old, to = SCHEMA_VERSION, "inbox file upgraded");
         }
         Some(found) => {
             return Err(StoreError::SchemaVersion {
@@ -90,13 +118,13 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     txn.commit().map_err(storage)
 }
 
-/// Splits every whole JSON record of schema 1 into the parts of schema 2, inside the
-/// caller's transaction, so the upgrade is applied whole or not at all. The indexes,
-/// counters and dedup tables mean the same in both schemas and stay as they are.
-/// Returns how many events were upgraded.
-fn upgrade_from_1(txn: &WriteTransaction) -> Result<u64, redb::Error> {
+/// Splits every whole JSON record of schema 1 into the parts of today's schema,
+/// inside the caller's transaction, so the upgrade is applied whole or not at all;
+/// [`rebuild_indexes`] then replaces the old indexes. Every event is on the default
+/// route. The dedup tables mean the same in every schema and stay as they are.
+fn upgrade_from_1(txn: &WriteTransaction) -> Result<(), redb::Error> {
     let mut tables = Tables::open(txn)?;
-    let mut upgraded = 0;
+    let default = RouteName::default_route();
     {
         let old = txn.open_table(EVENTS_V1)?;
         for entry in old.iter()? {
@@ -109,8 +137,9 @@ fn upgrade_from_1(txn: &WriteTransaction) -> Result<u64, redb::Error> {
                 lifecycle: event.lifecycle(),
                 received_at: event.received_at,
                 recorded: 0,
+                route: DEFAULT_NO,
             };
-            let payload = encode_payload(&NewEvent::from(&event), event.conflict);
+            let payload = encode_payload(&NewEvent::from(&event), &default, event.conflict);
             tables.payloads.insert(id, payload.as_slice())?;
             let mut life = life;
             for attempt in &event.history {
@@ -120,11 +149,54 @@ fn upgrade_from_1(txn: &WriteTransaction) -> Result<u64, redb::Error> {
             if let Some(error) = &event.last_error {
                 tables.errors.insert(id, error.as_str())?;
             }
-            upgraded += 1;
         }
     }
     txn.delete_table(EVENTS_V1)?;
-    Ok(upgraded)
+    Ok(())
+}
+
+/// Rewrites every life record of schema 2 with its route (the default route: schema
+/// 2 had no other); the payloads stay as they are (layout 1 reads as the default
+/// route). [`rebuild_indexes`] then replaces the old indexes.
+fn upgrade_from_2(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    let mut lives = txn.open_table(LIVES)?;
+    let mut rewritten = Vec::new();
+    for entry in lives.iter()? {
+        let (key, bytes) = entry?;
+        rewritten.push((key.value(), Life::decode_v2(key.value(), bytes.value())?));
+    }
+    for (id, life) in rewritten {
+        lives.insert(id, life.encode().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Drops the indexes of schemas 1 and 2 and builds today's from every life record,
+/// with the state counts recounted (inside the upgrade's transaction). Returns how
+/// many events were indexed.
+fn rebuild_indexes(txn: &WriteTransaction) -> Result<u64, redb::Error> {
+    for old in [DUE_V2, LEASES_V2] {
+        txn.delete_table(old)?;
+    }
+    txn.delete_table(OPEN_V2)?;
+    txn.delete_table(DEAD_V2)?;
+    let mut tables = Tables::open(txn)?;
+    for state in State::ALL {
+        tables.set(state_counter(state), 0)?;
+    }
+    let lives: Vec<(u64, Life)> = tables
+        .lives
+        .iter()?
+        .map(|entry| {
+            let (key, bytes) = entry?;
+            Life::decode(key.value(), bytes.value()).map(|life| (key.value(), life))
+        })
+        .collect::<Result<_, _>>()?;
+    for (id, life) in &lives {
+        tables.reindex(*id, life.route, None, life.lifecycle)?;
+    }
+    tables.flush()?;
+    Ok(lives.len() as u64)
 }
 
 /// The tables of one write transaction.
@@ -133,10 +205,12 @@ pub(super) struct Tables<'t> {
     lives: Table<'t, u64, &'static [u8]>,
     history: Table<'t, (u64, u32), &'static str>,
     errors: Table<'t, u64, &'static str>,
-    pub due: Table<'t, (u64, u64), ()>,
-    pub leases: Table<'t, (u64, u64), ()>,
-    open: Table<'t, u64, ()>,
-    pub dead: Table<'t, u64, ()>,
+    pub due: Table<'t, (u32, u64, u64), ()>,
+    pub leases: Table<'t, (u32, u64, u64), ()>,
+    open: Table<'t, (u32, u64), ()>,
+    pub dead: Table<'t, (u32, u64), ()>,
+    routes: Table<'t, &'static str, u32>,
+    route_counts: Table<'t, (u32, u8), u64>,
     pub done: Table<'t, (u64, u64), ()>,
     pub dedup: Table<'t, &'static str, (u64, u64)>,
     pub keys: Table<'t, &'static str, u64>,
@@ -144,6 +218,10 @@ pub(super) struct Tables<'t> {
     /// Counters read and changed during this batch, written once before the commit
     /// (a put changes four of them; writing each every time showed in profiles).
     counters: std::collections::HashMap<&'static str, u64>,
+    /// The same for the routes' state counts.
+    route_counters: std::collections::HashMap<(RouteNo, u8), u64>,
+    /// Route numbers looked up or given during this batch.
+    route_numbers: std::collections::HashMap<RouteName, RouteNo>,
 }
 
 impl<'t> Tables<'t> {
@@ -161,8 +239,60 @@ impl<'t> Tables<'t> {
             dedup: txn.open_table(DEDUP)?,
             keys: txn.open_table(KEYS)?,
             meta: txn.open_table(META)?,
+            routes: txn.open_table(ROUTES)?,
+            route_counts: txn.open_table(ROUTE_COUNTS)?,
             counters: std::collections::HashMap::new(),
+            route_counters: std::collections::HashMap::new(),
+            route_numbers: std::collections::HashMap::new(),
         })
+    }
+
+    /// Route `route`'s number, if it has one in this file.
+    pub fn route_number(&mut self, route: &RouteName) -> Result<Option<RouteNo>, redb::Error> {
+        if let Some(number) = self.route_numbers.get(route) {
+            return Ok(Some(*number));
+        }
+        let number = match route.as_str() {
+            _ if route.is_unrouted() => Some(UNROUTED_NO),
+            _ if *route == RouteName::default_route() => Some(DEFAULT_NO),
+            name => self.routes.get(name)?.map(|v| v.value()),
+        };
+        if let Some(number) = number {
+            self.route_numbers.insert(route.clone(), number);
+        }
+        Ok(number)
+    }
+
+    /// Route `route`'s number, given now if it has none yet.
+    fn route_number_or_new(&mut self, route: &RouteName) -> Result<RouteNo, redb::Error> {
+        if let Some(number) = self.route_number(route)? {
+            return Ok(number);
+        }
+        let number = u32::try_from(
+            self.counter(META_NEXT_ROUTE)?
+                .max(u64::from(DEFAULT_NO) + 1),
+        )
+        .map_err(|_| redb::Error::Corrupted("too many routes".into()))?;
+        self.set(META_NEXT_ROUTE, u64::from(number) + 1)?;
+        self.routes.insert(route.as_str(), number)?;
+        self.route_numbers.insert(route.clone(), number);
+        Ok(number)
+    }
+
+    fn add_route_count(
+        &mut self,
+        route: RouteNo,
+        state: State,
+        delta: i64,
+    ) -> Result<(), redb::Error> {
+        let key = (route, state.code());
+        let value = match self.route_counters.get(&key) {
+            Some(value) => *value,
+            None => self.route_counts.get(key)?.map_or(0, |v| v.value()),
+        };
+        self.route_counters
+            .insert(key, value.saturating_add_signed(delta));
+        Ok(())
     }
 
     pub fn counter(&mut self, key: &'static str) -> Result<u64, redb::Error> {
@@ -196,6 +326,9 @@ impl<'t> Tables<'t> {
         for (key, value) in std::mem::take(&mut self.counters) {
             self.meta.insert(key, value)?;
         }
+        for (key, value) in std::mem::take(&mut self.route_counters) {
+            self.route_counts.insert(key, value)?;
+        }
         Ok(())
     }
 
@@ -212,18 +345,21 @@ impl<'t> Tables<'t> {
         assemble(&self.payloads, &self.lives, &self.history, &self.errors, id)
     }
 
-    /// Stores a new event: its payload once, its life, its indexes.
+    /// Stores route `route`'s entry of a new event: its payload once, its life,
+    /// its indexes.
     pub fn insert(
         &mut self,
         id: EventId,
         event: &NewEvent,
+        route: &RouteName,
         conflict: bool,
     ) -> Result<(), redb::Error> {
-        let life = Life::received(event.received_at);
+        let number = self.route_number_or_new(route)?;
+        let life = Life::received(event.received_at, number);
         self.payloads
-            .insert(id.0, encode_payload(event, conflict).as_slice())?;
+            .insert(id.0, encode_payload(event, route, conflict).as_slice())?;
         self.lives.insert(id.0, life.encode().as_slice())?;
-        self.reindex(id.0, None, life.lifecycle)
+        self.reindex(id.0, number, None, life.lifecycle)
     }
 
     /// Persists what [`crate::transition::decide`] decided for event `id`, whose life
@@ -241,7 +377,7 @@ impl<'t> Tables<'t> {
             self.errors.insert(id, error)?;
         }
         self.lives.insert(id, life.encode().as_slice())?;
-        self.reindex(id, Some(before.lifecycle), decision.after)
+        self.reindex(id, before.route, Some(before.lifecycle), decision.after)
     }
 
     /// Adds `attempt` to event `id`'s history as the next in sequence, and drops the
@@ -257,11 +393,13 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Moves event `id` from the indexes of `before` (none for a new event) to those
-    /// of `after`, and its count from one state to the other.
+    /// Moves event `id` of route number `route` from the indexes of `before` (none
+    /// for a new event) to those of `after`, and its counts from one state to the
+    /// other.
     fn reindex(
         &mut self,
         id: u64,
+        route: RouteNo,
         before: Option<Lifecycle>,
         after: Lifecycle,
     ) -> Result<(), redb::Error> {
@@ -269,31 +407,34 @@ impl<'t> Tables<'t> {
         let stays_open = before.is_some_and(Lifecycle::is_open) && after.is_open();
         if let Some(before) = before {
             match before.state {
-                State::Pending => drop(self.due.remove((before.due_at, id))?),
-                State::InFlight => drop(self.leases.remove((before.due_at, id))?),
+                State::Pending => drop(self.due.remove((route, before.due_at, id))?),
+                State::InFlight => drop(self.leases.remove((route, before.due_at, id))?),
                 State::Done => drop(self.done.remove((before.finished_at.unwrap_or(0), id))?),
-                State::Dead => drop(self.dead.remove(id)?),
+                State::Dead => drop(self.dead.remove((route, id))?),
             }
             if before.is_open() && !stays_open {
-                self.open.remove(id)?;
+                self.open.remove((route, id))?;
             }
             self.add(state_counter(before.state), -1)?;
+            self.add_route_count(route, before.state, -1)?;
         }
         match after.state {
-            State::Pending => drop(self.due.insert((after.due_at, id), ())?),
-            State::InFlight => drop(self.leases.insert((after.due_at, id), ())?),
+            State::Pending => drop(self.due.insert((route, after.due_at, id), ())?),
+            State::InFlight => drop(self.leases.insert((route, after.due_at, id), ())?),
             State::Done => drop(self.done.insert((after.finished_at.unwrap_or(0), id), ())?),
-            State::Dead => drop(self.dead.insert(id, ())?),
+            State::Dead => drop(self.dead.insert((route, id), ())?),
         }
         if after.is_open() && !stays_open {
-            self.open.insert(id, ())?;
+            self.open.insert((route, id), ())?;
         }
-        self.add(state_counter(after.state), 1)
+        self.add(state_counter(after.state), 1)?;
+        self.add_route_count(route, after.state, 1)
     }
 
     /// Writes event `id` as it was read from another file (a salvage): its payload
-    /// and life as they were, its history rows and last error, its indexes and
-    /// counts rebuilt from its life, and its dedup entries from its payload.
+    /// and life as they were (its route numbered in this file), its history rows
+    /// and last error, its indexes and counts rebuilt from its life, and its dedup
+    /// entries from its payload.
     pub fn restore(
         &mut self,
         id: u64,
@@ -303,6 +444,10 @@ impl<'t> Tables<'t> {
         error: Option<&str>,
     ) -> Result<(), redb::Error> {
         let (bytes, decoded) = payload;
+        let life = Life {
+            route: self.route_number_or_new(&decoded.route)?,
+            ..life
+        };
         self.payloads.insert(id, bytes)?;
         self.lives.insert(id, life.encode().as_slice())?;
         for (sequence, attempt) in history {
@@ -323,7 +468,7 @@ impl<'t> Tables<'t> {
         if self.keys.get(decoded.dedup_key.as_str())?.is_none() {
             self.keys.insert(decoded.dedup_key.as_str(), id)?;
         }
-        self.reindex(id, None, life.lifecycle)
+        self.reindex(id, life.route, None, life.lifecycle)
     }
 
     /// Whether event `id` is stored.
@@ -344,16 +489,58 @@ impl<'t> Tables<'t> {
         Ok(ids)
     }
 
-    /// Removes a done event: its index entry, every part of it, its count.
+    /// Removes a done event: its index entry, every part of it, its counts.
     pub fn remove_done(&mut self, finished_at: u64, id: u64) -> Result<(), redb::Error> {
+        let route = self.life(id)?.map_or(DEFAULT_NO, |life| life.route);
         self.done.remove((finished_at, id))?;
         self.payloads.remove(id)?;
         self.lives.remove(id)?;
         self.errors.remove(id)?;
         self.history
             .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-        self.add(state_counter(State::Done), -1)
+        self.add(state_counter(State::Done), -1)?;
+        self.add_route_count(route, State::Done, -1)
     }
+}
+
+/// The counts and oldest open event of every route that holds entries, from the
+/// tables of a read transaction, in [`crate::model::sort_routes`]'s order.
+pub(super) fn route_stats(
+    routes: &impl ReadableTable<&'static str, u32>,
+    counts: &impl ReadableTable<(u32, u8), u64>,
+    open: &impl ReadableTable<(u32, u64), ()>,
+    lives: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Vec<RouteStats>, redb::Error> {
+    let mut numbered = vec![
+        (DEFAULT_NO, RouteName::default_route()),
+        (UNROUTED_NO, RouteName::unrouted()),
+    ];
+    for entry in routes.iter()? {
+        let (name, number) = entry?;
+        numbered.push((number.value(), stored_route(name.value())));
+    }
+    let mut all = Vec::with_capacity(numbered.len());
+    for (number, route) in numbered {
+        let mut stats = RouteStats::new(route);
+        for state in State::ALL {
+            *stats.count_mut(state) = counts.get((number, state.code()))?.map_or(0, |v| v.value());
+        }
+        if let Some((key, _)) = open
+            .range((number, 0)..=(number, u64::MAX))?
+            .next()
+            .transpose()?
+        {
+            let id = key.value().1;
+            if let Some(bytes) = lives.get(id)? {
+                stats.oldest_open_received_at = Some(Life::decode(id, bytes.value())?.received_at);
+            }
+        }
+        if stats.open() + stats.done + stats.dead > 0 {
+            all.push(stats);
+        }
+    }
+    crate::model::sort_routes(&mut all);
+    Ok(all)
 }
 
 /// Event `id` whole, from the tables of a read or a write transaction.
@@ -383,6 +570,7 @@ pub(super) fn assemble(
     }
     let last_error = errors.get(id.0)?.map(|e| e.value().to_owned());
     let Payload {
+        route,
         dedup_key,
         action,
         canonical,
@@ -392,6 +580,7 @@ pub(super) fn assemble(
     } = payload;
     let mut event = StoredEvent::new(
         id,
+        route,
         NewEvent {
             dedup_key,
             action,
@@ -399,6 +588,7 @@ pub(super) fn assemble(
             body,
             content_type,
             received_at: life.received_at,
+            routes: Vec::new(),
         },
         conflict,
     );
@@ -439,5 +629,7 @@ pub(super) fn copy_all(
         + copy(from, to, DONE)?
         + copy(from, to, DEDUP)?
         + copy(from, to, KEYS)?
+        + copy(from, to, ROUTES)?
+        + copy(from, to, ROUTE_COUNTS)?
         + copy(from, to, META)?)
 }

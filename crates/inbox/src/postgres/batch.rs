@@ -15,8 +15,9 @@ use super::rows::{StateCode, i};
 use super::{Inner, MAX_BATCH};
 use crate::group_commit::{Job, answer_all};
 use crate::model::{EventId, NewEvent, PutOutcome};
+use crate::routing::RouteName;
 use crate::store::StoreError;
-use crate::transition::{CLAIMABLE, decide_put};
+use crate::transition::{CLAIMABLE, Lifecycle, decide_put};
 
 /// A kind of operation written in batches: every waiting one in one round of
 /// statements.
@@ -206,27 +207,62 @@ pub(super) async fn put_batch(
         }
     }
     if !rows.is_empty() {
-        let ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
-        let conflicts: Vec<bool> = rows.iter().map(|r| r.2).collect();
-        let pick = |f: &dyn Fn(&NewEvent) -> Option<String>| -> Vec<Option<String>> {
-            rows.iter().map(|r| f(events[r.0])).collect()
-        };
-        let row_keys = pick(&|e| Some(e.dedup_key.clone()));
-        let actions = pick(&|e| Some(e.action.clone()));
-        let canonicals = pick(&|e| Some(e.canonical.clone()));
-        let bodies: Vec<&[u8]> = rows.iter().map(|r| &events[r.0].body[..]).collect();
-        let content_types = pick(&|e| e.content_type.clone());
-        let times: Vec<i64> = rows.iter().map(|r| i(events[r.0].received_at)).collect();
+        // One row per route: the first gets the id the dedup row holds, the others
+        // the sequence's next (consecutive within the statement's order). An event
+        // no route takes is one row on the unrouted route, done at once.
+        let unrouted = [RouteName::unrouted()];
+        let entries: Vec<(usize, Option<i64>, bool, &RouteName)> = rows
+            .iter()
+            .flat_map(|&(position, id, conflict)| {
+                let routes = &events[position].routes;
+                let routes = if routes.is_empty() {
+                    &unrouted[..]
+                } else {
+                    &routes[..]
+                };
+                routes
+                    .iter()
+                    .enumerate()
+                    .map(move |(n, route)| (position, (n == 0).then_some(id), conflict, route))
+            })
+            .collect();
+        let ids: Vec<Option<i64>> = entries.iter().map(|r| r.1).collect();
+        let conflicts: Vec<bool> = entries.iter().map(|r| r.2).collect();
+        let routes: Vec<&str> = entries.iter().map(|r| r.3.as_str()).collect();
+        let event = |r: &(usize, Option<i64>, bool, &RouteName)| events[r.0];
+        let row_keys: Vec<&str> = entries
+            .iter()
+            .map(|r| event(r).dedup_key.as_str())
+            .collect();
+        let actions: Vec<&str> = entries.iter().map(|r| event(r).action.as_str()).collect();
+        let canonicals: Vec<&str> = entries
+            .iter()
+            .map(|r| event(r).canonical.as_str())
+            .collect();
+        let bodies: Vec<&[u8]> = entries.iter().map(|r| &event(r).body[..]).collect();
+        let content_types: Vec<Option<&str>> = entries
+            .iter()
+            .map(|r| event(r).content_type.as_deref())
+            .collect();
+        let times: Vec<i64> = entries.iter().map(|r| i(event(r).received_at)).collect();
+        let lifecycles: Vec<Lifecycle> = entries
+            .iter()
+            .map(|r| Lifecycle::received(event(r).received_at, !r.3.is_unrouted()))
+            .collect();
+        let states: Vec<i16> = lifecycles.iter().map(|l| StateCode::of(l.state)).collect();
+        let finished: Vec<Option<i64>> = lifecycles.iter().map(|l| l.finished_at.map(i)).collect();
         transaction
             .execute(
             &cached(&transaction, &format!(
-                    "INSERT INTO {} (id, dedup_key, action, canonical, body, content_type, received_at, state, due_at, conflict)
-                     SELECT id, k, a, c, b, t, r, 0, r, x
-                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[], $8::bool[])
-                       AS u(id, k, a, c, b, t, r, x)",
-                    names.events
+                    "INSERT INTO {} (id, dedup_key, action, canonical, body, content_type, received_at, state, due_at, finished_at, conflict, route)
+                     SELECT COALESCE(id, nextval(pg_get_serial_sequence('{}', 'id'))), k, a, c, b, t, r, s, r, f, x, o
+                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[], $8::bool[], $9::text[], $10::smallint[], $11::bigint[])
+                       WITH ORDINALITY AS u(id, k, a, c, b, t, r, x, o, s, f, n)
+                     ORDER BY n",
+                    names.events,
+                    names.events.replace('"', ""),
                 )).await?,
-                &[&ids, &row_keys, &actions, &canonicals, &bodies, &content_types, &times, &conflicts],
+                &[&ids, &row_keys, &actions, &canonicals, &bodies, &content_types, &times, &conflicts, &routes, &states, &finished],
             )
             .await
             .map_err(|e| db_error("cannot store the events", e))?;

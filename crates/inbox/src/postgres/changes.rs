@@ -104,12 +104,12 @@ pub(super) async fn claim(
     let rows = tx
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM {events} WHERE state IN {claimable} AND due_at <= $1
+                "SELECT {COLUMNS} FROM {events} WHERE route = $3 AND state IN {claimable} AND due_at <= $1
                  ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
                 events = names.events,
                 claimable = StateCode::list(&CLAIMABLE),
             ),
-            &[&i(request.now), &(request.max as i64)],
+            &[&i(request.now), &(request.max as i64), &request.route.as_str()],
         )
         .await
         .map_err(|e| db_error("cannot claim events", e))?;
@@ -200,6 +200,14 @@ pub(super) async fn replay(
                 Change::ReplayAllDead { now },
             )
             .await
+        }
+        Replay::DeadOn(route) => {
+            let condition = format!(
+                "route = $1 AND state IN {}",
+                StateCode::list(&REPLAY_ALL_DEAD_FROM)
+            );
+            let change = Change::ReplayAllDead { now };
+            change_where(client, names, &condition, &[&route.as_str()], change).await
         }
         Replay::ReceivedBetween { from, to } => {
             let condition = format!(

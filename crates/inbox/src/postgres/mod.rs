@@ -49,14 +49,14 @@ use self::rows::{COLUMNS, StateCode, event_of, i};
 use self::schema::Names;
 use crate::group_commit::Job;
 use crate::model::{
-    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay, State,
-    Stats, StoredEvent, UnixMs, ms, now_ms,
+    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay,
+    RouteStats, State, Stats, StoredEvent, UnixMs, ms, now_ms,
 };
 use crate::store::{ClaimRequest, Store, StoreError};
 use crate::transition::{CLAIMABLE, Change, Finish};
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// The most operations one group commit takes.
 pub const MAX_BATCH: usize = 1000;
 
@@ -158,23 +158,41 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let names = &self.inner.names;
         let mut stats = Stats::default();
+        // Per route and state, with each route's oldest open entry (the open index
+        // is by route and id).
         for row in client
             .query(
                 &format!(
-                    "SELECT state, count(*) FROM {} GROUP BY state",
-                    names.events
+                    "SELECT route, state, count(*),
+                       min(received_at) FILTER (WHERE state IN {open})
+                     FROM {events} GROUP BY route, state",
+                    events = names.events,
+                    open = StateCode::list(&CLAIMABLE),
                 ),
                 &[],
             )
             .await
             .map_err(|e| db_error("cannot count events", e))?
         {
-            let count = row.get::<_, i64>(1) as u64;
-            match StateCode::state(row.get(0)) {
-                State::Pending => stats.pending = count,
-                State::InFlight => stats.in_flight = count,
-                State::Done => stats.done = count,
-                State::Dead => stats.dead = count,
+            let route = crate::routing::stored_route(row.get(0));
+            let state = StateCode::state(row.get(1));
+            let count = row.get::<_, i64>(2) as u64;
+            let oldest = row.get::<_, Option<i64>>(3).map(|v| v as u64);
+            *stats.count_mut(state) += count;
+            let at = match stats.routes.iter().position(|r| r.route == route) {
+                Some(at) => at,
+                None => {
+                    stats.routes.push(RouteStats::new(route));
+                    stats.routes.len() - 1
+                }
+            };
+            let entry = &mut stats.routes[at];
+            *entry.count_mut(state) += count;
+            if let Some(oldest) = oldest {
+                let earliest = entry
+                    .oldest_open_received_at
+                    .map_or(oldest, |o| o.min(oldest));
+                entry.oldest_open_received_at = Some(earliest);
             }
         }
         for row in client
@@ -196,18 +214,12 @@ impl Store for PostgresStore {
                 _ => {}
             }
         }
-        stats.oldest_open_received_at = client
-            .query_opt(
-                &format!(
-                    "SELECT received_at FROM {} WHERE state IN {} ORDER BY id LIMIT 1",
-                    names.events,
-                    StateCode::list(&CLAIMABLE)
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| db_error("cannot read the oldest event", e))?
-            .map(|row| row.get::<_, i64>(0) as u64);
+        crate::model::sort_routes(&mut stats.routes);
+        stats.oldest_open_received_at = stats
+            .routes
+            .iter()
+            .filter_map(|r| r.oldest_open_received_at)
+            .min();
         self.inner.backlog.store(stats.open(), Ordering::Relaxed);
         Ok(stats)
     }
@@ -281,6 +293,7 @@ impl Store for PostgresStore {
                        AND ($5::bigint IS NULL OR received_at < $5)
                        AND ($6::text IS NULL OR {searched} LIKE $6 OR {searched} LIKE $9)
                        AND ($8::bigint IS NULL OR id > $8)
+                       AND ($10::text IS NULL OR route = $10)
                      ORDER BY id DESC LIMIT $7",
                     self.inner.names.events,
                     searched = schema::SEARCHED,
@@ -295,6 +308,7 @@ impl Store for PostgresStore {
                     &(filter.page_size() as i64),
                     &filter.after.map(|a| i(a.0)),
                     &escaped_text,
+                    &filter.route.as_ref().map(|r| r.as_str()),
                 ],
             )
             .await

@@ -2,6 +2,7 @@
 //! row back into a [`StoredEvent`] or a [`Lifecycle`].
 
 use crate::model::{EventId, State, StoredEvent};
+use crate::routing::stored_route;
 use crate::transition::Lifecycle;
 
 /// The `state` column: the states' storage codes ([`State::code`]) as `SMALLINT`.
@@ -30,15 +31,17 @@ impl StateCode {
 }
 
 /// Every column of an event, in the order [`event_of`] reads them.
-pub(super) const COLUMNS: &str = "id, dedup_key, action, canonical, body, content_type, received_at, state, attempts, due_at, finished_at, last_error, conflict, history::text, claim_token";
+pub(super) const COLUMNS: &str = "id, dedup_key, action, canonical, body, content_type, received_at, state, attempts, due_at, finished_at, last_error, conflict, history::text, claim_token, route";
 
 /// The columns of a [`Lifecycle`], with the id first, as [`lifecycle_of`] reads them.
-pub(super) const LIFECYCLE_COLUMNS: &str = "id, state, attempts, due_at, finished_at, claim_token";
+pub(super) const LIFECYCLE_COLUMNS: &str =
+    "id, state, attempts, due_at, finished_at, claim_token, route";
 
 pub(super) fn event_of(row: &tokio_postgres::Row) -> StoredEvent {
     let history: String = row.get(13);
     StoredEvent {
         id: EventId(row.get::<_, i64>(0) as u64),
+        route: stored_route(row.get(15)),
         dedup_key: row.get(1),
         action: row.get(2),
         canonical: row.get(3),
@@ -65,6 +68,7 @@ pub(super) fn lifecycle_of(row: &tokio_postgres::Row) -> (EventId, Lifecycle) {
             due_at: row.get::<_, i64>(3) as u64,
             finished_at: row.get::<_, Option<i64>>(4).map(|v| v as u64),
             claim_token: row.get::<_, Option<i64>>(5).map(|v| v as u64),
+            routed: !stored_route(row.get(6)).is_unrouted(),
         },
     )
 }

@@ -107,6 +107,22 @@ impl Names {
                     "ALTER TABLE {events} ALTER COLUMN body TYPE BYTEA USING convert_to(body, 'UTF8');"
                 ),
             ),
+            // Routes: each row is one route's entry of an event; every row before is
+            // the default route's. A constant default adds the column without a
+            // rewrite; claims, dead letters and counts read per route.
+            (
+                3,
+                format!(
+                    "ALTER TABLE {events} ADD COLUMN route TEXT NOT NULL DEFAULT 'default';
+                     DROP INDEX {schema}.\"{prefix}events_due\";
+                     DROP INDEX {schema}.\"{prefix}events_open\";
+                     DROP INDEX {schema}.\"{prefix}events_dead\";
+                     CREATE INDEX \"{prefix}events_due\" ON {events} (route, due_at, id) WHERE state IN (0, 1);
+                     CREATE INDEX \"{prefix}events_open\" ON {events} (route, id) WHERE state IN (0, 1);
+                     CREATE INDEX \"{prefix}events_dead\" ON {events} (route, id) WHERE state = 3;",
+                    schema = self.schema,
+                ),
+            ),
         ]
     }
 }

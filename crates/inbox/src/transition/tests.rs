@@ -25,6 +25,7 @@ fn event(state: State, due_at: UnixMs) -> Lifecycle {
         due_at,
         finished_at: matches!(state, State::Done | State::Dead).then_some(NOW - 500),
         claim_token: (state == State::InFlight).then_some(TOKEN),
+        routed: true,
     }
 }
 
@@ -228,6 +229,7 @@ fn a_claim_waits_for_the_due_time_and_for_the_lease_to_end() {
             due_at: NOW + 90,
             finished_at: None,
             claim_token: Some(7),
+            routed: true,
         }
     );
     assert_eq!(decision.record, None);
@@ -263,7 +265,30 @@ fn a_replay_starts_the_count_again() {
         &Change::ReplayOne { now: NOW + 1 },
     )
     .unwrap();
-    assert_eq!(decision.after, Lifecycle::received(NOW + 1));
+    assert_eq!(decision.after, Lifecycle::received(NOW + 1, true));
+}
+
+#[test]
+fn an_event_no_route_takes_is_done_at_once_and_never_changes() {
+    let unrouted = Lifecycle::received(NOW, false);
+    assert_eq!(
+        (unrouted.state, unrouted.finished_at, unrouted.routed),
+        (State::Done, Some(NOW), false)
+    );
+    let record = attempt();
+    for kind in 0..11 {
+        let change = change_of((kind, NOW + 10, 5, true), unrouted, &record, 77);
+        let refused = decide(Some(unrouted), &change).unwrap_err();
+        match change {
+            // An operator asking for it by id is told why.
+            Change::ReplayOne { .. } | Change::SetAside { .. } => assert!(
+                matches!(refused, Refusal::WrongState(State::Done, reason) if reason.contains("no route")),
+                "{change:?}: {refused:?}"
+            ),
+            // Bulk changes and claims pass over it.
+            _ => assert_eq!(refused, Refusal::Skip(State::Done), "{change:?}"),
+        }
+    }
 }
 
 #[test]

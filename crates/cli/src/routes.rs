@@ -1,0 +1,259 @@
+//! `--route SPEC` (and the config file's `[routes.NAME]` tables): a destination
+//! of the relay with the actions it takes and how its forwards are sent.
+//!
+//! A spec is the route's name and URL, then `key=value` words:
+//! `crm=https://crm.example.com/thulium actions=CHAT_*,TICKET_* format=json
+//! concurrency=4 timeout=10s max-attempts=20 retry=1s..10m auth-user=relay
+//! password-env=CRM_PASSWORD sign`. What a route leaves out comes from the listener's own flags
+//! (`--concurrency`, `--handler-timeout`, `--max-attempts`, `--forward-format`).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use thulium_inbox::routing::{ActionPattern, RouteName};
+
+use crate::args::{ForwardFormat, parse_duration};
+
+/// One route, as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Its name.
+    pub name: RouteName,
+    /// Where its events are POSTed.
+    pub to: String,
+    /// The actions it takes (none: every action).
+    pub actions: Vec<ActionPattern>,
+    /// The body sent, unless the listener's.
+    pub format: Option<ForwardFormat>,
+    /// Forwards at once, unless the listener's.
+    pub concurrency: Option<u32>,
+    /// The longest one forward may take, unless the listener's.
+    pub timeout: Option<Duration>,
+    /// Attempts before an entry is dead, unless the listener's.
+    pub max_attempts: Option<u32>,
+    /// The first and the longest wait between attempts, unless 1 s and 1 h.
+    pub retry: Option<(Duration, Duration)>,
+    /// Basic auth user sent.
+    pub auth_user: Option<String>,
+    /// The variable that holds that user's password.
+    pub password_env: Option<String>,
+    /// The file that holds that user's password.
+    pub password_file: Option<PathBuf>,
+    /// Sign its forwards (Standard Webhooks).
+    pub sign: bool,
+    /// The variable that holds its signing secrets, unless the listener's.
+    pub signing_secret_env: Option<String>,
+}
+
+/// The keys a spec takes after `NAME=URL`, as the config file spells them.
+pub const KEYS: &[&str] = &[
+    "to",
+    "actions",
+    "format",
+    "concurrency",
+    "timeout",
+    "max_attempts",
+    "retry",
+    "auth_user",
+    "password_env",
+    "password_file",
+    "sign",
+    "signing_secret_env",
+];
+
+impl FromStr for RouteSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut words = text.split_whitespace();
+        let head = words.next().unwrap_or_default();
+        let (name, to) = head
+            .split_once('=')
+            .ok_or_else(|| format!("`{head}`: a route starts with NAME=URL"))?;
+        let name = RouteName::new(name).map_err(|e| e.to_string())?;
+        // The forwarder checks the URL whole when the relay starts.
+        if !(to.starts_with("http://") || to.starts_with("https://")) {
+            return Err(format!(
+                "route {name}: `{to}` must be an http:// or https:// URL"
+            ));
+        }
+        let mut spec = RouteSpec {
+            name,
+            to: to.to_string(),
+            actions: Vec::new(),
+            format: None,
+            concurrency: None,
+            timeout: None,
+            max_attempts: None,
+            retry: None,
+            auth_user: None,
+            password_env: None,
+            password_file: None,
+            sign: false,
+            signing_secret_env: None,
+        };
+        for word in words {
+            let (key, value) = word.split_once('=').unwrap_or((word, "true"));
+            let key = key.replace('-', "_");
+            let bad = |what: &str| format!("route {}: {key}={value}: {what}", spec.name);
+            let number = |range: std::ops::RangeInclusive<u32>| {
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "a number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ))
+                    })
+            };
+            match key.as_str() {
+                "actions" => {
+                    spec.actions = value
+                        .split(',')
+                        .filter(|a| !a.is_empty())
+                        .map(ActionPattern::new)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| bad(&e.to_string()))?;
+                }
+                "format" => {
+                    spec.format = Some(
+                        <ForwardFormat as clap::ValueEnum>::from_str(value, false)
+                            .map_err(|_| bad("as-received, form or json"))?,
+                    );
+                }
+                "concurrency" => spec.concurrency = Some(number(1..=10_000)?),
+                "max_attempts" => spec.max_attempts = Some(number(1..=u32::MAX)?),
+                "timeout" => spec.timeout = Some(parse_duration(value).map_err(|e| bad(&e))?),
+                "retry" => {
+                    let (first, longest) = value
+                        .split_once("..")
+                        .ok_or_else(|| bad("FIRST..LONGEST, e.g. 1s..1h"))?;
+                    let first = parse_duration(first).map_err(|e| bad(&e))?;
+                    let longest = parse_duration(longest).map_err(|e| bad(&e))?;
+                    if first.is_zero() || first > longest {
+                        return Err(bad(
+                            "the first wait must be above zero and at most the longest",
+                        ));
+                    }
+                    spec.retry = Some((first, longest));
+                }
+                "auth_user" => spec.auth_user = Some(value.to_string()),
+                "password_env" => spec.password_env = Some(value.to_string()),
+                "password_file" => spec.password_file = Some(value.into()),
+                "signing_secret_env" => spec.signing_secret_env = Some(value.to_string()),
+                "sign" => {
+                    spec.sign = value
+                        .parse()
+                        .map_err(|_| bad("true or false (or `sign` alone)"))?;
+                }
+                "password" | "secret" | "signing_secret" => {
+                    return Err(bad(
+                        "a secret is never given here; name the environment variable that holds it (password_env, signing_secret_env) or the file (password_file)",
+                    ));
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown key; a route takes {}",
+                        KEYS[1..].join(", ")
+                    )));
+                }
+            }
+        }
+        if spec.auth_user.is_none() && (spec.password_env.is_some() || spec.password_file.is_some())
+        {
+            return Err(format!(
+                "route {}: a password needs auth_user (the user it goes with)",
+                spec.name
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+/// A config file's route table (`[routes.NAME]`, its keys as `KEYS` names them)
+/// as the spec `--route` takes; each value already text (lists joined by `,`).
+pub fn spec_of(name: &str, entries: &[(String, String)]) -> Result<String, String> {
+    let to = entries
+        .iter()
+        .find(|(key, _)| key == "to")
+        .map(|(_, value)| value.as_str())
+        .ok_or_else(|| format!("[routes.{name}] needs `to`, the URL its events are POSTed to"))?;
+    let mut spec = format!("{name}={to}");
+    for (key, value) in entries.iter().filter(|(key, _)| key != "to") {
+        if value.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "routes.{name}.{key}: a value here cannot hold spaces"
+            ));
+        }
+        spec.push_str(&format!(" {key}={value}"));
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_reads_every_key() {
+        let spec: RouteSpec = "crm=https://crm.example.com/in actions=CHAT_*,TICKET_CREATED format=json concurrency=4 timeout=10s max-attempts=20 retry=500ms..5m auth-user=relay password-env=CRM_PW sign"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.name.as_str(), "crm");
+        assert_eq!(spec.to, "https://crm.example.com/in");
+        assert_eq!(spec.actions.len(), 2);
+        assert_eq!(spec.format, Some(ForwardFormat::Json));
+        assert_eq!((spec.concurrency, spec.max_attempts), (Some(4), Some(20)));
+        assert_eq!(spec.timeout, Some(Duration::from_secs(10)));
+        assert_eq!(
+            spec.retry,
+            Some((Duration::from_millis(500), Duration::from_secs(300)))
+        );
+        assert_eq!(spec.auth_user.as_deref(), Some("relay"));
+        assert_eq!(spec.password_env.as_deref(), Some("CRM_PW"));
+        assert!(spec.sign);
+        let plain: RouteSpec = "audit=http://127.0.0.1:9000/".parse().unwrap();
+        assert!(plain.actions.is_empty() && !plain.sign && plain.format.is_none());
+    }
+
+    #[test]
+    fn a_bad_spec_says_what_is_wrong() {
+        for (spec, says) in [
+            ("crm", "NAME=URL"),
+            ("Crm=http://x/", "route name"),
+            ("unrouted=http://x/", "reserved"),
+            ("crm=ftp://x/", "http:// or https://"),
+            ("crm=http://x/ actions=CHAT-X", "action pattern"),
+            ("crm=http://x/ concurrency=0", "from 1 to 10000"),
+            ("crm=http://x/ retry=5s", "FIRST..LONGEST"),
+            ("crm=http://x/ retry=1h..1s", "at most the longest"),
+            ("crm=http://x/ colour=red", "unknown key"),
+            ("crm=http://x/ password=hunter2", "never given here"),
+            ("crm=http://x/ password-env=X", "needs auth_user"),
+        ] {
+            let error = spec.parse::<RouteSpec>().unwrap_err();
+            assert!(error.contains(says), "{spec}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_config_table_becomes_a_spec() {
+        let entries = [
+            ("actions".to_string(), "CHAT_*,CALL_*".to_string()),
+            ("to".to_string(), "https://x/in".to_string()),
+            ("sign".to_string(), "true".to_string()),
+        ];
+        let spec = spec_of("crm", &entries).unwrap();
+        assert_eq!(spec, "crm=https://x/in actions=CHAT_*,CALL_* sign=true");
+        assert!(spec.parse::<RouteSpec>().is_ok());
+        assert!(
+            spec_of("crm", &entries[..1])
+                .unwrap_err()
+                .contains("needs `to`")
+        );
+    }
+}
