@@ -320,7 +320,8 @@ pub struct InboxArgs {
     /// With --inbox: a route, instead of --forward-to (repeat for several): NAME=URL,
     /// then key=value words: actions=CHAT_*,TICKET_CREATED (default all),
     /// format=as-received|form|json, concurrency=N, timeout=30s, max-attempts=N,
-    /// retry=1s..1h (first and longest wait), auth-user=USER, password-env=VAR, password-file=PATH, sign,
+    /// retry=1s..1h (first and longest wait), breaker=N (failures in a row that
+    /// pause it; 0: never), auth-user=USER, password-env=VAR, password-file=PATH, sign,
     /// signing-secret-env=VAR. Each event is stored once per route that takes it and
     /// each route is delivered, retried and dead-lettered on its own; an event no
     /// route takes is kept as `unrouted`.
@@ -373,6 +374,13 @@ pub struct InboxArgs {
     /// With --inbox: attempts before an event is dead (replay brings it back).
     #[arg(long, value_name = "N", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+
+    /// With --inbox: pause a route after this many failed attempts in a row (its
+    /// circuit breaker; 0: never), then try one event after 10 s, 20 s, ... up to
+    /// 5 min, and resume once one is taken. Its events wait meanwhile, spending no
+    /// attempts. `thulium inbox resume ROUTE` ends it at once.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub breaker_after: u32,
 
     /// With --inbox: answer 503 while more than this many events wait.
     #[arg(long, value_name = "N", default_value_t = thulium_inbox::receiver::DEFAULT_MAX_BACKLOG)]
@@ -520,6 +528,30 @@ pub enum InboxCommand {
         /// Why (kept with the event).
         #[arg(long, default_value = "set aside by hand")]
         reason: String,
+    },
+    /// Pause a route: its relays (on every host) hand nothing over until it is
+    /// resumed; its events wait, nothing is dropped.
+    #[command(
+        after_help = "Example:\n  thulium inbox pause --inbox events.redb crm --reason \"CRM maintenance until 18:00\""
+    )]
+    Pause {
+        #[command(flatten)]
+        at: InboxAt,
+        /// The route.
+        #[arg(value_parser = parse_route)]
+        route: thulium_inbox::RouteName,
+        /// Why (shown with the route).
+        #[arg(long, default_value = "paused by hand")]
+        reason: String,
+    },
+    /// Resume a route paused by hand or by its circuit breaker: its waiting events
+    /// are handed over at once.
+    Resume {
+        #[command(flatten)]
+        at: InboxAt,
+        /// The route.
+        #[arg(value_parser = parse_route)]
+        route: thulium_inbox::RouteName,
     },
     /// Serve the inbox console alone (a web page to see, search and replay events).
     #[command(

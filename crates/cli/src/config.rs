@@ -64,6 +64,7 @@ const KEYS: &[Key] = &[
     key("dispatch", "concurrency", "--concurrency"),
     key("dispatch", "handler_timeout", "--handler-timeout"),
     key("dispatch", "max_attempts", "--max-attempts"),
+    key("dispatch", "breaker_after", "--breaker-after"),
     key("forward", "to", "--forward-to"),
     key("forward", "auth_user", "--forward-auth-user"),
     key("forward", "password_env", "--forward-password-env"),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use thulium::event::Event;
 use thulium::receiver::Receiver;
 use thulium_inbox::Store;
+use thulium_inbox::breaker::BreakerConfig;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, RetrySchedule};
 use thulium_inbox::forward::{ForwardFormat, Forwarder};
 use thulium_inbox::relay::{Relay, Route, shutdown_signal};
@@ -112,17 +113,24 @@ fn forward_format(format: FormatArg) -> ForwardFormat {
 const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 
 /// How attempts are made: `concurrency` at once, each within `timeout`, dead after
-/// `max_attempts`, retried `retry.0` to `retry.1` apart.
+/// `max_attempts`, retried `retry.0` to `retry.1` apart, paused after `breaker`
+/// failures in a row (0: never).
 fn dispatch_config(
     concurrency: u32,
     timeout: Duration,
     max_attempts: u32,
     retry: (Duration, Duration),
+    breaker: u32,
 ) -> DispatchConfig {
+    let breaker = (breaker > 0).then(|| {
+        let defaults = BreakerConfig::default();
+        BreakerConfig::new(breaker, defaults.first_wait, defaults.longest_wait)
+    });
     DispatchConfig::default()
         .concurrency(concurrency as usize)
         .handler_timeout(timeout)
         .schedule(RetrySchedule::new(max_attempts, retry.0, retry.1))
+        .breaker(breaker)
 }
 
 /// The variable that holds route `name`'s password unless its spec names one:
@@ -162,6 +170,7 @@ fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Fai
         timeout,
         spec.max_attempts.unwrap_or(inbox.max_attempts),
         spec.retry.unwrap_or(RETRY),
+        spec.breaker.unwrap_or(inbox.breaker_after),
     );
     Ok(Route::new(spec.name.clone(), forwarder)
         .actions(spec.actions.clone())
@@ -215,6 +224,7 @@ async fn serve<S: Store + Clone>(
         inbox.handler_timeout,
         inbox.max_attempts,
         RETRY,
+        inbox.breaker_after,
     );
     let mut relay = Relay::new(store.clone(), receiver)
         .path(&args.path)

@@ -1,4 +1,4 @@
-//! `thulium inbox stats|list|show|replay|set-aside|purge|migrate|backup|salvage`: an inbox (a file or
+//! `thulium inbox stats|list|show|replay|set-aside|pause|resume|purge|migrate|backup|salvage`: an inbox (a file or
 //! a PostgreSQL schema), read and changed while listeners use it or not (a file is
 //! opened in redb's multi-writer mode).
 
@@ -18,6 +18,8 @@ pub async fn run(command: InboxCommand, format: Output) -> Result<(), Failure> {
         | InboxCommand::Show { at, .. }
         | InboxCommand::Replay { at, .. }
         | InboxCommand::SetAside { at, .. }
+        | InboxCommand::Pause { at, .. }
+        | InboxCommand::Resume { at, .. }
         | InboxCommand::Migrate { at }
         | InboxCommand::Backup { at, .. }
         | InboxCommand::Salvage { at, .. }
@@ -271,6 +273,29 @@ async fn run_on<S: Store + Clone>(
                 Output::Table => output::print(format!("event {id} is dead until replayed")),
             }
         }
+        InboxCommand::Pause { route, reason, .. } => {
+            let pause = thulium_inbox::Pause::by_hand(&reason);
+            store.set_pause(route.clone(), Some(pause)).await?;
+            match format {
+                Output::Json => output::print(json!({ "paused": route })),
+                Output::Table => output::print(format!(
+                    "route {route} is paused: its events wait until `thulium inbox resume {route}`"
+                )),
+            }
+        }
+        InboxCommand::Resume { route, .. } => {
+            let was = store.pause_of(route.clone()).await?;
+            store.set_pause(route.clone(), None).await?;
+            match (format, was) {
+                (Output::Json, was) => {
+                    output::print(json!({ "resumed": route, "was_paused": was.is_some() }))
+                }
+                (Output::Table, Some(_)) => output::print(format!(
+                    "route {route} is resumed: its waiting events are handed over now"
+                )),
+                (Output::Table, None) => output::print(format!("route {route} was not paused")),
+            }
+        }
         InboxCommand::Purge {
             older_than,
             keep_keys,
@@ -308,11 +333,11 @@ fn stats_table(stats: &Stats) -> String {
         vec!["oldest waiting".into(), age],
     ];
     let mut out = output::table(&["", "COUNT"], &rows);
-    // Per route, once there is more than the default one.
+    // Per route, once there is more than the default one, or one is paused.
     if stats
         .routes
         .iter()
-        .any(|r| r.route != thulium_inbox::RouteName::default_route())
+        .any(|r| r.route != thulium_inbox::RouteName::default_route() || r.paused.is_some())
     {
         let now = now_ms();
         let rows: Vec<Vec<String>> = stats
@@ -329,6 +354,9 @@ fn stats_table(stats: &Stats) -> String {
                         || "-".into(),
                         |at| format!("{} s", now.saturating_sub(at) / 1000),
                     ),
+                    r.paused
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |p| p.reason.clone()),
                 ]
             })
             .collect();
@@ -341,6 +369,7 @@ fn stats_table(stats: &Stats) -> String {
                 "DONE",
                 "DEAD",
                 "OLDEST WAITING",
+                "PAUSED",
             ],
             &rows,
         ));

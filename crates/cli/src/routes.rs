@@ -3,7 +3,7 @@
 //!
 //! A spec is the route's name and URL, then `key=value` words:
 //! `crm=https://crm.example.com/thulium actions=CHAT_*,TICKET_* format=json
-//! concurrency=4 timeout=10s max-attempts=20 retry=1s..10m auth-user=relay
+//! concurrency=4 timeout=10s max-attempts=20 retry=1s..10m breaker=5 auth-user=relay
 //! password-env=CRM_PASSWORD sign`. What a route leaves out comes from the listener's own flags
 //! (`--concurrency`, `--handler-timeout`, `--max-attempts`, `--forward-format`).
 
@@ -34,6 +34,8 @@ pub struct RouteSpec {
     pub max_attempts: Option<u32>,
     /// The first and the longest wait between attempts, unless 1 s and 1 h.
     pub retry: Option<(Duration, Duration)>,
+    /// Failures in a row that pause it (0: never), unless the listener's.
+    pub breaker: Option<u32>,
     /// Basic auth user sent.
     pub auth_user: Option<String>,
     /// The variable that holds that user's password.
@@ -55,6 +57,7 @@ pub const KEYS: &[&str] = &[
     "timeout",
     "max_attempts",
     "retry",
+    "breaker",
     "auth_user",
     "password_env",
     "password_file",
@@ -87,6 +90,7 @@ impl FromStr for RouteSpec {
             timeout: None,
             max_attempts: None,
             retry: None,
+            breaker: None,
             auth_user: None,
             password_env: None,
             password_file: None,
@@ -127,6 +131,7 @@ impl FromStr for RouteSpec {
                 }
                 "concurrency" => spec.concurrency = Some(number(1..=10_000)?),
                 "max_attempts" => spec.max_attempts = Some(number(1..=u32::MAX)?),
+                "breaker" => spec.breaker = Some(number(0..=u32::MAX)?),
                 "timeout" => spec.timeout = Some(parse_duration(value).map_err(|e| bad(&e))?),
                 "retry" => {
                     let (first, longest) = value
@@ -200,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_spec_reads_every_key() {
-        let spec: RouteSpec = "crm=https://crm.example.com/in actions=CHAT_*,TICKET_CREATED format=json concurrency=4 timeout=10s max-attempts=20 retry=500ms..5m auth-user=relay password-env=CRM_PW sign"
+        let spec: RouteSpec = "crm=https://crm.example.com/in actions=CHAT_*,TICKET_CREATED format=json concurrency=4 timeout=10s max-attempts=20 retry=500ms..5m breaker=0 auth-user=relay password-env=CRM_PW sign"
             .parse()
             .unwrap();
         assert_eq!(spec.name.as_str(), "crm");
@@ -209,6 +214,7 @@ mod tests {
         assert_eq!(spec.format, Some(ForwardFormat::Json));
         assert_eq!((spec.concurrency, spec.max_attempts), (Some(4), Some(20)));
         assert_eq!(spec.timeout, Some(Duration::from_secs(10)));
+        assert_eq!(spec.breaker, Some(0));
         assert_eq!(
             spec.retry,
             Some((Duration::from_millis(500), Duration::from_secs(300)))

@@ -456,7 +456,8 @@ fn wait_for(limit: Duration, what: &str, log: &Path, mut done: impl FnMut() -> b
 /// `gone` answers 410. The relay is SIGKILLed halfway through the stream. `healthy`
 /// gets every event without waiting for `flaky` (at most a lease's worth of
 /// redeliveries, from the kill), `gone`'s entries are dead at once (one attempt
-/// each, the kill aside), and `flaky` catches up once it is back; nothing is lost.
+/// each, the kill aside), `flaky`'s breaker pauses it, and it catches up once it is
+/// back (a probe is taken and the route resumes); nothing is lost.
 fn three_routes_each_on_its_own_through_a_kill(at: Vec<String>) {
     const TICKETS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
@@ -507,7 +508,9 @@ fn three_routes_each_on_its_own_through_a_kill(at: Vec<String>) {
                 .arg("--route")
                 .arg(format!("healthy=http://{healthy_at}/app actions=TICKET_*"))
                 .arg("--route")
-                .arg(format!("flaky=http://{flaky_at}/app retry=200ms..2s"))
+                .arg(format!(
+                    "flaky=http://{flaky_at}/app retry=200ms..2s breaker=3"
+                ))
                 .arg("--route")
                 .arg(format!(
                     "gone=http://{gone_at}/app actions=TICKET_CREATED,CHAT_*"
@@ -532,9 +535,20 @@ fn three_routes_each_on_its_own_through_a_kill(at: Vec<String>) {
         &log,
         || healthy.seen() == all,
     );
-    // The down route delayed nothing: it is still down and has taken nothing.
+    // The down route delayed nothing: it is still down and has taken nothing. Its
+    // breaker paused it (stored, shown); a final answer pauses nothing.
     assert!(flaky.seen().is_empty());
     assert!(flaky.refused() > 0, "the down route was tried");
+    wait_for(
+        Duration::from_secs(30),
+        "flaky's breaker never opened",
+        &log,
+        || {
+            stats_at(&at)["routes"]["flaky"]["paused"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("circuit breaker"))
+        },
+    );
     let route = |stats: &serde_json::Value, name: &str, state: &str| {
         stats["routes"][name][state].as_u64().unwrap_or(0)
     };
@@ -559,6 +573,8 @@ fn three_routes_each_on_its_own_through_a_kill(at: Vec<String>) {
     );
     let stats = stats_at(&at);
     assert_eq!(route(&stats, "healthy", "done"), TICKETS as u64, "{stats}");
+    assert!(stats["routes"]["gone"]["paused"].is_null(), "{stats}");
+    assert!(stats["routes"]["flaky"]["paused"].is_null(), "{stats}");
     assert_eq!(stats["open"], 0, "{stats}");
     assert_eq!(stats["received"], TICKETS as u64, "{stats}");
     // Once each, but for what the kill cut off (at most one route's handlers).

@@ -1117,3 +1117,93 @@ print("verified", len(requests))
     assert!(verified.status.success(), "{said}");
     assert_eq!(said.trim(), "verified 3");
 }
+
+/// `thulium inbox pause ROUTE` while a relay of two routes runs: the paused route's
+/// events wait (the other's are handed over), `inbox stats` shows the pause with its
+/// reason, and `inbox resume` hands them over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_paused_by_hand_waits_until_it_is_resumed() {
+    use thulium_testkit::sink::{self, Sink};
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("events.redb");
+    let inbox = inbox.to_str().unwrap().to_string();
+    let (crm, audit) = (Arc::new(Sink::default()), Arc::new(Sink::default()));
+    let crm_at = sink::start(Arc::clone(&crm), Duration::ZERO).await;
+    let audit_at = sink::start(Arc::clone(&audit), Duration::ZERO).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", thulium_testkit::free_port())
+        .parse()
+        .unwrap();
+    let _listener = Listener(
+        Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args([
+                    "listen",
+                    "--no-auth",
+                    "--addr",
+                    &addr.to_string(),
+                    "--inbox",
+                    &inbox,
+                ])
+                .arg("--route")
+                .arg(format!("crm=http://{crm_at}/app"))
+                .arg("--route")
+                .arg(format!("audit=http://{audit_at}/app"))
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap(),
+    );
+    let url = format!("http://{addr}/thulium");
+    send(&url, 1).await;
+    wait_for("the first event handed over on both routes", &inbox, |s| {
+        s["routes"]["crm"]["done"] == 1 && s["routes"]["audit"]["done"] == 1
+    });
+    let (code, said, stderr) = thulium(&[
+        "inbox",
+        "pause",
+        "--inbox",
+        &inbox,
+        "crm",
+        "--reason",
+        "CRM upgrade \u{1b}[31m",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(said.contains("route crm is paused"), "{said}");
+    // The relay reads the pause within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for ticket in 2..=6 {
+        send(&url, ticket).await;
+    }
+    wait_for("audit got every event", &inbox, |s| {
+        s["routes"]["audit"]["done"] == 6
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(crm.deliveries(), 1, "a paused route was handed events");
+    let stats = json(&["inbox", "stats", "--output", "json", "--inbox", &inbox]);
+    assert_eq!(stats["routes"]["crm"]["pending"], 5, "{stats}");
+    let reason = stats["routes"]["crm"]["paused"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("CRM upgrade") && !reason.contains('\u{1b}'),
+        "{reason}"
+    );
+    let (_, table, _) = thulium(&["inbox", "stats", "--inbox", &inbox]);
+    assert!(
+        table.contains("PAUSED") && table.contains("CRM upgrade"),
+        "{table}"
+    );
+
+    let (code, said, stderr) = thulium(&["inbox", "resume", "--inbox", &inbox, "crm"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(said.contains("resumed"), "{said}");
+    wait_for("crm got every event after the resume", &inbox, |s| {
+        s["routes"]["crm"]["done"] == 6 && s["routes"]["crm"]["paused"].is_null()
+    });
+    assert_eq!(crm.deliveries(), 6);
+    let (_, said, _) = thulium(&["inbox", "resume", "--inbox", &inbox, "crm"]);
+    assert!(said.contains("was not paused"), "{said}");
+    let (code, _, stderr) = thulium(&["inbox", "pause", "--inbox", &inbox, "Not-A-Route"]);
+    assert_eq!(code, 2, "{stderr}");
+}

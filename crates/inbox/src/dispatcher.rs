@@ -28,6 +28,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
+use crate::breaker::{Allowed, BreakerConfig, Gate};
 use crate::model::{Attempt, ClaimToken, Claimed, EventId, Outcome, UnixMs, ms, now_ms};
 use crate::routing::RouteName;
 use crate::store::{ClaimRequest, Store, StoreError};
@@ -227,6 +228,10 @@ pub struct DispatchConfig {
     pub poll_interval: Duration,
     /// How long a shutdown waits for running handlers (default 10 s).
     pub shutdown_grace: Duration,
+    /// When the route pauses itself after failures in a row ([`crate::breaker`];
+    /// default `None`: never by itself, though it still honours a pause and probes
+    /// a breaker's pause another host opened).
+    pub breaker: Option<BreakerConfig>,
 }
 
 impl Default for DispatchConfig {
@@ -240,6 +245,7 @@ impl Default for DispatchConfig {
             schedule: RetrySchedule::default(),
             poll_interval: Duration::from_millis(250),
             shutdown_grace: Duration::from_secs(10),
+            breaker: None,
         }
     }
 }
@@ -290,6 +296,12 @@ impl DispatchConfig {
         self
     }
 
+    /// Sets [`Self::breaker`].
+    pub fn breaker(mut self, breaker: Option<BreakerConfig>) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
     /// Sets [`Self::shutdown_grace`].
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
@@ -321,12 +333,19 @@ impl<S: Store + Clone> Dispatcher<S> {
             "thulium_inbox_dispatched_total",
             "thulium_inbox_retried_total",
             "thulium_inbox_dead_total",
+            "thulium_inbox_breaker_opened_total",
         ] {
             metrics::counter!(family, "route" => route.clone()).increment(0);
         }
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED));
         let signal = self.store.work_signal();
+        // The route's pause, read again every second, and its breaker.
+        let gate = Arc::new(Gate::new(
+            self.config.route.clone(),
+            self.config.breaker,
+            Duration::from_secs(1),
+        ));
         let mut running = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         // Claimed events not yet started, oldest claim first, with when they came.
@@ -341,6 +360,20 @@ impl<S: Store + Clone> Dispatcher<S> {
                 },
                 () = &mut shutdown => break,
             };
+            let allowed = gate.allowed(&self.store).await;
+            if allowed == Allowed::Nothing {
+                // Paused: what was claimed ahead goes back, due at once, so that it
+                // waits for the resume rather than for its lease.
+                for (claimed, _) in ready.drain(..) {
+                    let _ = self.store.give_back(claimed.claim).await;
+                }
+                drop(slot);
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = &mut shutdown => break,
+                }
+                continue;
+            }
             if ready.is_empty() {
                 // Acks free slots in bursts (one group commit answers many): let the
                 // burst land before claiming, so that one claim takes many events.
@@ -349,7 +382,10 @@ impl<S: Store + Clone> Dispatcher<S> {
                         tokio::task::yield_now().await;
                     }
                 }
-                let want = slots.available_permits() + 1 + self.config.prefetch;
+                let want = match allowed {
+                    Allowed::Probe => 1,
+                    _ => slots.available_permits() + 1 + self.config.prefetch,
+                };
                 // Register interest before claiming, so a put between the claim and
                 // the wait still wakes us.
                 let notified = signal.as_ref().map(Arc::clone);
@@ -363,6 +399,9 @@ impl<S: Store + Clone> Dispatcher<S> {
                     .await
                 {
                     Ok(claimed) if claimed.is_empty() => {
+                        if allowed == Allowed::Probe {
+                            gate.probe_found_nothing();
+                        }
                         drop(slot);
                         let poll = tokio::time::sleep(self.config.poll_interval);
                         tokio::select! {
@@ -377,6 +416,9 @@ impl<S: Store + Clone> Dispatcher<S> {
                         ready.extend(claimed.into_iter().map(|c| (c, now)));
                     }
                     Err(error) => {
+                        if allowed == Allowed::Probe {
+                            gate.probe_found_nothing();
+                        }
                         tracing::error!(%error, "cannot claim events; trying again");
                         drop(slot);
                         tokio::select! {
@@ -400,14 +442,16 @@ impl<S: Store + Clone> Dispatcher<S> {
                 Ok(recording) => recording,
                 Err(_) => break,
             };
-            let (store, handler, config) = (
+            let (store, handler, config, gate) = (
                 self.store.clone(),
                 Arc::clone(&handler),
                 self.config.clone(),
+                Arc::clone(&gate),
             );
             running.spawn(async move {
-                attempt(&store, &*handler, &config, claim, slot).await;
+                let taken = attempt(&store, &*handler, &config, claim, slot).await;
                 drop(recording);
+                gate.record(&store, taken).await;
             });
         }
         // Events claimed ahead and never started go back, due at once, so that
@@ -496,14 +540,16 @@ const MAX_UNRECORDED: usize = 4096;
 /// Runs the handler once for a claimed event, gives back its handler slot, and
 /// records the outcome. Everything it logs is inside one `attempt` span with the
 /// event's stable fields; a handler may record the `status` its destination answered
-/// on it ([`record_status`]).
+/// on it ([`record_status`]). Returns what the breaker counts: whether the
+/// destination took it (`None` for a verdict about this one event: a final answer,
+/// an unreadable event, a lost claim).
 async fn attempt<S: Store, H: Handler>(
     store: &S,
     handler: &H,
     config: &DispatchConfig,
     claimed: Claimed,
     slot: tokio::sync::OwnedSemaphorePermit,
-) {
+) -> Option<bool> {
     // Signed integers: a trace exporter writes an unsigned one as text.
     let span = tracing::info_span!(
         "attempt",
@@ -516,7 +562,7 @@ async fn attempt<S: Store, H: Handler>(
     );
     run_and_record(store, handler, config, claimed, slot)
         .instrument(span)
-        .await;
+        .await
 }
 
 /// Records on the current `attempt` span what the destination answered (an HTTP
@@ -532,7 +578,7 @@ async fn run_and_record<S: Store, H: Handler>(
     config: &DispatchConfig,
     claimed: Claimed,
     slot: tokio::sync::OwnedSemaphorePermit,
-) {
+) -> Option<bool> {
     let Claimed {
         claim: token,
         event: stored,
@@ -581,6 +627,11 @@ async fn run_and_record<S: Store, H: Handler>(
         duration_ms,
         outcome,
     };
+    let taken = match &outcome {
+        Ok(()) => Some(true),
+        Err(Failure::Permanent(_) | Failure::Unreadable(_) | Failure::LostClaim) => None,
+        Err(_) => Some(false),
+    };
     let result = match outcome {
         Ok(()) => {
             metrics::counter!("thulium_inbox_dispatched_total", "route" => route).increment(1);
@@ -589,7 +640,7 @@ async fn run_and_record<S: Store, H: Handler>(
         }
         Err(Failure::LostClaim) => {
             tracing::warn!("lost the claim while the handler ran; another worker has the event");
-            return;
+            return taken;
         }
         Err(failure) => {
             let reason = failure.to_string();
@@ -625,6 +676,7 @@ async fn run_and_record<S: Store, H: Handler>(
             tracing::error!(%error, "cannot record the outcome; the event will be handed over again once its lease runs out");
         }
     }
+    taken
 }
 
 /// Extends the claim every third of the lease; returns only if the claim is lost.

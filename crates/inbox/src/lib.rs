@@ -65,6 +65,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod breaker;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod conformance;
@@ -87,8 +88,8 @@ mod transition;
 
 pub use embedded::EmbeddedStore;
 pub use model::{
-    Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Outcome, PutOutcome, Replay,
-    State, Stats, StoredEvent, UnixMs,
+    Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Outcome, Pause, PutOutcome,
+    Replay, RouteStats, State, Stats, StoredEvent, UnixMs,
 };
 pub use routing::{ActionPattern, RouteName, Routing};
 pub use store::{ClaimRequest, Store, StoreError};

@@ -485,6 +485,56 @@ pub struct Stats {
     pub routes: Vec<RouteStats>,
 }
 
+/// Why a route hands nothing over, and until when: an operator paused it (until
+/// resumed), or its circuit breaker opened after failures in a row (until a probe at
+/// `probe_at` succeeds). Its entries wait; nothing is dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Pause {
+    /// When it was paused.
+    pub since: UnixMs,
+    /// Why (an operator's words, or the breaker's).
+    pub reason: String,
+    /// For a breaker: when one entry may be tried again (half-open); `None` for an
+    /// operator's pause, which only a resume ends.
+    pub probe_at: Option<UnixMs>,
+}
+
+impl Pause {
+    /// An operator's pause, from now; the reason's control and bidi characters are
+    /// made visible ([`thulium::text::visible`]), as all text from outside.
+    pub fn by_hand(reason: &str) -> Self {
+        Self {
+            since: now_ms(),
+            reason: thulium::text::visible(reason).into_owned(),
+            probe_at: None,
+        }
+    }
+
+    /// `Pause` as its storage bytes: `since u64 | probe flag u8 | probe_at u64 |
+    /// reason`, little-endian (the file's `route_pauses` table).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + self.reason.len());
+        out.extend_from_slice(&self.since.to_le_bytes());
+        out.push(u8::from(self.probe_at.is_some()));
+        out.extend_from_slice(&self.probe_at.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(self.reason.as_bytes());
+        out
+    }
+
+    /// Reads what [`Self::encode`] wrote; `None` if it is cut short.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let since = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+        let probe = *bytes.get(8)? != 0;
+        let probe_at = u64::from_le_bytes(bytes.get(9..17)?.try_into().ok()?);
+        Some(Self {
+            since,
+            reason: String::from_utf8_lossy(bytes.get(17..)?).into_owned(),
+            probe_at: probe.then_some(probe_at),
+        })
+    }
+}
+
 /// One route's entries per state, and its oldest open one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -501,6 +551,8 @@ pub struct RouteStats {
     pub dead: u64,
     /// When its oldest entry not yet done or dead was received.
     pub oldest_open_received_at: Option<UnixMs>,
+    /// Whether it is paused, and why.
+    pub paused: Option<Pause>,
 }
 
 /// Routes in the order every view shows them: the default route first, then by name.
@@ -521,6 +573,7 @@ impl RouteStats {
             done: 0,
             dead: 0,
             oldest_open_received_at: None,
+            paused: None,
         }
     }
 
@@ -592,6 +645,11 @@ impl Stats {
                 "dead": r.dead,
                 "open": r.open(),
                 "oldest_open_age_seconds": r.oldest_open_received_at.map(|at| now.saturating_sub(at) / 1000),
+                "paused": r.paused.as_ref().map(|p| serde_json::json!({
+                    "reason": p.reason,
+                    "since_seconds": now.saturating_sub(p.since) / 1000,
+                    "probe_in_seconds": p.probe_at.map(|at| at.saturating_sub(now).div_ceil(1000)),
+                })),
             }))).collect::<serde_json::Map<_, _>>(),
         })
     }

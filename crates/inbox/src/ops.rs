@@ -22,6 +22,8 @@
 //! | `thulium_inbox_oldest_pending_age_seconds` | gauge | age of the oldest open event |
 //! | `thulium_inbox_route_events{route,state}` | gauge | each route's entries per state |
 //! | `thulium_inbox_route_oldest_open_age_seconds{route}` | gauge | age of each route's oldest open entry |
+//! | `thulium_inbox_route_paused{route}` | gauge | 1 while a route is paused (by hand or by its breaker) |
+//! | `thulium_inbox_breaker_opened_total{route}` | counter | times a route's circuit breaker paused it |
 //! | `thulium_console_sign_in_failures_total` | counter | console requests with wrong credentials |
 //! | `thulium_console_sign_in_throttled_total` | counter | console requests refused after too many failures |
 //! | `thulium_console_searches_refused_total` | counter | text searches answered busy |
@@ -97,6 +99,10 @@ fn describe() {
             "thulium_inbox_dead_total",
             "Events dead-lettered (the schedule ended, or a permanent failure).",
         ),
+        (
+            "thulium_inbox_breaker_opened_total",
+            "Times a route's circuit breaker paused it after failures in a row.",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, Unit::Count, help);
@@ -108,6 +114,7 @@ fn describe() {
         "thulium_inbox_dispatched_total",
         "thulium_inbox_retried_total",
         "thulium_inbox_dead_total",
+        "thulium_inbox_breaker_opened_total",
     ];
     let labelled: [(&str, &str, &[&str]); 2] = [
         (
@@ -159,6 +166,11 @@ fn describe() {
         "thulium_inbox_route_oldest_open_age_seconds",
         Unit::Seconds,
         "Age of each route's oldest entry not yet done or dead (0 when none)."
+    );
+    describe_gauge!(
+        "thulium_inbox_route_paused",
+        Unit::Count,
+        "1 while a route is paused (by an operator or by its circuit breaker), else 0."
     );
     describe_gauge!(
         "thulium_build_info",
@@ -245,8 +257,10 @@ async fn render<S: Store>(AxumState(ops): AxumState<Ops<S>>) -> Response {
                 let age = route
                     .oldest_open_received_at
                     .map_or(0, |at| now.saturating_sub(at));
-                metrics::gauge!("thulium_inbox_route_oldest_open_age_seconds", "route" => name)
+                metrics::gauge!("thulium_inbox_route_oldest_open_age_seconds", "route" => name.clone())
                     .set(age as f64 / 1000.0);
+                metrics::gauge!("thulium_inbox_route_paused", "route" => name)
+                    .set(if route.paused.is_some() { 1.0 } else { 0.0 });
             }
         }
         Err(error) => tracing::warn!(%error, "cannot read the inbox stats for /metrics"),

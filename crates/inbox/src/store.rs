@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::{
-    Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Purged, PutOutcome, Replay,
-    Stats, StoredEvent, UnixMs,
+    Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Pause, Purged, PutOutcome,
+    Replay, Stats, StoredEvent, UnixMs,
 };
 use crate::routing::RouteName;
 
@@ -242,8 +242,24 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many. Events in flight are left alone.
     fn replay(&self, selection: Replay) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Counts per state, totals and the oldest open event.
+    /// Counts per state, totals and the oldest open event; per route, its counts
+    /// and its pause (every paused route is listed, entries or not).
     fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+
+    /// Pauses `route` (`Some`: its dispatchers, on every host, claim nothing until
+    /// it is resumed or, for a breaker's pause, until a probe succeeds) or resumes
+    /// it (`None`). Its entries wait; nothing is dropped.
+    fn set_pause(
+        &self,
+        route: RouteName,
+        pause: Option<Pause>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `route`'s pause, if it is paused: what its dispatchers check before claiming.
+    fn pause_of(
+        &self,
+        route: RouteName,
+    ) -> impl Future<Output = Result<Option<Pause>, StoreError>> + Send;
 
     /// Removes done events finished before `finished_before`, and forgets dedup keys
     /// of events received before `keys_received_before` (so that late redeliveries

@@ -386,6 +386,71 @@ async fn actions_need_the_browsers_own_csrf_token_and_the_same_origin() {
     assert_eq!(store.stats().await.unwrap().dead, 0);
 }
 
+/// With routes, the overview lists each (counts, links to its events, whether it
+/// hands over) with a Pause or Resume button: a POST with the browser's token that
+/// stores the pause, refused without it; the list filters by route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_are_listed_and_paused_and_resumed_from_the_overview() {
+    let (_dir, store) = seeded().await;
+    let crm = thulium_inbox::RouteName::new("crm").unwrap();
+    store
+        .put(ticket(900, 0).for_routes(vec![crm.clone()]))
+        .await
+        .unwrap();
+    store
+        .put(ticket(901, 0).for_routes(Vec::new()))
+        .await
+        .unwrap();
+    let url = serve(store.clone(), None).await;
+    let http = no_redirects();
+    let (cookie, token, overview) = session(&url, "/").await;
+    for shown in [
+        r#"<tr data-route="crm">"#,
+        r#"<tr data-route="unrouted">"#,
+        r#"action="/routes/crm/pause""#,
+        r#"href="/events?route=crm&amp;state=pending""#,
+    ] {
+        assert!(overview.contains(shown), "{shown} missing from {overview}");
+    }
+    assert!(!overview.contains(r#"action="/routes/unrouted/pause""#));
+    let post = |path: &str, token: &str| {
+        http.post(format!("{url}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &cookie)
+            .body(form(&[("csrf", token)]))
+            .send()
+    };
+    let forged = post("/routes/crm/pause", &"0".repeat(32)).await.unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert_eq!(store.pause_of(crm.clone()).await.unwrap(), None);
+    let paused = post("/routes/crm/pause", &token).await.unwrap();
+    assert_eq!(paused.status().as_u16(), 303);
+    assert!(
+        paused.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("thulium_console_notice=paused")
+    );
+    let pause = store.pause_of(crm.clone()).await.unwrap().expect("paused");
+    assert_eq!(pause.reason, "paused in the console");
+    let (status, overview) = get(&format!("{url}/")).await;
+    assert_eq!(status, 200);
+    assert!(
+        overview.contains(r#"action="/routes/crm/resume""#),
+        "{overview}"
+    );
+    assert!(overview.contains("paused in the console"), "{overview}");
+    let bad = post("/routes/Not%20A%20Route/pause", &token).await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let resumed = post("/routes/crm/resume", &token).await.unwrap();
+    assert_eq!(resumed.status().as_u16(), 303);
+    assert_eq!(store.pause_of(crm).await.unwrap(), None);
+    let (_, listed) = get(&format!("{url}/events?route=crm")).await;
+    assert_eq!(listed.matches("<tr data-id=").count(), 1, "{listed}");
+    let (status, _) = get(&format!("{url}/events?route=Bad!")).await;
+    assert_eq!(status, 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_guard_every_page_and_never_show() {
     let (_dir, store) = seeded().await;

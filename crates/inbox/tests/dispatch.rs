@@ -578,3 +578,103 @@ async fn retry_after_sets_the_next_attempt() {
         event.due_at - before
     );
 }
+
+/// A route paused by hand hands nothing over until it is resumed, whatever is due;
+/// a route whose destination fails `failures` times in a row pauses itself (stored,
+/// so every host sees it), spends no attempt while paused, probes one event after
+/// the wait, stays paused while probes fail, and resumes when one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_route_waits_and_a_failing_one_opens_its_breaker_then_recovers() {
+    use thulium_inbox::breaker::BreakerConfig;
+    use thulium_inbox::{Pause, RouteName};
+    let (_dir, store) = fresh();
+    let crm = RouteName::new("crm").unwrap();
+    let on_crm = |config: DispatchConfig| config.route(crm.clone());
+
+    // By hand: nothing is claimed while paused.
+    store
+        .set_pause(crm.clone(), Some(Pause::by_hand("maintenance")))
+        .await
+        .unwrap();
+    for id in 0..5 {
+        store
+            .put(ticket(id, 0).for_routes(vec![crm.clone()]))
+            .await
+            .unwrap();
+    }
+    let calls = Arc::new(AtomicU32::new(0));
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handler = {
+        let (calls, up) = (Arc::clone(&calls), Arc::clone(&up));
+        move |_: Event, _: thulium_inbox::dispatcher::Delivery| {
+            let (calls, up) = (Arc::clone(&calls), Arc::clone(&up));
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if up.load(Ordering::SeqCst) {
+                    Ok::<_, thulium_inbox::dispatcher::HandlerError>(())
+                } else {
+                    Err("the destination is down".into())
+                }
+            }
+        }
+    };
+    let breaker = BreakerConfig::new(3, Duration::from_millis(300), Duration::from_millis(600));
+    let (stop, task) = spawn(&store, on_crm(quick(1000)).breaker(Some(breaker)), handler);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a paused route ran a handler"
+    );
+    store.set_pause(crm.clone(), None).await.unwrap();
+    until(&store, "handed over after the resume", |s| s.done == 5).await;
+
+    // The destination goes down: three failures in a row pause the route.
+    up.store(false, Ordering::SeqCst);
+    for id in 10..30 {
+        store
+            .put(ticket(id, 0).for_routes(vec![crm.clone()]))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let pause = loop {
+        if let Some(pause) = store.pause_of(crm.clone()).await.unwrap() {
+            break pause;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the breaker never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(pause.reason.contains("circuit breaker"), "{}", pause.reason);
+    assert!(pause.probe_at.is_some());
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.routes[0].route, crm);
+    assert!(stats.routes[0].paused.is_some());
+    // While it is open, only probes run: one every 300 to 600 ms.
+    let at_open = calls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let probes = calls.load(Ordering::SeqCst) - at_open;
+    assert!(
+        (1..=8).contains(&probes),
+        "{probes} attempts in 2 s while the breaker was open"
+    );
+    assert!(store.pause_of(crm.clone()).await.unwrap().is_some());
+    assert_eq!(
+        store.stats().await.unwrap().dead,
+        0,
+        "nothing dies while paused"
+    );
+
+    // Back up: the next probe is taken, the route resumes and catches up.
+    up.store(true, Ordering::SeqCst);
+    until(&store, "caught up after the probe was taken", |s| {
+        s.done == 25
+    })
+    .await;
+    assert_eq!(store.pause_of(crm.clone()).await.unwrap(), None);
+    drop(stop);
+    task.await.unwrap();
+}

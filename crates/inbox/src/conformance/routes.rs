@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{attempt, failed, ticket};
-use crate::model::{Filter, Outcome, PutOutcome, Replay, RouteStats, State, now_ms};
+use crate::model::{Filter, Outcome, Pause, PutOutcome, Replay, RouteStats, State, now_ms};
 use crate::routing::RouteName;
 use crate::store::{ClaimRequest, Store, StoreError};
 
@@ -205,4 +205,57 @@ pub async fn unrouted_events_are_kept_done<S: Store>(store: S) {
     let purged = store.purge(now_ms() + 1, 0).await.unwrap();
     assert_eq!(purged.events, 1);
     assert!(store.get(id).await.unwrap().is_none());
+}
+
+/// A route's pause is kept until a resume, replaced by a later one, listed in the
+/// stats even before the route took anything, and its reason kept as written.
+pub async fn pauses_are_kept_per_route<S: Store>(store: S) {
+    let (crm, audit) = (route("crm"), route("audit"));
+    assert_eq!(store.pause_of(crm.clone()).await.unwrap(), None);
+    let by_hand = Pause::by_hand("maintenance until 18:00");
+    store
+        .set_pause(crm.clone(), Some(by_hand.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pause_of(crm.clone()).await.unwrap(),
+        Some(by_hand.clone())
+    );
+    assert_eq!(store.pause_of(audit.clone()).await.unwrap(), None);
+    let stats = store.stats().await.unwrap();
+    let listed = stats
+        .routes
+        .iter()
+        .find(|r| r.route == crm)
+        .expect("listed");
+    assert_eq!(listed.paused.as_ref(), Some(&by_hand));
+    assert_eq!(listed.open(), 0);
+
+    store
+        .put(ticket(1, 0).for_routes(vec![crm.clone(), audit.clone()]))
+        .await
+        .unwrap();
+    let breaker = Pause {
+        since: 5,
+        reason: "circuit breaker".into(),
+        probe_at: Some(now_ms() + 10_000),
+    };
+    store
+        .set_pause(crm.clone(), Some(breaker.clone()))
+        .await
+        .unwrap();
+    let stats = store.stats().await.unwrap();
+    let crm_stats = stats.routes.iter().find(|r| r.route == crm).unwrap();
+    assert_eq!(
+        (crm_stats.pending, crm_stats.paused.as_ref()),
+        (1, Some(&breaker))
+    );
+    let audit_stats = stats.routes.iter().find(|r| r.route == audit).unwrap();
+    assert_eq!(audit_stats.paused, None);
+
+    store.set_pause(crm.clone(), None).await.unwrap();
+    assert_eq!(store.pause_of(crm.clone()).await.unwrap(), None);
+    store.set_pause(crm.clone(), None).await.unwrap();
+    let stats = store.stats().await.unwrap();
+    assert!(stats.routes.iter().all(|r| r.paused.is_none()), "{stats:?}");
 }

@@ -1,5 +1,5 @@
 //! What an operator does from the console: replay an event, set it aside, replay
-//! every dead one; each a `POST` that passed the guard's checks, answered with a
+//! every dead one, pause or resume a route; each a `POST` that passed the guard's checks, answered with a
 //! redirect to a page that shows what was done once (a notice cookie), so a reload
 //! neither repeats the action nor the notice.
 
@@ -14,7 +14,8 @@ use super::guard::same_origin;
 use super::html::Page;
 use super::session::{Browser, Notice};
 use super::{Console, store_failure};
-use crate::model::{EventId, Replay};
+use crate::model::{EventId, Pause, Replay};
+use crate::routing::RouteName;
 use crate::store::Store;
 
 /// A redirect to `to` that leaves `notice` for the page there.
@@ -66,6 +67,55 @@ pub(super) async fn set_aside<S: Store>(
         Ok(()) => done(&format!("/events/{id}"), Notice::SetAside),
         Err(error) => store_failure(&error),
     }
+}
+
+/// Pauses (`pause` true) or resumes the route named in the path.
+async fn pause_or_resume<S: Store>(
+    console: &Console<S>,
+    browser: &Browser,
+    name: String,
+    headers: &HeaderMap,
+    body: &Bytes,
+    pause: bool,
+) -> Response {
+    if let Err(refused) = same_origin(headers, body, &console.keys, browser) {
+        return refused;
+    }
+    let Ok(route) = RouteName::new(&name) else {
+        return Page::error(StatusCode::BAD_REQUEST, "Not a route name.");
+    };
+    let (change, notice) = if pause {
+        (
+            Some(Pause::by_hand("paused in the console")),
+            Notice::Paused,
+        )
+    } else {
+        (None, Notice::Resumed)
+    };
+    match console.store.set_pause(route, change).await {
+        Ok(()) => done("/", notice),
+        Err(error) => store_failure(&error),
+    }
+}
+
+pub(super) async fn pause_route<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    Extension(browser): Extension<Browser>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    pause_or_resume(&console, &browser, name, &headers, &body, true).await
+}
+
+pub(super) async fn resume_route<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    Extension(browser): Extension<Browser>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    pause_or_resume(&console, &browser, name, &headers, &body, false).await
 }
 
 pub(super) async fn confirm_replay_dead<S: Store>(

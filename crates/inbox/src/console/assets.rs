@@ -41,6 +41,7 @@ input, select, button { font: inherit; color: var(--fg); background: var(--bg); 
 button { cursor: pointer; background: var(--card); }
 button.danger { color: var(--bad); }
 .actions { display: flex; gap: .75rem; flex-wrap: wrap; margin: 1rem 0; }
+form.inline { display: inline; margin-left: .5rem; }
 .facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
 .facts dt { color: var(--muted); }
 .facts dd { margin: 0; overflow-wrap: anywhere; }

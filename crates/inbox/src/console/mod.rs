@@ -35,7 +35,9 @@ use axum::routing::{get, post};
 use crate::store::{Store, StoreError};
 use html::Page;
 
-use self::actions::{confirm_replay_dead, replay_dead, replay_one, set_aside};
+use self::actions::{
+    confirm_replay_dead, pause_route, replay_dead, replay_one, resume_route, set_aside,
+};
 use self::api::{api_event, api_latest, api_stats};
 use self::guard::guard;
 use self::pages::{event, list, overview};
@@ -140,6 +142,8 @@ pub fn router_with<S: Store + Clone>(store: S, options: ConsoleOptions) -> Route
         .route("/events/{id}", get(event::<S>))
         .route("/events/{id}/replay", post(replay_one::<S>))
         .route("/events/{id}/set-aside", post(set_aside::<S>))
+        .route("/routes/{name}/pause", post(pause_route::<S>))
+        .route("/routes/{name}/resume", post(resume_route::<S>))
         .route(
             "/replay-dead",
             get(confirm_replay_dead::<S>).post(replay_dead::<S>),

@@ -15,7 +15,10 @@ use super::{Console, SEARCH_WINDOW, store_failure};
 use crate::model::{EventId, Filter, Outcome, State, StoredEvent, now_ms};
 use crate::store::Store;
 
-pub(super) async fn overview<S: Store>(AxumState(console): AxumState<Arc<Console<S>>>) -> Response {
+pub(super) async fn overview<S: Store>(
+    AxumState(console): AxumState<Arc<Console<S>>>,
+    Extension(browser): Extension<Browser>,
+) -> Response {
     let stats = match console.store.stats().await {
         Ok(stats) => stats,
         Err(error) => return store_failure(&error),
@@ -55,15 +58,29 @@ pub(super) async fn overview<S: Store>(AxumState(console): AxumState<Arc<Console
     if stats
         .routes
         .iter()
-        .any(|r| r.route != crate::routing::RouteName::default_route())
+        .any(|r| r.route != crate::routing::RouteName::default_route() || r.paused.is_some())
     {
-        body.push_str(r#"<h2>Routes</h2><div class="scroll"><table class="routes"><thead><tr><th>route</th><th>pending</th><th>in flight</th><th>done</th><th>dead</th><th>oldest waiting</th></tr></thead><tbody>"#);
+        body.push_str(r#"<h2>Routes</h2><div class="scroll"><table class="routes"><thead><tr><th>route</th><th>pending</th><th>in flight</th><th>done</th><th>dead</th><th>oldest waiting</th><th>handing over</th></tr></thead><tbody>"#);
         let now = now_ms();
+        let csrf = console.keys.token(&browser.id);
         for route in &stats.routes {
             let link = |state: &str| format!("/events?route={}&amp;state={state}", route.route);
+            // The unrouted route hands nothing over: nothing to pause.
+            let handing = match &route.paused {
+                _ if route.route.is_unrouted() => "-".to_string(),
+                Some(pause) => format!(
+                    r#"<span class="state dead" data-paused>paused</span> {reason} <form method="post" action="/routes/{name}/resume" class="inline"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Resume</button></form>"#,
+                    reason = esc(&pause.reason),
+                    name = route.route,
+                ),
+                None => format!(
+                    r#"<span class="state done">running</span> <form method="post" action="/routes/{name}/pause" class="inline"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" class="danger">Pause</button></form>"#,
+                    name = route.route,
+                ),
+            };
             let _ = write!(
                 body,
-                r#"<tr data-route="{name}"><td><a href="/events?route={name}">{name}</a></td><td><a href="{p}">{pending}</a></td><td><a href="{f}">{in_flight}</a></td><td><a href="{d}">{done}</a></td><td><a href="{x}">{dead}</a></td><td>{age}</td></tr>"#,
+                r#"<tr data-route="{name}"><td><a href="/events?route={name}">{name}</a></td><td><a href="{p}">{pending}</a></td><td><a href="{f}">{in_flight}</a></td><td><a href="{d}">{done}</a></td><td><a href="{x}">{dead}</a></td><td>{age}</td><td>{handing}</td></tr>"#,
                 name = route.route,
                 p = link("pending"),
                 f = link("in_flight"),

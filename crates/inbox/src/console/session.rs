@@ -111,6 +111,8 @@ pub(super) enum Notice {
     Replayed,
     SetAside,
     ReplayedAll(u64),
+    Paused,
+    Resumed,
 }
 
 impl Notice {
@@ -118,6 +120,8 @@ impl Notice {
         match value {
             "replayed" => Some(Notice::Replayed),
             "set-aside" => Some(Notice::SetAside),
+            "paused" => Some(Notice::Paused),
+            "resumed" => Some(Notice::Resumed),
             _ => value
                 .strip_prefix("replayed-all-")
                 .and_then(|n| n.parse().ok())
@@ -133,6 +137,10 @@ impl Notice {
             Notice::ReplayedAll(count) => {
                 format!("Replayed {count} dead event(s): they are pending again.")
             }
+            Notice::Paused => {
+                "Paused: the route's events wait until it is resumed (within a second on every relay).".into()
+            }
+            Notice::Resumed => "Resumed: the route's waiting events are handed over now.".into(),
         }
     }
 
@@ -142,6 +150,8 @@ impl Notice {
             Notice::Replayed => "replayed".to_string(),
             Notice::SetAside => "set-aside".to_string(),
             Notice::ReplayedAll(count) => format!("replayed-all-{count}"),
+            Notice::Paused => "paused".to_string(),
+            Notice::Resumed => "resumed".to_string(),
         };
         HeaderValue::from_str(&format!(
             "{NOTICE_COOKIE}={value}; Path=/; Max-Age=60; HttpOnly; SameSite=Strict"

@@ -93,6 +93,13 @@ pub(super) fn apply(t: &mut Tables<'_>, op: Op) -> Applied {
             let released = release(t);
             settle(job, released.map(|count| (Ok(count), count > 0)))
         }
+        Op::SetPause(job) => {
+            let (route, pause) = &job.input;
+            let resumed = pause.is_none();
+            let set = t.set_pause(route, pause.as_ref());
+            // A resume may make entries claimable again.
+            settle(job, set.map(|()| (Ok(()), resumed)))
+        }
         Op::Ping(job) => {
             let pinged = t.meta.insert(META_PING, now_ms()).map(drop);
             settle(job, pinged.map(|()| (Ok(()), false)).map_err(Into::into))

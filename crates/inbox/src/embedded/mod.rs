@@ -45,10 +45,12 @@ use self::tables::prepare;
 pub use self::writer::MAX_BATCH;
 use self::writer::{Op, writer_loop};
 use crate::group_commit::Job;
+use crate::model::Pause;
 use crate::model::{
     Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Purged, PutOutcome, Replay,
     Stats, StoredEvent, UnixMs,
 };
+use crate::routing::RouteName;
 use crate::store::{ClaimRequest, DispatchGuard, Store, StoreError};
 
 /// The inbox in one redb file. Cheap to clone; clones share the file and the writer.
@@ -355,6 +357,14 @@ impl Store for EmbeddedStore {
 
     async fn release_claims(&self) -> Result<u64, StoreError> {
         self.send(Op::Release, ()).await
+    }
+
+    async fn set_pause(&self, route: RouteName, pause: Option<Pause>) -> Result<(), StoreError> {
+        self.send(Op::SetPause, (route, pause)).await
+    }
+
+    async fn pause_of(&self, route: RouteName) -> Result<Option<Pause>, StoreError> {
+        self.read(move |db| read::read_pause(db, &route)).await
     }
 
     async fn begin_dispatch(&self) -> Result<(DispatchGuard, u64), StoreError> {

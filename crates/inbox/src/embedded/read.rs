@@ -7,7 +7,8 @@ use super::file::storage;
 use super::record::{DEFAULT_NO, Life, RouteNo, UNROUTED_NO, decode_payload};
 use super::tables::{
     DEAD, DUE, ERRORS, HISTORY, LEASES, LIVES, META, META_CONFLICTS, META_DUPLICATES,
-    META_RECEIVED, OPEN, PAYLOADS, ROUTE_COUNTS, ROUTES, assemble, route_stats, state_counter,
+    META_RECEIVED, OPEN, PAUSES, PAYLOADS, ROUTE_COUNTS, ROUTES, assemble, route_stats,
+    state_counter,
 };
 use crate::model::{EventId, Filter, State, Stats, StoredEvent, UnixMs};
 use crate::routing::RouteName;
@@ -79,6 +80,7 @@ pub(super) fn read_stats(db: &impl ReadableDatabase) -> Result<Stats, StoreError
         &txn.open_table(ROUTE_COUNTS).map_err(storage)?,
         &open,
         &lives,
+        &txn.open_table(PAUSES).map_err(storage)?,
     )
     .map_err(storage)?;
     let oldest = routes
@@ -187,6 +189,19 @@ pub(super) fn read_list(
         }
     }
     Ok(page)
+}
+
+/// `route`'s pause, if it is paused.
+pub(super) fn read_pause(
+    db: &impl ReadableDatabase,
+    route: &RouteName,
+) -> Result<Option<crate::model::Pause>, StoreError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let pauses = txn.open_table(PAUSES).map_err(storage)?;
+    Ok(pauses
+        .get(route.as_str())
+        .map_err(storage)?
+        .and_then(|bytes| crate::model::Pause::decode(bytes.value())))
 }
 
 /// One event.

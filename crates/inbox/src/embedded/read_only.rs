@@ -12,10 +12,12 @@ use redb::{ReadOnlyDatabase, ReadableDatabase as _};
 use super::file::{builder, open_error, storage, unpanicked};
 use super::read;
 use super::tables::{META, META_SCHEMA, SCHEMA_VERSION};
+use crate::model::Pause;
 use crate::model::{
     Attempt, ClaimToken, Claimed, EventId, Filter, Finish, NewEvent, Purged, PutOutcome, Replay,
     Stats, StoredEvent, UnixMs,
 };
+use crate::routing::RouteName;
 use crate::store::{ClaimRequest, Store, StoreError};
 
 /// An inbox file opened read-only. Cheap to clone.
@@ -142,6 +144,14 @@ impl Store for ReadOnlyInbox {
 
     async fn release_claims(&self) -> Result<u64, StoreError> {
         self.refused()
+    }
+
+    async fn set_pause(&self, _: RouteName, _: Option<Pause>) -> Result<(), StoreError> {
+        self.refused()
+    }
+
+    async fn pause_of(&self, route: RouteName) -> Result<Option<Pause>, StoreError> {
+        self.read(move |db| read::read_pause(db, &route)).await
     }
 
     async fn begin_dispatch(&self) -> Result<(crate::store::DispatchGuard, u64), StoreError> {

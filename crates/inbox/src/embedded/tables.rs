@@ -9,7 +9,7 @@ use super::file::storage;
 use super::record::{
     DEFAULT_NO, Life, Payload, RouteNo, UNROUTED_NO, decode_payload, encode_payload,
 };
-use crate::model::{Attempt, EventId, NewEvent, RouteStats, State, StoredEvent};
+use crate::model::{Attempt, EventId, NewEvent, Pause, RouteStats, State, StoredEvent};
 use crate::routing::{RouteName, stored_route};
 use crate::store::StoreError;
 use crate::transition::{Decision, Lifecycle, forgotten_by};
@@ -44,6 +44,9 @@ pub(super) const DEAD: TableDefinition<'static, (u32, u64), ()> =
 /// Route names to their numbers in this file ([`UNROUTED_NO`] and [`DEFAULT_NO`]
 /// are the same in every file).
 pub(super) const ROUTES: TableDefinition<'static, &str, u32> = TableDefinition::new("routes");
+/// Paused routes: name to the encoded [`crate::model::Pause`].
+pub(super) const PAUSES: TableDefinition<'static, &str, &[u8]> =
+    TableDefinition::new("route_pauses");
 /// Each route's count of events per state: (route, state code) to count.
 pub(super) const ROUTE_COUNTS: TableDefinition<'static, (u32, u8), u64> =
     TableDefinition::new("route_counts");
@@ -211,6 +214,7 @@ pub(super) struct Tables<'t> {
     pub dead: Table<'t, (u32, u64), ()>,
     routes: Table<'t, &'static str, u32>,
     route_counts: Table<'t, (u32, u8), u64>,
+    pauses: Table<'t, &'static str, &'static [u8]>,
     pub done: Table<'t, (u64, u64), ()>,
     pub dedup: Table<'t, &'static str, (u64, u64)>,
     pub keys: Table<'t, &'static str, u64>,
@@ -241,6 +245,7 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META)?,
             routes: txn.open_table(ROUTES)?,
             route_counts: txn.open_table(ROUTE_COUNTS)?,
+            pauses: txn.open_table(PAUSES)?,
             counters: std::collections::HashMap::new(),
             route_counters: std::collections::HashMap::new(),
             route_numbers: std::collections::HashMap::new(),
@@ -261,6 +266,22 @@ impl<'t> Tables<'t> {
             self.route_numbers.insert(route.clone(), number);
         }
         Ok(number)
+    }
+
+    /// Pauses `route` (`Some`) or resumes it (`None`).
+    pub fn set_pause(
+        &mut self,
+        route: &RouteName,
+        pause: Option<&Pause>,
+    ) -> Result<(), redb::Error> {
+        match pause {
+            Some(pause) => drop(
+                self.pauses
+                    .insert(route.as_str(), pause.encode().as_slice())?,
+            ),
+            None => drop(self.pauses.remove(route.as_str())?),
+        }
+        Ok(())
     }
 
     /// Route `route`'s number, given now if it has none yet.
@@ -510,6 +531,7 @@ pub(super) fn route_stats(
     counts: &impl ReadableTable<(u32, u8), u64>,
     open: &impl ReadableTable<(u32, u64), ()>,
     lives: &impl ReadableTable<u64, &'static [u8]>,
+    pauses: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Vec<RouteStats>, redb::Error> {
     let mut numbered = vec![
         (DEFAULT_NO, RouteName::default_route()),
@@ -535,7 +557,20 @@ pub(super) fn route_stats(
                 stats.oldest_open_received_at = Some(Life::decode(id, bytes.value())?.received_at);
             }
         }
-        if stats.open() + stats.done + stats.dead > 0 {
+        stats.paused = pauses
+            .get(stats.route.as_str())?
+            .and_then(|bytes| Pause::decode(bytes.value()));
+        if stats.open() + stats.done + stats.dead > 0 || stats.paused.is_some() {
+            all.push(stats);
+        }
+    }
+    // A route paused before it took anything is listed too.
+    for entry in pauses.iter()? {
+        let (name, bytes) = entry?;
+        let route = stored_route(name.value());
+        if !all.iter().any(|r| r.route == route) {
+            let mut stats = RouteStats::new(route);
+            stats.paused = Pause::decode(bytes.value());
             all.push(stats);
         }
     }
@@ -631,5 +666,6 @@ pub(super) fn copy_all(
         + copy(from, to, KEYS)?
         + copy(from, to, ROUTES)?
         + copy(from, to, ROUTE_COUNTS)?
+        + copy(from, to, PAUSES)?
         + copy(from, to, META)?)
 }

@@ -14,8 +14,9 @@ use super::file::Handle;
 use super::tables::Tables;
 use crate::group_commit::{Answer, Job, answer_all};
 use crate::model::{
-    Attempt, ClaimToken, Claimed, EventId, NewEvent, Purged, PutOutcome, Replay, UnixMs,
+    Attempt, ClaimToken, Claimed, EventId, NewEvent, Pause, Purged, PutOutcome, Replay, UnixMs,
 };
+use crate::routing::RouteName;
 use crate::store::{ClaimRequest, StoreError};
 use crate::transition::Finish;
 
@@ -34,6 +35,7 @@ pub(super) enum Op {
     Purge(Job<(UnixMs, UnixMs), Purged>),
     Release(Job<(), u64>),
     Ping(Job<(), ()>),
+    SetPause(Job<(RouteName, Option<Pause>), ()>),
 }
 
 impl Op {
@@ -50,6 +52,7 @@ impl Op {
             Op::Purge(job) => job.unanswered(),
             Op::Release(job) => job.unanswered(),
             Op::Ping(job) => job.unanswered(),
+            Op::SetPause(job) => job.unanswered(),
         }
     }
 }

@@ -49,9 +49,10 @@ use self::rows::{COLUMNS, StateCode, event_of, i};
 use self::schema::Names;
 use crate::group_commit::Job;
 use crate::model::{
-    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Purged, PutOutcome, Replay,
+    Attempt, ClaimToken, Claimed, EventId, Filter, NewEvent, Pause, Purged, PutOutcome, Replay,
     RouteStats, State, Stats, StoredEvent, UnixMs, ms, now_ms,
 };
+use crate::routing::RouteName;
 use crate::store::{ClaimRequest, Store, StoreError};
 use crate::transition::{CLAIMABLE, Change, Finish};
 
@@ -214,6 +215,28 @@ impl Store for PostgresStore {
                 _ => {}
             }
         }
+        for row in client
+            .query(
+                &format!(
+                    "SELECT since, reason, probe_at, route FROM {}",
+                    names.pauses
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("cannot read the paused routes", e))?
+        {
+            let route = crate::routing::stored_route(row.get(3));
+            let pause = Some(rows::pause_of(&row));
+            match stats.routes.iter_mut().find(|r| r.route == route) {
+                Some(entry) => entry.paused = pause,
+                None => {
+                    let mut entry = RouteStats::new(route);
+                    entry.paused = pause;
+                    stats.routes.push(entry);
+                }
+            }
+        }
         crate::model::sort_routes(&mut stats.routes);
         stats.oldest_open_received_at = stats
             .routes
@@ -318,6 +341,58 @@ impl Store for PostgresStore {
             .map(event_of)
             .filter(|event| filter.text.is_none() || filter.matches(event))
             .collect())
+    }
+
+    async fn set_pause(&self, route: RouteName, pause: Option<Pause>) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let pauses = &self.inner.names.pauses;
+        match pause {
+            Some(pause) => client
+                .execute(
+                    &format!(
+                        "INSERT INTO {pauses} (route, since, reason, probe_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (route) DO UPDATE SET since = EXCLUDED.since,
+                           reason = EXCLUDED.reason, probe_at = EXCLUDED.probe_at"
+                    ),
+                    &[
+                        &route.as_str(),
+                        &i(pause.since),
+                        &pause.reason,
+                        &pause.probe_at.map(i),
+                    ],
+                )
+                .await
+                .map_err(|e| db_error("cannot pause the route", e))?,
+            None => {
+                let resumed = client
+                    .execute(
+                        &format!("DELETE FROM {pauses} WHERE route = $1"),
+                        &[&route.as_str()],
+                    )
+                    .await
+                    .map_err(|e| db_error("cannot resume the route", e))?;
+                if resumed > 0 {
+                    self.inner.work.notify_waiters();
+                }
+                resumed
+            }
+        };
+        Ok(())
+    }
+
+    async fn pause_of(&self, route: RouteName) -> Result<Option<Pause>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT since, reason, probe_at FROM {} WHERE route = $1",
+                    self.inner.names.pauses
+                ),
+                &[&route.as_str()],
+            )
+            .await
+            .map_err(|e| db_error("cannot read the route's pause", e))?;
+        Ok(row.as_ref().map(rows::pause_of))
     }
 
     async fn release_claims(&self) -> Result<u64, StoreError> {

@@ -73,6 +73,15 @@ pub(super) fn lifecycle_of(row: &tokio_postgres::Row) -> (EventId, Lifecycle) {
     )
 }
 
+/// A pause from `since, reason, probe_at` (the first three columns).
+pub(super) fn pause_of(row: &tokio_postgres::Row) -> crate::model::Pause {
+    crate::model::Pause {
+        since: row.get::<_, i64>(0) as u64,
+        reason: row.get(1),
+        probe_at: row.get::<_, Option<i64>>(2).map(|v| v as u64),
+    }
+}
+
 /// A `u64` as PostgreSQL's `BIGINT`, saturating.
 pub(super) fn i(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

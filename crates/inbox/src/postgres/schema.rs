@@ -16,6 +16,7 @@ pub(super) struct Names {
     pub events: String,
     pub dedup: String,
     pub counters: String,
+    pub pauses: String,
     pub migrations: String,
 }
 
@@ -43,6 +44,7 @@ impl Names {
             events: table("events"),
             dedup: table("dedup"),
             counters: table("counters"),
+            pauses: table("route_pauses"),
             migrations: table("migrations"),
         })
     }
@@ -54,6 +56,7 @@ impl Names {
             events,
             dedup,
             counters,
+            pauses,
             prefix,
             ..
         } = self;
@@ -109,7 +112,8 @@ impl Names {
             ),
             // Routes: each row is one route's entry of an event; every row before is
             // the default route's. A constant default adds the column without a
-            // rewrite; claims, dead letters and counts read per route.
+            // rewrite; claims, dead letters and counts read per route. Paused routes
+            // (`Pause`: since, reason, and a breaker's probe time) have a row each.
             (
                 3,
                 format!(
@@ -119,7 +123,13 @@ impl Names {
                      DROP INDEX {schema}.\"{prefix}events_dead\";
                      CREATE INDEX \"{prefix}events_due\" ON {events} (route, due_at, id) WHERE state IN (0, 1);
                      CREATE INDEX \"{prefix}events_open\" ON {events} (route, id) WHERE state IN (0, 1);
-                     CREATE INDEX \"{prefix}events_dead\" ON {events} (route, id) WHERE state = 3;",
+                     CREATE INDEX \"{prefix}events_dead\" ON {events} (route, id) WHERE state = 3;
+                     CREATE TABLE {pauses} (
+                       route TEXT PRIMARY KEY,
+                       since BIGINT NOT NULL,
+                       reason TEXT NOT NULL,
+                       probe_at BIGINT
+                     );",
                     schema = self.schema,
                 ),
             ),
