@@ -321,7 +321,7 @@ pub struct InboxArgs {
     /// then key=value words: actions=CHAT_*,TICKET_CREATED (default all),
     /// format=as-received|form|json, concurrency=N, timeout=30s, max-attempts=N,
     /// retry=1s..1h (first and longest wait), breaker=N (failures in a row that
-    /// pause it; 0: never), auth-user=USER, password-env=VAR, password-file=PATH, sign,
+    /// pause it; 0: never), accounts=acme,beta (only their events), auth-user=USER, password-env=VAR, password-file=PATH, sign,
     /// signing-secret-env=VAR. Each event is stored once per route that takes it and
     /// each route is delivered, retried and dead-lettered on its own; an event no
     /// route takes is kept as `unrouted`.
@@ -332,6 +332,21 @@ pub struct InboxArgs {
         conflicts_with = "forward_to"
     )]
     pub route: Vec<crate::routes::RouteSpec>,
+
+    /// With --inbox: a Thulium account to receive for (repeat for several), each on
+    /// its own path with its own password, instead of --path and --auth-user: NAME,
+    /// then key=value words: path=/thulium/NAME, auth-user=thulium,
+    /// password-env=THULIUM_ACCOUNT_<NAME>_PASSWORD, password-file=PATH. Each event
+    /// is stored with its account (redeliveries are recognised within it), listed
+    /// and filtered by it, and forwarded with X-Thulium-Account; a route's
+    /// accounts=a,b takes only theirs.
+    #[arg(
+        long = "receive-for",
+        value_name = "SPEC",
+        requires = "inbox",
+        conflicts_with = "subscribe"
+    )]
+    pub receive_for: Vec<crate::accounts::AccountSpec>,
 
     /// With --forward-to: send HTTP Basic auth with this user (password from
     /// THULIUM_FORWARD_PASSWORD or a prompt).
@@ -479,6 +494,10 @@ pub enum InboxCommand {
         /// Only the entries of this route (`unrouted`: the events no route took).
         #[arg(long, value_name = "NAME", value_parser = parse_route)]
         route: Option<thulium_inbox::RouteName>,
+        /// Only the events of this Thulium account (of a relay that receives for
+        /// several).
+        #[arg(long, value_name = "NAME")]
+        from_account: Option<thulium_inbox::routing::AccountName>,
         /// Only events of this action.
         #[arg(long)]
         action: Option<String>,

@@ -158,8 +158,8 @@ pub fn parse(text: &str) -> Result<Settings, Vec<Mistake>> {
             ));
             continue;
         };
-        if section_name == "routes" {
-            routes(entries, &mistake, &mut settings, &mut mistakes);
+        if let Some(named) = NAMED.iter().find(|n| n.section == section_name) {
+            named_tables(named, entries, &mistake, &mut settings, &mut mistakes);
             continue;
         }
         if !KEYS.iter().any(|k| k.section == section_name) {
@@ -331,17 +331,51 @@ fn secret_in_file(key: &str) -> String {
 fn sections() -> Vec<String> {
     let mut names: Vec<String> = KEYS.iter().map(|k| format!("[{}]", k.section)).collect();
     names.dedup();
-    names.push("[routes.NAME]".into());
+    names.extend(NAMED.iter().map(|n| format!("[{}.NAME]", n.section)));
     names
 }
 
-/// The `[routes.NAME]` tables: each becomes `--route SPEC` (see `crate::routes`).
-fn routes(
+/// A section of named tables (`[routes.NAME]`, `[accounts.NAME]`), each one flag
+/// with a spec (`crate::routes`, `crate::accounts`).
+struct Named {
+    section: &'static str,
+    /// A table of it, in the singular.
+    one: &'static str,
+    flag: &'static str,
+    keys: &'static [&'static str],
+    head: Option<(&'static str, &'static str)>,
+    /// Checks a spec with the flag's own parser.
+    check: fn(&str) -> Result<(), String>,
+}
+
+const NAMED: &[Named] = &[
+    Named {
+        section: "routes",
+        one: "route",
+        flag: "--route",
+        keys: crate::routes::KEYS,
+        head: crate::routes::HEAD,
+        check: |spec| spec.parse::<crate::routes::RouteSpec>().map(drop),
+    },
+    Named {
+        section: "accounts",
+        one: "account",
+        flag: "--receive-for",
+        keys: crate::accounts::KEYS,
+        head: None,
+        check: |spec| spec.parse::<crate::accounts::AccountSpec>().map(drop),
+    },
+];
+
+/// The tables of a [`Named`] section: each becomes its flag with a spec.
+fn named_tables(
+    named: &Named,
     tables: &DeTable<'_>,
     mistake: &dyn Fn(usize, String) -> Mistake,
     settings: &mut Settings,
     mistakes: &mut Vec<Mistake>,
 ) {
+    let section = named.section;
     let mut tables: Vec<_> = tables.iter().collect();
     tables.sort_by_key(|(name, _)| name.span().start);
     for (name, table) in tables {
@@ -349,7 +383,7 @@ fn routes(
         let DeValue::Table(keys) = table.get_ref() else {
             mistakes.push(mistake(
                 offset,
-                format!("`routes.{name_text}` must be a table ([routes.{name_text}])"),
+                format!("`{section}.{name_text}` must be a table ([{section}.{name_text}])"),
             ));
             continue;
         };
@@ -358,13 +392,15 @@ fn routes(
         keys.sort_by_key(|(key, _)| key.span().start);
         for (key, value) in keys {
             let key_text = key.get_ref().as_ref();
-            if !crate::routes::KEYS.contains(&key_text) {
+            if !named.keys.contains(&key_text) {
                 let message = if key_text.contains("password") || key_text.contains("secret") {
                     secret_in_file(key_text)
                 } else {
                     format!(
-                        "unknown key `{key_text}` in [routes.{name_text}]; a route takes {}",
-                        crate::routes::KEYS.join(", ")
+                        "unknown key `{key_text}` in [{section}.{name_text}]; a{n} {one} takes {}",
+                        named.keys.join(", "),
+                        n = if named.one.starts_with('a') { "n" } else { "" },
+                        one = named.one,
                     )
                 };
                 mistakes.push(mistake(key.span().start, message));
@@ -385,23 +421,23 @@ fn routes(
                 _ => {
                     mistakes.push(mistake(
                         value.span().start,
-                        format!("routes.{name_text}.{key_text} must be a string, a number, true or false, or a list of strings"),
+                        format!("{section}.{name_text}.{key_text} must be a string, a number, true or false, or a list of strings"),
                     ));
                     continue;
                 }
             };
             entries.push((key_text.to_string(), text));
         }
-        let spec = crate::routes::spec_of(name_text, &entries)
-            .and_then(|spec| spec.parse::<crate::routes::RouteSpec>().map(|_| spec));
+        let spec = crate::routes::spec_of(section, named.head, name_text, &entries)
+            .and_then(|spec| (named.check)(&spec).map(|()| spec));
         match spec {
             Ok(spec) => {
                 settings
                     .args
-                    .extend(["--route".into(), spec.clone().into()]);
+                    .extend([named.flag.into(), spec.clone().into()]);
                 settings
                     .values
-                    .push((format!("routes.{name_text}"), "--route", spec));
+                    .push((format!("{section}.{name_text}"), named.flag, spec));
             }
             Err(message) => mistakes.push(mistake(offset, message)),
         }

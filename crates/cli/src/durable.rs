@@ -9,9 +9,10 @@ use thulium_inbox::Store;
 use thulium_inbox::breaker::BreakerConfig;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, RetrySchedule};
 use thulium_inbox::forward::{ForwardFormat, Forwarder};
-use thulium_inbox::relay::{Relay, Route, shutdown_signal};
+use thulium_inbox::relay::{Account, Relay, Route, shutdown_signal};
 use thulium_inbox::routing::RouteName;
 
+use crate::accounts::AccountSpec;
 use crate::args::{ForwardFormat as FormatArg, InboxArgs, ListenArgs, Output};
 use crate::failure::Failure;
 use crate::listen::{StdoutWriter, line};
@@ -56,6 +57,16 @@ pub async fn run(
         .iter()
         .map(|spec| route_of(spec, inbox))
         .collect::<Result<Vec<_>, _>>()?;
+    let accounts = inbox
+        .receive_for
+        .iter()
+        .map(|spec| account_of(spec, args.body_limit))
+        .collect::<Result<Vec<_>, _>>()?;
+    let handing = Handing {
+        forwarder,
+        routes,
+        accounts,
+    };
 
     match location::open_with(
         &location,
@@ -70,7 +81,6 @@ pub async fn run(
     {
         Opened::File(store) => {
             let label = store.path().display().to_string();
-            let handing = Handing { forwarder, routes };
             serve(
                 args, receiver, listener, stdout, format, handing, store, label,
             )
@@ -78,7 +88,6 @@ pub async fn run(
         }
         Opened::Postgres(store) => {
             let label = store.label().to_string();
-            let handing = Handing { forwarder, routes };
             serve(
                 args, receiver, listener, stdout, format, handing, store, label,
             )
@@ -97,6 +106,23 @@ pub async fn run(
 struct Handing {
     forwarder: Option<Forwarder>,
     routes: Vec<Route<Forwarder>>,
+    /// The accounts received for (none: the one receiver of --path).
+    accounts: Vec<Account>,
+}
+
+/// An account's receiver from its spec: its own credentials, from its variable or
+/// file.
+fn account_of(spec: &AccountSpec, body_limit: usize) -> Result<Account, Failure> {
+    let password = secrets::read_env_or_file(
+        &spec.password_env,
+        spec.password_file.as_deref(),
+        &format!("account {}'s webhook password", spec.name),
+        Source::EnvOrPrompt,
+    )?;
+    let receiver = Receiver::with_basic_auth(&spec.auth_user, password)
+        .map_err(|e| Failure::usage(format!("account {}: {e}", spec.name)))?
+        .body_limit(body_limit);
+    Ok(Account::new(spec.name.clone(), receiver).path(&spec.path))
 }
 
 /// The library's forward format for the command line's.
@@ -174,6 +200,7 @@ fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Fai
     );
     Ok(Route::new(spec.name.clone(), forwarder)
         .actions(spec.actions.clone())
+        .accounts(spec.accounts.clone())
         .dispatch(config))
 }
 
@@ -218,7 +245,19 @@ async fn serve<S: Store + Clone>(
     label: String,
 ) -> Result<(), Failure> {
     let inbox = &args.inbox;
-    let Handing { forwarder, routes } = handing;
+    let Handing {
+        forwarder,
+        routes,
+        accounts,
+    } = handing;
+    let paths: Vec<String> = if accounts.is_empty() {
+        vec![args.path.clone()]
+    } else {
+        accounts
+            .iter()
+            .map(|a| format!("{} ({})", a.path, a.name))
+            .collect()
+    };
     let config = dispatch_config(
         inbox.concurrency,
         inbox.handler_timeout,
@@ -231,7 +270,8 @@ async fn serve<S: Store + Clone>(
         .max_backlog(inbox.max_backlog)
         .dispatch(config)
         .keep(inbox.keep)
-        .limits(args.limits.limits());
+        .limits(args.limits.limits())
+        .accounts(accounts);
     match thulium_inbox::ops::install_prometheus() {
         Ok(handle) => relay = relay.metrics(handle),
         Err(error) => tracing::warn!(%error, "/metrics is off"),
@@ -278,7 +318,7 @@ async fn serve<S: Store + Clone>(
     crate::logging::notice(&format!(
         "listening on http://{}{} into the inbox {}; {}; /healthz /readyz /metrics; Ctrl-C stops",
         running.local_addr(),
-        args.path,
+        output::escape(&paths.join(", ")),
         output::escape(&label),
         match &inbox.forward_to {
             _ if !route_names.is_empty() =>

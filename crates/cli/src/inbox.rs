@@ -173,6 +173,7 @@ async fn run_on<S: Store + Clone>(
         InboxCommand::List {
             state,
             route,
+            from_account,
             action,
             text,
             before,
@@ -185,6 +186,7 @@ async fn run_on<S: Store + Clone>(
                     .transpose()
                     .map_err(Failure::usage)?,
                 route,
+                account: from_account,
                 action,
                 text,
                 before: before.map(EventId),
@@ -197,32 +199,31 @@ async fn run_on<S: Store + Clone>(
                     output::print(Value::Array(events.iter().map(event_json).collect()))
                 }
                 Output::Table => {
+                    // The account column once the relay receives for several.
+                    let accounts = events.iter().any(|e| e.account.is_some());
                     let rows: Vec<Vec<String>> = events
                         .iter()
                         .map(|e| {
-                            vec![
-                                e.id.to_string(),
-                                e.route.to_string(),
+                            let mut row = vec![e.id.to_string(), e.route.to_string()];
+                            if accounts {
+                                row.push(e.account.as_ref().map_or("-".into(), |a| a.to_string()));
+                            }
+                            row.extend([
                                 e.state.to_string(),
                                 e.action.clone(),
                                 output::rfc3339(e.received_at),
                                 e.attempts.to_string(),
                                 e.last_error.clone().unwrap_or_else(|| "-".into()),
-                            ]
+                            ]);
+                            row
                         })
                         .collect();
-                    output::print(output::table(
-                        &[
-                            "ID",
-                            "ROUTE",
-                            "STATE",
-                            "ACTION",
-                            "RECEIVED",
-                            "ATTEMPTS",
-                            "LAST ERROR",
-                        ],
-                        &rows,
-                    ))
+                    let mut headers = vec!["ID", "ROUTE"];
+                    if accounts {
+                        headers.push("ACCOUNT");
+                    }
+                    headers.extend(["STATE", "ACTION", "RECEIVED", "ATTEMPTS", "LAST ERROR"]);
+                    output::print(output::table(&headers, &rows))
                 }
             }
         }
@@ -381,6 +382,7 @@ fn event_json(event: &StoredEvent) -> Value {
     json!({
         "id": event.id,
         "route": event.route,
+        "account": event.account,
         "state": event.state,
         "action": event.action,
         "dedup_key": event.dedup_key,
@@ -408,11 +410,15 @@ fn attempt_json(attempt: &thulium_inbox::Attempt) -> Value {
 
 fn show(event: &StoredEvent) -> String {
     let mut out = format!(
-        "event {}  {}  {}\nroute     {}\nreceived  {}\nattempts  {}{}\ndedup key {}\nbody ({})\n  {}\n",
+        "event {}  {}  {}\nroute     {}{}\nreceived  {}\nattempts  {}{}\ndedup key {}\nbody ({})\n  {}\n",
         event.id,
         event.state,
         output::escape(&event.action),
         event.route,
+        event
+            .account
+            .as_ref()
+            .map_or_else(String::new, |a| format!("\naccount   {a}")),
         output::rfc3339(event.received_at),
         event.attempts,
         if event.conflict {

@@ -28,7 +28,8 @@ pub async fn run(args: ListenArgs, connection: &Connection, format: Output) -> R
             args.path
         )));
     }
-    let password = if args.no_auth {
+    // With accounts, each has its own credentials (read by `durable`).
+    let password = if args.no_auth || !args.inbox.receive_for.is_empty() {
         None
     } else {
         Some(secrets::read_env_or_file(

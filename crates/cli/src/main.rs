@@ -1,6 +1,7 @@
 //! `thulium`: manage Thulium webhook subscriptions, receive and send events, and run the
 //! fake Thulium. Every error is one line on stderr; the exit code says what kind.
 
+mod accounts;
 mod actions;
 mod args;
 mod config;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use thulium_inbox::routing::{ActionPattern, RouteName};
+use thulium_inbox::routing::{AccountName, ActionPattern, RouteName};
 
 use crate::args::{ForwardFormat, parse_duration};
 
@@ -36,6 +36,8 @@ pub struct RouteSpec {
     pub retry: Option<(Duration, Duration)>,
     /// Failures in a row that pause it (0: never), unless the listener's.
     pub breaker: Option<u32>,
+    /// The accounts whose events it takes (none: every account's).
+    pub accounts: Vec<AccountName>,
     /// Basic auth user sent.
     pub auth_user: Option<String>,
     /// The variable that holds that user's password.
@@ -58,6 +60,7 @@ pub const KEYS: &[&str] = &[
     "max_attempts",
     "retry",
     "breaker",
+    "accounts",
     "auth_user",
     "password_env",
     "password_file",
@@ -91,6 +94,7 @@ impl FromStr for RouteSpec {
             max_attempts: None,
             retry: None,
             breaker: None,
+            accounts: Vec::new(),
             auth_user: None,
             password_env: None,
             password_file: None,
@@ -120,6 +124,14 @@ impl FromStr for RouteSpec {
                         .split(',')
                         .filter(|a| !a.is_empty())
                         .map(ActionPattern::new)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| bad(&e.to_string()))?;
+                }
+                "accounts" => {
+                    spec.accounts = value
+                        .split(',')
+                        .filter(|a| !a.is_empty())
+                        .map(AccountName::new)
                         .collect::<Result<_, _>>()
                         .map_err(|e| bad(&e.to_string()))?;
                 }
@@ -179,25 +191,42 @@ impl FromStr for RouteSpec {
     }
 }
 
-/// A config file's route table (`[routes.NAME]`, its keys as `KEYS` names them)
-/// as the spec `--route` takes; each value already text (lists joined by `,`).
-pub fn spec_of(name: &str, entries: &[(String, String)]) -> Result<String, String> {
-    let to = entries
+/// A config file's table `[section.NAME]` (its keys as the spec's `KEYS` name
+/// them) as the spec its flag takes: `NAME=HEAD` when the section has a head key
+/// (a route's `to`, required), else `NAME`, then `key=value` words; each value
+/// already text (lists joined by `,`).
+pub fn spec_of(
+    section: &str,
+    head: Option<(&str, &str)>,
+    name: &str,
+    entries: &[(String, String)],
+) -> Result<String, String> {
+    let mut spec = name.to_string();
+    if let Some((head, what)) = head {
+        let value = entries
+            .iter()
+            .find(|(key, _)| key == head)
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| format!("[{section}.{name}] needs `{head}`, {what}"))?;
+        spec.push('=');
+        spec.push_str(value);
+    }
+    for (key, value) in entries
         .iter()
-        .find(|(key, _)| key == "to")
-        .map(|(_, value)| value.as_str())
-        .ok_or_else(|| format!("[routes.{name}] needs `to`, the URL its events are POSTed to"))?;
-    let mut spec = format!("{name}={to}");
-    for (key, value) in entries.iter().filter(|(key, _)| key != "to") {
+        .filter(|(key, _)| head.is_none_or(|(head, _)| key != head))
+    {
         if value.chars().any(char::is_whitespace) {
             return Err(format!(
-                "routes.{name}.{key}: a value here cannot hold spaces"
+                "{section}.{name}.{key}: a value here cannot hold spaces"
             ));
         }
         spec.push_str(&format!(" {key}={value}"));
     }
     Ok(spec)
 }
+
+/// What a route's table must hold first: `to`.
+pub const HEAD: Option<(&str, &str)> = Some(("to", "the URL its events are POSTed to"));
 
 #[cfg(test)]
 mod tests {
@@ -253,11 +282,11 @@ mod tests {
             ("to".to_string(), "https://x/in".to_string()),
             ("sign".to_string(), "true".to_string()),
         ];
-        let spec = spec_of("crm", &entries).unwrap();
+        let spec = spec_of("routes", HEAD, "crm", &entries).unwrap();
         assert_eq!(spec, "crm=https://x/in actions=CHAT_*,CALL_* sign=true");
         assert!(spec.parse::<RouteSpec>().is_ok());
         assert!(
-            spec_of("crm", &entries[..1])
+            spec_of("routes", HEAD, "crm", &entries[..1])
                 .unwrap_err()
                 .contains("needs `to`")
         );

@@ -292,6 +292,7 @@ fn an_old_inbox_file_migrates_and_shows_every_event_as_before() {
                 }
             }
             shown["route"] = serde_json::json!("default");
+            shown["account"] = serde_json::Value::Null;
             let id = shown["id"].to_string();
             let now = json(&["inbox", "show", &id, "--output", "json", "--inbox", inbox]);
             assert_eq!(now, shown, "{name}: event {id}");
@@ -1206,4 +1207,158 @@ async fn a_route_paused_by_hand_waits_until_it_is_resumed() {
     assert!(said.contains("was not paused"), "{said}");
     let (code, _, stderr) = thulium(&["inbox", "pause", "--inbox", &inbox, "Not-A-Route"]);
     assert_eq!(code, 2, "{stderr}");
+}
+
+/// One relay for two Thulium accounts: each on its own path with its own password
+/// (one account's credentials on the other's path get `401`), the same ticket from
+/// both is two events, each forwarded with `X-Thulium-Account`, a route limited to
+/// one account takes only its events, and lists filter by account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_each_on_its_own_path_with_its_own_password() {
+    thulium::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("events.redb");
+    let inbox = inbox.to_str().unwrap().to_string();
+    // The application: (route, account header, body) of each forward.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+    let seen: Seen = Arc::default();
+    let app = {
+        let seen = Arc::clone(&seen);
+        axum::Router::new().route(
+            "/{route}",
+            axum::routing::post(
+                move |axum::extract::Path(route): axum::extract::Path<String>,
+                      headers: axum::http::HeaderMap,
+                      body: String| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        let account = headers
+                            .get("x-thulium-account")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        seen.lock().unwrap().push((route, account, body));
+                        "ok"
+                    }
+                },
+            ),
+        )
+    };
+    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_at = app_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(app_listener, app).await });
+    let addr: SocketAddr = format!("127.0.0.1:{}", thulium_testkit::free_port())
+        .parse()
+        .unwrap();
+    let _listener = Listener(
+        Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args(["listen", "--addr", &addr.to_string(), "--inbox", &inbox])
+                .args(["--receive-for", "acme"])
+                .args(["--receive-for", "beta path=/hooks/beta auth-user=hooks"])
+                .arg("--route")
+                .arg(format!("crm=http://{app_at}/crm accounts=acme"))
+                .arg("--route")
+                .arg(format!("audit=http://{app_at}/audit"))
+                .env("THULIUM_ACCOUNT_ACME_PASSWORD", "acme-password")
+                .env("THULIUM_ACCOUNT_BETA_PASSWORD", "beta-password")
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap(),
+    );
+    let body = |ticket: u32| {
+        thulium::event::examples::event(
+            "TICKET_CREATED",
+            &[("ticket_id".into(), ticket.to_string())],
+        )
+        .unwrap()
+        .to_form()
+    };
+    let http = reqwest::Client::new();
+    let post = |path: &str, user: &str, password: &str, ticket: u32| {
+        http.post(format!("http://{addr}{path}"))
+            .basic_auth(user, Some(password))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body(ticket))
+            .send()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while post("/thulium/acme", "thulium", "acme-password", 1)
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the listener never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(
+            post("/hooks/beta", "hooks", "beta-password", 1)
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    for (path, user, password) in [
+        ("/hooks/beta", "thulium", "acme-password"),
+        ("/thulium/acme", "hooks", "beta-password"),
+        ("/thulium/acme", "thulium", "beta-password"),
+    ] {
+        let answer = post(path, user, password, 2).await.unwrap();
+        assert_eq!(status(answer), 401, "{user} on {path}");
+    }
+    assert_eq!(
+        status(
+            post("/thulium", "thulium", "acme-password", 2)
+                .await
+                .unwrap()
+        ),
+        404
+    );
+    // A redelivery within an account is a duplicate.
+    let again = post("/thulium/acme", "thulium", "acme-password", 1)
+        .await
+        .unwrap();
+    assert_eq!(again.text().await.unwrap(), "duplicate");
+
+    wait_for("every forward", &inbox, |s| {
+        s["routes"]["audit"]["done"] == 2 && s["routes"]["crm"]["done"] == 1
+    });
+    let mut forwards = seen.lock().unwrap().clone();
+    forwards.sort();
+    let routed: Vec<(&str, &str)> = forwards
+        .iter()
+        .map(|(r, a, _)| (r.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(
+        routed,
+        [("audit", "acme"), ("audit", "beta"), ("crm", "acme")]
+    );
+    let beta = json(&[
+        "inbox",
+        "list",
+        "--inbox",
+        &inbox,
+        "--from-account",
+        "beta",
+        "--output",
+        "json",
+    ]);
+    let beta = beta.as_array().unwrap();
+    assert_eq!(beta.len(), 1, "{beta:?}");
+    assert_eq!(
+        (beta[0]["account"].as_str(), beta[0]["route"].as_str()),
+        (Some("beta"), Some("audit"))
+    );
+    let (_, table, _) = thulium(&["inbox", "list", "--inbox", &inbox]);
+    assert!(table.starts_with("ID  ROUTE  ACCOUNT  STATE"), "{table}");
+    let stats = json(&["inbox", "stats", "--output", "json", "--inbox", &inbox]);
+    assert_eq!(
+        (stats["received"].as_u64(), stats["duplicates"].as_u64()),
+        (Some(3), Some(1)),
+        "{stats}"
+    );
 }

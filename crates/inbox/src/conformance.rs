@@ -21,7 +21,8 @@ use crate::store::{ClaimRequest, Store, StoreError};
 
 mod routes;
 pub use routes::{
-    pauses_are_kept_per_route, routes_fan_out_with_their_own_state, unrouted_events_are_kept_done,
+    accounts_keep_their_own_redeliveries, pauses_are_kept_per_route,
+    routes_fan_out_with_their_own_state, unrouted_events_are_kept_done,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -63,7 +64,7 @@ fn failed() -> Outcome {
 #[macro_export]
 macro_rules! conformance_tests {
     ($setup:path, $teardown:path) => {
-        $crate::conformance_tests!(@cases $setup, $teardown, put_is_put_if_absent, claims_ack_in_due_order, stale_claims_are_refused, retries_wait_until_due, dead_letters_and_replay, purge_keeps_keys_for_the_window, release_frees_every_claim, list_filters_and_pages, history_keeps_the_newest_attempts, a_claim_given_back_counts_nothing, hostile_bytes_fail_no_neighbour, routes_fan_out_with_their_own_state, unrouted_events_are_kept_done, pauses_are_kept_per_route);
+        $crate::conformance_tests!(@cases $setup, $teardown, put_is_put_if_absent, claims_ack_in_due_order, stale_claims_are_refused, retries_wait_until_due, dead_letters_and_replay, purge_keeps_keys_for_the_window, release_frees_every_claim, list_filters_and_pages, history_keeps_the_newest_attempts, a_claim_given_back_counts_nothing, hostile_bytes_fail_no_neighbour, routes_fan_out_with_their_own_state, unrouted_events_are_kept_done, pauses_are_kept_per_route, accounts_keep_their_own_redeliveries);
     };
     (@cases $setup:path, $teardown:path, $($case:ident),*) => {
         $(

@@ -30,7 +30,7 @@ use tracing::Instrument as _;
 
 use crate::breaker::{Allowed, BreakerConfig, Gate};
 use crate::model::{Attempt, ClaimToken, Claimed, EventId, Outcome, UnixMs, ms, now_ms};
-use crate::routing::RouteName;
+use crate::routing::{AccountName, RouteName};
 use crate::store::{ClaimRequest, Store, StoreError};
 
 /// What the handler learns about a delivery besides the event.
@@ -49,6 +49,10 @@ pub struct Delivery {
     pub body: bytes::Bytes,
     /// The content type Thulium sent it with.
     pub content_type: Option<String>,
+    /// The route it is handed over on.
+    pub route: RouteName,
+    /// The Thulium account it came from, when the relay receives for several.
+    pub account: Option<AccountName>,
 }
 
 /// Why a handler did not take an event.
@@ -596,6 +600,8 @@ async fn run_and_record<S: Store, H: Handler>(
                 dedup_key: stored.dedup_key.clone(),
                 body: stored.body.clone(),
                 content_type: stored.content_type.clone(),
+                route: stored.route.clone(),
+                account: stored.account.clone(),
             };
             let run = AssertUnwindSafe(handler.handle(event, delivery)).catch_unwind();
             tokio::select! {

@@ -161,9 +161,14 @@ impl Handler for Forwarder {
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header("x-thulium-inbox-id", delivery.id.to_string())
             .header("x-thulium-inbox-attempt", delivery.attempt.to_string());
+        if let Some(account) = &delivery.account {
+            request = request.header("x-thulium-account", account.as_str());
+        }
         if let Some(secrets) = &self.signing {
-            // The same id for every attempt of the event; the time of this attempt.
-            let id = crate::signing::message_id(&delivery.dedup_key, &event.to_json());
+            // The same id for every attempt of the event (within its account); the
+            // time of this attempt.
+            let scope = crate::model::dedup_scope(delivery.account.as_ref(), &delivery.dedup_key);
+            let id = crate::signing::message_id(&scope, &event.to_json());
             let timestamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs());
@@ -271,6 +276,8 @@ mod tests {
             dedup_key: "k".into(),
             body: bytes::Bytes::from_static(body),
             content_type: content_type.map(str::to_owned),
+            route: crate::routing::RouteName::default_route(),
+            account: None,
         }
     }
 

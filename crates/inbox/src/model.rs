@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thulium::event::Event;
 
-use crate::routing::RouteName;
+use crate::routing::{AccountName, RouteName};
 use crate::transition::Lifecycle;
 
 /// Milliseconds since the Unix epoch: how every time in the inbox is kept, so that
@@ -59,6 +59,9 @@ pub struct NewEvent {
     /// keeps one entry per route, each with its own delivery state. Empty: no route
     /// takes it, and it is kept once on [`RouteName::unrouted`], done at once.
     pub routes: Vec<RouteName>,
+    /// The Thulium account it came from, when the relay receives for several: its
+    /// redeliveries are recognised among that account's events only.
+    pub account: Option<AccountName>,
 }
 
 impl NewEvent {
@@ -72,7 +75,14 @@ impl NewEvent {
             content_type,
             received_at: now_ms(),
             routes: vec![RouteName::default_route()],
+            account: None,
         }
+    }
+
+    /// The same event from `account`.
+    pub fn from_account(mut self, account: Option<AccountName>) -> Self {
+        self.account = account;
+        self
     }
 
     /// The same event for these routes instead.
@@ -96,6 +106,38 @@ impl NewEvent {
     pub fn content_digest(&self) -> String {
         content_digest(&self.canonical)
     }
+
+    /// The dedup key within its account ([`dedup_scope`]): what the stores' dedup
+    /// tables are keyed by.
+    pub(crate) fn dedup_scope(&self) -> std::borrow::Cow<'_, str> {
+        dedup_scope(self.account.as_ref(), &self.dedup_key)
+    }
+}
+
+/// A dedup key within its account: the key alone for an event of no named account
+/// (as every store kept it before accounts), `account \x1f key` otherwise, so that
+/// two accounts' events with one key never pass for redeliveries of each other.
+pub fn dedup_scope<'a>(
+    account: Option<&AccountName>,
+    dedup_key: &'a str,
+) -> std::borrow::Cow<'a, str> {
+    match account {
+        None => std::borrow::Cow::Borrowed(dedup_key),
+        Some(account) => std::borrow::Cow::Owned(format!("{account}\u{1f}{dedup_key}")),
+    }
+}
+
+/// What a store's dedup table holds for an event: its scoped key and its content
+/// digest, `\x1f` between (the digest, hex, never holds one).
+pub(crate) fn dedup_identity(scope: &str, digest: &str) -> String {
+    format!("{scope}\u{1f}{digest}")
+}
+
+/// The scoped key of a [`dedup_identity`].
+pub(crate) fn scope_of_identity(identity: &str) -> &str {
+    identity
+        .rsplit_once('\u{1f}')
+        .map_or(identity, |(scope, _)| scope)
 }
 
 /// The SHA-256 of `canonical`, in hex.
@@ -240,6 +282,9 @@ pub struct StoredEvent {
     /// before routes does not say).
     #[serde(default)]
     pub route: RouteName,
+    /// The Thulium account it came from, when the relay receives for several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountName>,
     /// [`Event::dedup_key`].
     pub dedup_key: String,
     /// The action.
@@ -285,6 +330,7 @@ impl StoredEvent {
         Self {
             id,
             route,
+            account: event.account,
             dedup_key: event.dedup_key,
             action: event.action,
             canonical: event.canonical,
@@ -366,6 +412,7 @@ impl From<&StoredEvent> for NewEvent {
             } else {
                 vec![event.route.clone()]
             },
+            account: event.account.clone(),
         }
     }
 }
@@ -683,6 +730,8 @@ pub struct Filter {
     pub state: Option<State>,
     /// Only the entries of this route.
     pub route: Option<RouteName>,
+    /// Only the events of this account.
+    pub account: Option<AccountName>,
     /// Only events of this action.
     pub action: Option<String>,
     /// Only events received at or after this time.
@@ -711,6 +760,10 @@ impl Filter {
     pub fn matches(&self, event: &StoredEvent) -> bool {
         self.state.is_none_or(|s| s == event.state)
             && self.route.as_ref().is_none_or(|r| *r == event.route)
+            && self
+                .account
+                .as_ref()
+                .is_none_or(|a| event.account.as_ref() == Some(a))
             && self.received_from.is_none_or(|t| event.received_at >= t)
             && self.received_to.is_none_or(|t| event.received_at < t)
             && self.matches_content(&event.action, &event.canonical, &event.body)

@@ -20,7 +20,7 @@ use axum::routing::post;
 use thulium::receiver::Receiver;
 
 use crate::model::{NewEvent, PutOutcome};
-use crate::routing::Routing;
+use crate::routing::{AccountName, Routing};
 use crate::store::Store;
 
 /// Receives into a [`Store`]. Cheap to clone.
@@ -30,6 +30,9 @@ pub struct DurableReceiver<S> {
     store: S,
     /// Which routes take each event.
     routing: Arc<Routing>,
+    /// The account this receiver's deliveries come from, if the relay receives for
+    /// several.
+    account: Option<AccountName>,
     max_backlog: u64,
     retry_after: Duration,
     /// Puts under way: counted against the backlog too, so that many deliveries
@@ -47,6 +50,7 @@ impl<S: Store + Clone> DurableReceiver<S> {
             receiver,
             store,
             routing: Arc::new(Routing::default()),
+            account: None,
             max_backlog: DEFAULT_MAX_BACKLOG,
             retry_after: Duration::from_secs(30),
             storing: Arc::new(AtomicU64::new(0)),
@@ -58,6 +62,22 @@ impl<S: Store + Clone> DurableReceiver<S> {
     pub fn routing(mut self, routing: Routing) -> Self {
         self.routing = Arc::new(routing);
         self
+    }
+
+    /// Stores each delivery as `account`'s: its redeliveries are recognised among
+    /// that account's events only, and routes limited to accounts see it.
+    pub fn account(mut self, account: AccountName) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// The same receiver (the same store, routing and backlog count) checking
+    /// deliveries with `receiver` instead: one per account of a relay.
+    pub fn with_receiver(&self, receiver: Receiver) -> Self {
+        Self {
+            receiver,
+            ..self.clone()
+        }
     }
 
     /// Refuse deliveries (`503`) while more than `events` wait to be handed over.
@@ -119,9 +139,12 @@ impl<S: Store + Clone> DurableReceiver<S> {
             metrics::counter!("thulium_inbox_refused_total", "reason" => "full").increment(1);
             return self.unavailable("the inbox is full; deliver again later");
         }
-        let routes = self.routing.routes_for(delivery.event.action().as_str());
+        let routes = self
+            .routing
+            .routes_for_account(delivery.event.action().as_str(), self.account.as_ref());
         let event = NewEvent::from_event(&delivery.event, delivery.body, delivery.content_type)
-            .for_routes(routes);
+            .for_routes(routes)
+            .from_account(self.account.clone());
         metrics::counter!("thulium_inbox_received_total").increment(1);
         // The outcome lines' stable fields; the values came from outside, so control
         // and bidi characters are shown, not written raw into the log.

@@ -45,7 +45,7 @@ use crate::dispatcher::{DispatchConfig, Dispatcher, Handler};
 use crate::model::now_ms;
 use crate::ops::PrometheusHandle;
 use crate::receiver::{DEFAULT_MAX_BACKLOG, DurableReceiver};
-use crate::routing::{ActionPattern, RouteName, Routing, RoutingError};
+use crate::routing::{AccountName, ActionPattern, RouteName, Routing, RoutingError};
 use crate::store::{Store, StoreError};
 
 /// How long handed-over events and dedup keys are kept unless configured: the
@@ -72,6 +72,38 @@ pub enum RelayError {
     /// The routes given cannot work together (none, or two with one name).
     #[error("the relay's routes: {0}")]
     Routes(#[from] RoutingError),
+    /// The accounts given cannot work together.
+    #[error("the relay's accounts: {0}")]
+    Accounts(String),
+}
+
+/// A Thulium account a relay receives for ([`Relay::accounts`]): its deliveries on
+/// its own path, checked with its own credentials, stored as its events.
+#[derive(Debug)]
+pub struct Account {
+    /// The account (stored with each event, forwarded as `X-Thulium-Account`).
+    pub name: AccountName,
+    /// The path its deliveries are POSTed to (`/thulium/{account}` by default).
+    pub path: String,
+    /// Its credentials: another account's are refused here (`401`).
+    pub receiver: Receiver,
+}
+
+impl Account {
+    /// Account `name` on `/thulium/{name}`, checked with `receiver`.
+    pub fn new(name: AccountName, receiver: Receiver) -> Self {
+        Self {
+            path: format!("/thulium/{name}"),
+            name,
+            receiver,
+        }
+    }
+
+    /// On `path` instead.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
 }
 
 /// One destination of a relay ([`Relay::start_routes`]): the actions it takes, how
@@ -87,6 +119,8 @@ pub struct Route<H> {
     pub dispatch: DispatchConfig,
     /// What takes its entries.
     pub handler: H,
+    /// The accounts whose events it takes; empty: every account's.
+    pub accounts: Vec<AccountName>,
 }
 
 impl<H> Route<H> {
@@ -97,7 +131,14 @@ impl<H> Route<H> {
             actions: Vec::new(),
             dispatch: DispatchConfig::default(),
             handler,
+            accounts: Vec::new(),
         }
+    }
+
+    /// Takes only the events of `accounts` (empty: every account's).
+    pub fn accounts(mut self, accounts: Vec<AccountName>) -> Self {
+        self.accounts = accounts;
+        self
     }
 
     /// Takes only the actions `patterns` match.
@@ -126,6 +167,7 @@ pub struct Relay<S> {
     metrics: Option<PrometheusHandle>,
     limits: ServerLimits,
     routes: Router,
+    accounts: Vec<Account>,
 }
 
 impl<S: Store + Clone> Relay<S> {
@@ -144,7 +186,15 @@ impl<S: Store + Clone> Relay<S> {
             metrics: None,
             limits: ServerLimits::default(),
             routes: Router::new(),
+            accounts: Vec::new(),
         }
+    }
+
+    /// Receives for these accounts, each on its own path with its own credentials,
+    /// instead of the one receiver and path given so far.
+    pub fn accounts(mut self, accounts: Vec<Account>) -> Self {
+        self.accounts = accounts;
+        self
     }
 
     /// Deliveries are received on `POST path`.
@@ -216,12 +266,30 @@ impl<S: Store + Clone> Relay<S> {
         listener: TcpListener,
         routes: Vec<Route<H>>,
     ) -> Result<RelayHandle<S>, RelayError> {
-        let routing = Routing::new(
+        let mut routing = Routing::new(
             routes
                 .iter()
                 .map(|r| (r.name.clone(), r.actions.clone()))
                 .collect(),
         )?;
+        for route in &routes {
+            routing = routing.only_accounts(&route.name, route.accounts.clone());
+        }
+        for (position, account) in self.accounts.iter().enumerate() {
+            let earlier = &self.accounts[..position];
+            if earlier.iter().any(|a| a.name == account.name) {
+                return Err(RelayError::Accounts(format!(
+                    "`{}` is given twice",
+                    account.name
+                )));
+            }
+            if earlier.iter().any(|a| a.path == account.path) || !account.path.starts_with('/') {
+                return Err(RelayError::Accounts(format!(
+                    "account {}'s path `{}` must start with / and differ from every other account's",
+                    account.name, account.path
+                )));
+            }
+        }
         let (guard, released) = self.store.begin_dispatch().await?;
         if released > 0 {
             tracing::warn!(
@@ -234,16 +302,36 @@ impl<S: Store + Clone> Relay<S> {
             stop: std::sync::Arc::new(watch::Sender::new(false)),
         };
         let stop = std::sync::Arc::clone(&until.stop);
-        let app = DurableReceiver::new(self.receiver, self.store.clone())
+        let receiving = DurableReceiver::new(self.receiver, self.store.clone())
             .routing(routing)
-            .max_backlog(self.max_backlog)
-            .router(&self.path)
+            .max_backlog(self.max_backlog);
+        let paths: Vec<String> = if self.accounts.is_empty() {
+            vec![self.path.clone()]
+        } else {
+            self.accounts.iter().map(|a| a.path.clone()).collect()
+        };
+        let receivers = if self.accounts.is_empty() {
+            receiving.router(&self.path)
+        } else {
+            // One backlog count for all: each account's receiver is a clone.
+            let mut router = Router::new();
+            for account in self.accounts {
+                router = router.merge(
+                    receiving
+                        .with_receiver(account.receiver)
+                        .account(account.name)
+                        .router(&account.path),
+                );
+            }
+            router
+        };
+        let app = receivers
             .merge(crate::ops::router(self.store.clone(), self.metrics))
             .merge(self.routes);
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             %addr,
-            path = %self.path,
+            paths = %paths.join(","),
             routes = routes.len(),
             keep_s = self.keep.as_secs(),
             "relay started"

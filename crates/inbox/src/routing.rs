@@ -52,6 +52,11 @@ pub enum RoutingError {
     /// No route at all.
     #[error("a relay needs at least one route")]
     NoRoutes,
+    /// Not an account name.
+    #[error(
+        "`{0}` is not a Thulium account name; use the first label of its host, e.g. `acme` for https://acme.thulium.com"
+    )]
+    BadAccount(String),
 }
 
 /// A route's name: 1 to 40 lower-case ASCII letters, digits, `-` and `_`, starting
@@ -143,6 +148,54 @@ impl From<RouteName> for String {
     }
 }
 
+/// A Thulium account a relay receives for (`acme` for `https://acme.thulium.com`):
+/// its events are stored with it, forwarded with `X-Thulium-Account`, and
+/// recognised as redeliveries only among that account's own events.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountName(String);
+
+impl AccountName {
+    /// The account `name` (the first label of its host, as
+    /// [`thulium::config::account_url`] takes it), in lower case.
+    pub fn new(name: &str) -> Result<Self, RoutingError> {
+        thulium::config::account_url(name)
+            .map(|_| Self(name.to_ascii_lowercase()))
+            .map_err(|_| RoutingError::BadAccount(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for AccountName {
+    type Err = RoutingError;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::new(name)
+    }
+}
+
+impl TryFrom<String> for AccountName {
+    type Error = RoutingError;
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::new(&name)
+    }
+}
+
+impl From<AccountName> for String {
+    fn from(account: AccountName) -> Self {
+        account.0
+    }
+}
+
 /// The name a store read back: a name no version writes reads as `unrouted`, so
 /// that nothing dispatches an entry nobody can name.
 pub(crate) fn stored_route(name: &str) -> RouteName {
@@ -211,10 +264,13 @@ impl fmt::Display for ActionPattern {
     }
 }
 
-/// The routes of a relay and the actions each takes, in order.
+/// The routes of a relay and the actions each takes, in order; a route may also
+/// take only some accounts' events ([`Routing::only_accounts`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routing {
     routes: Vec<(RouteName, Vec<ActionPattern>)>,
+    /// Routes that take only these accounts' events.
+    accounts: Vec<(RouteName, Vec<AccountName>)>,
 }
 
 impl Default for Routing {
@@ -222,6 +278,7 @@ impl Default for Routing {
     fn default() -> Self {
         Self {
             routes: vec![(RouteName::default_route(), Vec::new())],
+            accounts: Vec::new(),
         }
     }
 }
@@ -237,17 +294,45 @@ impl Routing {
                 return Err(RoutingError::Duplicate(name.to_string()));
             }
         }
-        Ok(Self { routes })
+        Ok(Self {
+            routes,
+            accounts: Vec::new(),
+        })
+    }
+
+    /// Route `route` takes only the events of `accounts` (empty: every account's).
+    pub fn only_accounts(mut self, route: &RouteName, accounts: Vec<AccountName>) -> Self {
+        self.accounts.retain(|(name, _)| name != route);
+        if !accounts.is_empty() {
+            self.accounts.push((route.clone(), accounts));
+        }
+        self
     }
 
     /// The routes that take `action`, in the order they were given; empty when none
     /// does.
     pub fn routes_for(&self, action: &str) -> Vec<RouteName> {
+        self.routes_for_account(action, None)
+    }
+
+    /// The routes that take `action` from `account` (an event of no named account
+    /// goes to the routes that take every account's).
+    pub fn routes_for_account(
+        &self,
+        action: &str,
+        account: Option<&AccountName>,
+    ) -> Vec<RouteName> {
         self.routes
             .iter()
             .filter(|(_, patterns)| {
                 patterns.is_empty() || patterns.iter().any(|p| p.matches(action))
             })
+            .filter(
+                |(name, _)| match self.accounts.iter().find(|(n, _)| n == name) {
+                    Some((_, only)) => account.is_some_and(|a| only.contains(a)),
+                    None => true,
+                },
+            )
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -331,5 +416,31 @@ mod tests {
             Routing::default().routes_for("X"),
             vec![RouteName::default_route()]
         );
+    }
+
+    #[test]
+    fn a_route_may_take_only_some_accounts() {
+        let (crm, audit) = (
+            RouteName::new("crm").unwrap(),
+            RouteName::new("audit").unwrap(),
+        );
+        let acme = AccountName::new("Acme").unwrap();
+        assert_eq!(acme.as_str(), "acme");
+        let beta = AccountName::new("beta").unwrap();
+        let routing = Routing::new(vec![(crm.clone(), vec![]), (audit.clone(), vec![])])
+            .unwrap()
+            .only_accounts(&crm, vec![acme.clone()]);
+        assert_eq!(
+            routing.routes_for_account("X", Some(&acme)),
+            vec![crm.clone(), audit.clone()]
+        );
+        assert_eq!(
+            routing.routes_for_account("X", Some(&beta)),
+            vec![audit.clone()]
+        );
+        assert_eq!(routing.routes_for_account("X", None), vec![audit]);
+        for bad in ["", "acme.thulium.com", "-acme", "a b"] {
+            assert!(AccountName::new(bad).is_err(), "{bad}");
+        }
     }
 }

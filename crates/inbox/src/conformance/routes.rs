@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{attempt, failed, ticket};
 use crate::model::{Filter, Outcome, Pause, PutOutcome, Replay, RouteStats, State, now_ms};
-use crate::routing::RouteName;
+use crate::routing::{AccountName, RouteName};
 use crate::store::{ClaimRequest, Store, StoreError};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -258,4 +258,52 @@ pub async fn pauses_are_kept_per_route<S: Store>(store: S) {
     store.set_pause(crm.clone(), None).await.unwrap();
     let stats = store.stats().await.unwrap();
     assert!(stats.routes.iter().all(|r| r.paused.is_none()), "{stats:?}");
+}
+
+/// Two accounts' events with one dedup key are two events, each recognised when
+/// its own account sends it again; each is stored, listed and filtered with its
+/// account.
+pub async fn accounts_keep_their_own_redeliveries<S: Store>(store: S) {
+    let acme = AccountName::new("acme").unwrap();
+    let beta = AccountName::new("beta").unwrap();
+    let from = |account: Option<&AccountName>| ticket(1, 0).from_account(account.cloned());
+    let a = store.put(from(Some(&acme))).await.unwrap();
+    let b = store.put(from(Some(&beta))).await.unwrap();
+    let none = store.put(from(None)).await.unwrap();
+    for outcome in [a, b, none] {
+        assert!(matches!(outcome, PutOutcome::Stored(_)), "{outcome:?}");
+    }
+    assert_eq!(
+        store.put(from(Some(&acme))).await.unwrap(),
+        PutOutcome::Duplicate(a.id())
+    );
+    assert_eq!(
+        store.put(from(Some(&beta))).await.unwrap(),
+        PutOutcome::Duplicate(b.id())
+    );
+    assert_eq!(
+        store.put(from(None)).await.unwrap(),
+        PutOutcome::Duplicate(none.id())
+    );
+    let other = ticket(1, 1).from_account(Some(acme.clone()));
+    assert!(matches!(
+        store.put(other).await.unwrap(),
+        PutOutcome::Conflict(_)
+    ));
+    let stored = store.get(a.id()).await.unwrap().unwrap();
+    assert_eq!(stored.account.as_ref(), Some(&acme));
+    assert_eq!(store.get(none.id()).await.unwrap().unwrap().account, None);
+    let listed = store
+        .list(Filter {
+            account: Some(beta.clone()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), [b.id()]);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.received, stats.duplicates, stats.conflicts),
+        (7, 3, 1)
+    );
 }

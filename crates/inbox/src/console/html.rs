@@ -102,6 +102,7 @@ pub fn query_string(query: &ListQuery, before: Option<u64>) -> String {
     for (key, value) in [
         ("state", &query.state),
         ("route", &query.route),
+        ("account", &query.account),
         ("action", &query.action),
         ("from", &query.from),
         ("to", &query.to),
@@ -122,6 +123,7 @@ pub fn query_string(query: &ListQuery, before: Option<u64>) -> String {
 pub fn filter_form(
     state: &Option<String>,
     route: &Option<String>,
+    account: &Option<String>,
     action: &Option<String>,
     from: &Option<String>,
     to: &Option<String>,
@@ -142,6 +144,7 @@ pub fn filter_form(
         r#"<form class="filters" method="get" action="/events">
 <label>state <select name="state">{states}</select></label>
 <label>route <input name="route" value="{route}" placeholder="any route" size="12"></label>
+<label>account <input name="account" value="{account}" placeholder="any account" size="12"></label>
 <label>action <input name="action" value="{action}" placeholder="TICKET_CREATED"></label>
 <label>received from (UTC) <input name="from" type="datetime-local" value="{from}"></label>
 <label>until (UTC) <input name="to" type="datetime-local" value="{to}"></label>
@@ -149,6 +152,7 @@ pub fn filter_form(
 <button type="submit">Filter</button> <a href="/events">clear</a>
 </form>"#,
         route = value(route),
+        account = value(account),
         action = value(action),
         from = value(from),
         to = value(to),

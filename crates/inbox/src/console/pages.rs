@@ -133,6 +133,7 @@ pub(super) async fn list<S: Store>(
     let form = html::filter_form(
         &query.state,
         &query.route,
+        &query.account,
         &query.action,
         &query.from,
         &query.to,
@@ -201,9 +202,14 @@ pub(super) async fn list<S: Store>(
         for event in &events {
             let _ = write!(
                 body,
-                r#"<tr data-id="{id}"><td><a href="/events/{id}">{id}</a></td><td>{route}</td><td><span class="state {state}" data-state>{state}</span>{conflict}</td><td>{action}</td><td>{received}</td><td data-attempts>{attempts}</td><td class="error-text">{error}</td></tr>"#,
+                r#"<tr data-id="{id}"><td><a href="/events/{id}">{id}</a></td><td>{route}{account}</td><td><span class="state {state}" data-state>{state}</span>{conflict}</td><td>{action}</td><td>{received}</td><td data-attempts>{attempts}</td><td class="error-text">{error}</td></tr>"#,
                 id = event.id,
                 route = event.route,
+                // Shown with the route, when the relay receives for several accounts.
+                account = event
+                    .account
+                    .as_ref()
+                    .map_or_else(String::new, |a| format!(r#" <span class="tag">{a}</span>"#)),
                 state = event.state,
                 conflict = if event.conflict {
                     r#" <span class="tag">conflict</span>"#
@@ -290,6 +296,7 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
         r#"<dl class="facts" data-event="{id}">
 <dt>state</dt><dd><span class="state {state}" data-state>{state}</span>{conflict}</dd>
 <dt>route</dt><dd>{route}</dd>
+<dt>account</dt><dd>{account}</dd>
 <dt>action</dt><dd>{action}</dd>
 <dt>received</dt><dd>{received}</dd>
 <dt>attempts</dt><dd data-attempts>{attempts}</dd>
@@ -298,6 +305,7 @@ pub(super) fn event_body(event: &StoredEvent, csrf: &str) -> String {
 </dl>"#,
         id = event.id,
         route = event.route,
+        account = event.account.as_ref().map_or("-", |a| a.as_str()),
         state = event.state,
         conflict = if event.conflict {
             r#" <span class="tag">conflict: another event came first with this dedup key</span>"#

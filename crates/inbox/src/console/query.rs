@@ -5,13 +5,14 @@ use super::html;
 use thulium::text::shorten;
 
 use crate::model::{EventId, Filter, State};
-use crate::routing::RouteName;
+use crate::routing::{AccountName, RouteName};
 
 /// The list's query, as typed into the form.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(super) struct ListQuery {
     pub(super) state: Option<String>,
     pub(super) route: Option<String>,
+    pub(super) account: Option<String>,
     pub(super) action: Option<String>,
     pub(super) from: Option<String>,
     pub(super) to: Option<String>,
@@ -49,6 +50,11 @@ impl ListQuery {
                     .map_err(|_| format!("`{}` is not a route name", quoted(&r)))
             })
             .transpose()?;
+        let account = present(&self.account)
+            .map(|a| {
+                AccountName::new(&a).map_err(|_| format!("`{}` is not an account name", quoted(&a)))
+            })
+            .transpose()?;
         let action = present(&self.action);
         if action.as_ref().is_some_and(|a| a.len() > 200) {
             return Err("the action is longer than 200 characters".into());
@@ -83,6 +89,7 @@ impl ListQuery {
         Ok(Filter {
             state,
             route,
+            account,
             action,
             received_from: from,
             received_to: to,

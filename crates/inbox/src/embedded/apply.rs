@@ -120,12 +120,13 @@ fn settle<I, O: Send + 'static>(
 
 fn put(t: &mut Tables<'_>, event: &NewEvent) -> Result<PutOutcome, redb::Error> {
     t.add(META_RECEIVED, 1)?;
-    let identity = format!("{}\u{1f}{}", event.dedup_key, event.content_digest());
+    let scope = event.dedup_scope();
+    let identity = crate::model::dedup_identity(&scope, &event.content_digest());
     let same = t
         .dedup
         .get(identity.as_str())?
         .map(|v| EventId(v.value().0));
-    let key_known = same.is_some() || t.keys.get(event.dedup_key.as_str())?.is_some();
+    let key_known = same.is_some() || t.keys.get(&*scope)?.is_some();
     let fresh = EventId(t.counter(META_NEXT_ID)?.max(1));
     let outcome = decide_put(same, key_known, fresh);
     match outcome {
@@ -134,7 +135,7 @@ fn put(t: &mut Tables<'_>, event: &NewEvent) -> Result<PutOutcome, redb::Error> 
             return Ok(outcome);
         }
         PutOutcome::Conflict(_) => t.add(META_CONFLICTS, 1)?,
-        _ => drop(t.keys.insert(event.dedup_key.as_str(), fresh.0)?),
+        _ => drop(t.keys.insert(&*scope, fresh.0)?),
     }
     // One entry per route, with consecutive ids; the dedup key points at the first.
     let unrouted = [RouteName::unrouted()];
@@ -291,7 +292,8 @@ fn purge(
     }
     for (identity, id) in &forgotten {
         t.dedup.remove(identity.as_str())?;
-        if let Some((key, _)) = identity.split_once('\u{1f}') {
+        {
+            let key = crate::model::scope_of_identity(identity);
             let first = t.keys.get(key)?.map(|v| v.value());
             if first == Some(*id) {
                 t.keys.remove(key)?;

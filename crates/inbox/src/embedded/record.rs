@@ -18,7 +18,7 @@
 use bytes::Bytes;
 
 use crate::model::{EventId, NewEvent, State, UnixMs};
-use crate::routing::{RouteName, stored_route};
+use crate::routing::{AccountName, RouteName, stored_route};
 use crate::transition::Lifecycle;
 
 /// A route's number in the file (the `routes` table names them): the index keys
@@ -140,6 +140,7 @@ impl Life {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Payload {
     pub route: RouteName,
+    pub account: Option<AccountName>,
     pub dedup_key: String,
     pub action: String,
     pub canonical: String,
@@ -154,12 +155,14 @@ const PAYLOAD_V1: u8 = 1;
 const PAYLOAD_V2: u8 = 2;
 const CONFLICT: u8 = 1;
 const HAS_CONTENT_TYPE: u8 = 2;
+const HAS_ACCOUNT: u8 = 4;
 
-/// `version u8 | flags u8 | route | dedup_key | action | canonical | [content_type]
-/// | body`, each field a little-endian `u32` length and its bytes.
+/// `version u8 | flags u8 | route | [account] | dedup_key | action | canonical |
+/// [content_type] | body`, each field a little-endian `u32` length and its bytes.
 pub(super) fn encode_payload(event: &NewEvent, route: &RouteName, conflict: bool) -> Vec<u8> {
     let fields = [
         Some(route.as_str().as_bytes()),
+        event.account.as_ref().map(|a| a.as_str().as_bytes()),
         Some(event.dedup_key.as_bytes()),
         Some(event.action.as_bytes()),
         Some(event.canonical.as_bytes()),
@@ -173,6 +176,11 @@ pub(super) fn encode_payload(event: &NewEvent, route: &RouteName, conflict: bool
         (if conflict { CONFLICT } else { 0 })
             | (if event.content_type.is_some() {
                 HAS_CONTENT_TYPE
+            } else {
+                0
+            })
+            | (if event.account.is_some() {
+                HAS_ACCOUNT
             } else {
                 0
             }),
@@ -215,6 +223,15 @@ pub(super) fn decode_payload(id: EventId, bytes: &[u8]) -> Result<Payload, redb:
     } else {
         stored_route(&text(field("route")?, "route")?)
     };
+    let account = if flags & HAS_ACCOUNT != 0 {
+        let name = text(field("account")?, "account")?;
+        Some(
+            AccountName::new(&name)
+                .map_err(|_| corrupt("has an account name no version writes"))?,
+        )
+    } else {
+        None
+    };
     let dedup_key = text(field("dedup key")?, "dedup key")?;
     let action = text(field("action")?, "action")?;
     let canonical = text(field("canonical JSON")?, "canonical JSON")?;
@@ -226,6 +243,7 @@ pub(super) fn decode_payload(id: EventId, bytes: &[u8]) -> Result<Payload, redb:
     let body = Bytes::copy_from_slice(field("body")?);
     Ok(Payload {
         route,
+        account,
         dedup_key,
         action,
         canonical,
@@ -291,12 +309,14 @@ mod tests {
     fn a_payload_keeps_every_byte_of_the_body() {
         let mut event = crate::conformance::ticket(1, 0);
         event.body = Bytes::from_static(b"action=X&note=a\x00b\xff\xfe");
+        event.account = Some(AccountName::new("acme").unwrap());
         for (content_type, conflict) in [(None, false), (Some("application/json".into()), true)] {
             event.content_type = content_type;
             let route = RouteName::new("crm").unwrap();
             let encoded = encode_payload(&event, &route, conflict);
             let payload = decode_payload(EventId(1), &encoded).unwrap();
             assert_eq!(payload.route, route);
+            assert_eq!(payload.account, event.account);
             assert_eq!(payload.body, event.body);
             assert_eq!(payload.content_type, event.content_type);
             assert_eq!(payload.conflict, conflict);

@@ -477,17 +477,15 @@ impl<'t> Tables<'t> {
         if let Some(error) = error {
             self.errors.insert(id, error)?;
         }
-        let identity = format!(
-            "{}\u{1f}{}",
-            decoded.dedup_key,
-            crate::model::content_digest(&decoded.canonical)
-        );
+        let scope = crate::model::dedup_scope(decoded.account.as_ref(), &decoded.dedup_key);
+        let identity =
+            crate::model::dedup_identity(&scope, &crate::model::content_digest(&decoded.canonical));
         if self.dedup.get(identity.as_str())?.is_none() {
             self.dedup
                 .insert(identity.as_str(), (id, life.received_at))?;
         }
-        if self.keys.get(decoded.dedup_key.as_str())?.is_none() {
-            self.keys.insert(decoded.dedup_key.as_str(), id)?;
+        if self.keys.get(&*scope)?.is_none() {
+            self.keys.insert(&*scope, id)?;
         }
         self.reindex(id, life.route, None, life.lifecycle)
     }
@@ -606,6 +604,7 @@ pub(super) fn assemble(
     let last_error = errors.get(id.0)?.map(|e| e.value().to_owned());
     let Payload {
         route,
+        account,
         dedup_key,
         action,
         canonical,
@@ -624,6 +623,7 @@ pub(super) fn assemble(
             content_type,
             received_at: life.received_at,
             routes: Vec::new(),
+            account,
         },
         conflict,
     );

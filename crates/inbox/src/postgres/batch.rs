@@ -145,7 +145,9 @@ pub(super) async fn put_batch(
         .transaction()
         .await
         .map_err(|e| db_error("cannot start a transaction", e))?;
-    let keys: Vec<&str> = events.iter().map(|e| e.dedup_key.as_str()).collect();
+    // Each key within its account: two accounts' events never pass for each other's.
+    let scopes: Vec<std::borrow::Cow<'_, str>> = events.iter().map(|e| e.dedup_scope()).collect();
+    let keys: Vec<&str> = scopes.iter().map(|s| &**s).collect();
     let digests: Vec<String> = events.iter().map(|e| e.content_digest()).collect();
     let received: Vec<i64> = events.iter().map(|e| i(e.received_at)).collect();
     // 1. Claim each (key, digest) identity; the winners get a fresh event id. Within
@@ -197,10 +199,10 @@ pub(super) async fn put_batch(
     // 3. The new events themselves.
     let mut outcomes = vec![None; events.len()];
     let mut rows: Vec<(usize, i64, bool)> = Vec::new();
-    for (position, event) in events.iter().enumerate() {
-        let identity = (event.dedup_key.clone(), digests[position].clone());
+    for position in 0..events.len() {
+        let identity = (keys[position].to_string(), digests[position].clone());
         if let Some(id) = won.remove(&identity) {
-            let key_known = first.get(&event.dedup_key).is_some_and(|f| *f != id);
+            let key_known = first.get(keys[position]).is_some_and(|f| *f != id);
             let outcome = decide_put(None, key_known, EventId(id as u64));
             rows.push((position, id, matches!(outcome, PutOutcome::Conflict(_))));
             outcomes[position] = Some(outcome);
@@ -245,6 +247,10 @@ pub(super) async fn put_batch(
             .map(|r| event(r).content_type.as_deref())
             .collect();
         let times: Vec<i64> = entries.iter().map(|r| i(event(r).received_at)).collect();
+        let accounts: Vec<Option<&str>> = entries
+            .iter()
+            .map(|r| event(r).account.as_ref().map(|a| a.as_str()))
+            .collect();
         let lifecycles: Vec<Lifecycle> = entries
             .iter()
             .map(|r| Lifecycle::received(event(r).received_at, !r.3.is_unrouted()))
@@ -254,15 +260,15 @@ pub(super) async fn put_batch(
         transaction
             .execute(
             &cached(&transaction, &format!(
-                    "INSERT INTO {} (id, dedup_key, action, canonical, body, content_type, received_at, state, due_at, finished_at, conflict, route)
-                     SELECT COALESCE(id, nextval(pg_get_serial_sequence('{}', 'id'))), k, a, c, b, t, r, s, r, f, x, o
-                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[], $8::bool[], $9::text[], $10::smallint[], $11::bigint[])
-                       WITH ORDINALITY AS u(id, k, a, c, b, t, r, x, o, s, f, n)
+                    "INSERT INTO {} (id, dedup_key, action, canonical, body, content_type, received_at, state, due_at, finished_at, conflict, route, account)
+                     SELECT COALESCE(id, nextval(pg_get_serial_sequence('{}', 'id'))), k, a, c, b, t, r, s, r, f, x, o, m
+                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[], $8::bool[], $9::text[], $10::smallint[], $11::bigint[], $12::text[])
+                       WITH ORDINALITY AS u(id, k, a, c, b, t, r, x, o, s, f, m, n)
                      ORDER BY n",
                     names.events,
                     names.events.replace('"', ""),
                 )).await?,
-                &[&ids, &row_keys, &actions, &canonicals, &bodies, &content_types, &times, &conflicts, &routes, &states, &finished],
+                &[&ids, &row_keys, &actions, &canonicals, &bodies, &content_types, &times, &conflicts, &routes, &states, &finished, &accounts],
             )
             .await
             .map_err(|e| db_error("cannot store the events", e))?;
@@ -289,18 +295,13 @@ pub(super) async fn put_batch(
             .map(|row| ((row.get(0), row.get(1)), row.get(2)))
             .collect();
         // A duplicate within this batch points at the event its first copy stored.
-        let in_batch: std::collections::HashMap<(String, String), EventId> = events
-            .iter()
-            .enumerate()
-            .filter_map(|(p, e)| {
-                outcomes[p].map(|o| ((e.dedup_key.clone(), digests[p].clone()), o.id()))
+        let in_batch: std::collections::HashMap<(String, String), EventId> = (0..events.len())
+            .filter_map(|p| {
+                outcomes[p].map(|o| ((keys[p].to_string(), digests[p].clone()), o.id()))
             })
             .collect();
         for position in missing {
-            let identity = (
-                events[position].dedup_key.clone(),
-                digests[position].clone(),
-            );
+            let identity = (keys[position].to_string(), digests[position].clone());
             let same = in_batch
                 .get(&identity)
                 .copied()

@@ -317,6 +317,7 @@ impl Store for PostgresStore {
                        AND ($6::text IS NULL OR {searched} LIKE $6 OR {searched} LIKE $9)
                        AND ($8::bigint IS NULL OR id > $8)
                        AND ($10::text IS NULL OR route = $10)
+                       AND ($11::text IS NULL OR account = $11)
                      ORDER BY id DESC LIMIT $7",
                     self.inner.names.events,
                     searched = schema::SEARCHED,
@@ -332,6 +333,7 @@ impl Store for PostgresStore {
                     &filter.after.map(|a| i(a.0)),
                     &escaped_text,
                     &filter.route.as_ref().map(|r| r.as_str()),
+                    &filter.account.as_ref().map(|a| a.as_str()),
                 ],
             )
             .await

@@ -31,7 +31,7 @@ impl StateCode {
 }
 
 /// Every column of an event, in the order [`event_of`] reads them.
-pub(super) const COLUMNS: &str = "id, dedup_key, action, canonical, body, content_type, received_at, state, attempts, due_at, finished_at, last_error, conflict, history::text, claim_token, route";
+pub(super) const COLUMNS: &str = "id, dedup_key, action, canonical, body, content_type, received_at, state, attempts, due_at, finished_at, last_error, conflict, history::text, claim_token, route, account";
 
 /// The columns of a [`Lifecycle`], with the id first, as [`lifecycle_of`] reads them.
 pub(super) const LIFECYCLE_COLUMNS: &str =
@@ -42,6 +42,9 @@ pub(super) fn event_of(row: &tokio_postgres::Row) -> StoredEvent {
     StoredEvent {
         id: EventId(row.get::<_, i64>(0) as u64),
         route: stored_route(row.get(15)),
+        account: row
+            .get::<_, Option<&str>>(16)
+            .and_then(|a| crate::routing::AccountName::new(a).ok()),
         dedup_key: row.get(1),
         action: row.get(2),
         canonical: row.get(3),

@@ -111,13 +111,15 @@ impl Names {
                 ),
             ),
             // Routes: each row is one route's entry of an event; every row before is
-            // the default route's. A constant default adds the column without a
+            // the default route's, of no named account (the dedup table keys an
+            // account's events by `account \x1f key`, `model::dedup_scope`). A constant default adds the column without a
             // rewrite; claims, dead letters and counts read per route. Paused routes
             // (`Pause`: since, reason, and a breaker's probe time) have a row each.
             (
                 3,
                 format!(
                     "ALTER TABLE {events} ADD COLUMN route TEXT NOT NULL DEFAULT 'default';
+                     ALTER TABLE {events} ADD COLUMN account TEXT;
                      DROP INDEX {schema}.\"{prefix}events_due\";
                      DROP INDEX {schema}.\"{prefix}events_open\";
                      DROP INDEX {schema}.\"{prefix}events_dead\";
