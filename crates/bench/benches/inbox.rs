@@ -11,10 +11,13 @@
 //!    through two receivers, each with its own pool and writer, beside the embedded
 //!    store; claim and ack with three dispatchers.
 //! 5. Console text searches beside a steady ingest (`inbox/search.rs`).
+//! 6. Routes: ingest for three routes against one, and a healthy route's latency
+//!    beside a route that is down (`inbox/routes.rs`).
 //!
 //! Flags after `--`: `--quick` (small counts), `--no-write` (print only),
-//! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres, search; implies
-//! `--no-write`, since the file holds one whole run).
+//! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres, search, routes; implies
+//! `--no-write`, since the file holds one whole run, except `routes`, which has a
+//! block of its own).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,11 +36,15 @@ use tokio::sync::oneshot;
 
 #[path = "inbox/postgres.rs"]
 mod postgres;
+#[path = "inbox/routes.rs"]
+mod routes;
 #[path = "inbox/search.rs"]
 mod search;
 
 const START: &str = "<!-- inbox:start -->";
 const END: &str = "<!-- inbox:end -->";
+const ROUTES_START: &str = "<!-- inbox-routes:start -->";
+const ROUTES_END: &str = "<!-- inbox-routes:end -->";
 const CONNECTIONS: usize = 64;
 const AUTH: &str = "Basic dGh1bGl1bTpiZW5jaC1wYXNzd29yZA=="; // thulium:bench-password
 
@@ -55,7 +62,14 @@ fn main() {
         profile_dispatch(dispatch);
         return;
     }
-    let write = !args.iter().any(|a| a == "--no-write") && only.is_none();
+    // The whole run fills the inbox block; the routes section, run alone, fills a
+    // block of its own (it came after the last whole run).
+    let block = match only.as_deref() {
+        None => Some((START, END)),
+        Some("routes") => Some((ROUTES_START, ROUTES_END)),
+        Some(_) => None,
+    };
+    let write = !args.iter().any(|a| a == "--no-write") && block.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -91,19 +105,22 @@ fn main() {
     if runs("search") {
         runtime.block_on(search::search_section(&mut out, dir.path(), quick));
     }
+    if runs("routes") {
+        runtime.block_on(routes::routes_section(&mut out, dir.path(), quick));
+    }
     let _ = writeln!(
         out,
         "\nWhole run: {:.0} s.",
         started.elapsed().as_secs_f64()
     );
     println!("{out}");
-    if write {
+    if let (true, Some((start, end))) = (write, block) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
         let text = std::fs::read_to_string(&path).expect("BENCHMARKS.md");
-        let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
-            panic!("BENCHMARKS.md has no inbox markers");
+        let (Some(a), Some(b)) = (text.find(start), text.find(end)) else {
+            panic!("BENCHMARKS.md has no {start} {end} markers");
         };
-        let updated = format!("{}{START}\n{out}\n{}", &text[..a], &text[b..]);
+        let updated = format!("{}{start}\n{out}\n{}", &text[..a], &text[b..]);
         std::fs::write(&path, updated).expect("BENCHMARKS.md is writable");
         eprintln!("wrote {}", path.display());
     }

@@ -321,7 +321,8 @@ pub struct InboxArgs {
     /// then key=value words: actions=CHAT_*,TICKET_CREATED (default all),
     /// format=as-received|form|json, concurrency=N, timeout=30s, max-attempts=N,
     /// retry=1s..1h (first and longest wait), breaker=N (failures in a row that
-    /// pause it; 0: never), accounts=acme,beta (only their events), auth-user=USER, password-env=VAR, password-file=PATH, sign,
+    /// pause it; 0: never), rate=20/s (forwards started per second), accounts=acme,beta
+    /// (only their events), auth-user=USER, password-env=VAR, password-file=PATH, sign,
     /// signing-secret-env=VAR. Each event is stored once per route that takes it and
     /// each route is delivered, retried and dead-lettered on its own; an event no
     /// route takes is kept as `unrouted`.

@@ -201,7 +201,7 @@ fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Fai
     Ok(Route::new(spec.name.clone(), forwarder)
         .actions(spec.actions.clone())
         .accounts(spec.accounts.clone())
-        .dispatch(config))
+        .dispatch(config.rate_limit(spec.rate)))
 }
 
 /// The environment variable with the secrets --forward-sign signs with, unless

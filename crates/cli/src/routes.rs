@@ -16,7 +16,7 @@ use thulium_inbox::routing::{AccountName, ActionPattern, RouteName};
 use crate::args::{ForwardFormat, parse_duration};
 
 /// One route, as given.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RouteSpec {
     /// Its name.
     pub name: RouteName,
@@ -36,6 +36,8 @@ pub struct RouteSpec {
     pub retry: Option<(Duration, Duration)>,
     /// Failures in a row that pause it (0: never), unless the listener's.
     pub breaker: Option<u32>,
+    /// The most forwards started per second.
+    pub rate: Option<f64>,
     /// The accounts whose events it takes (none: every account's).
     pub accounts: Vec<AccountName>,
     /// Basic auth user sent.
@@ -60,6 +62,7 @@ pub const KEYS: &[&str] = &[
     "max_attempts",
     "retry",
     "breaker",
+    "rate",
     "accounts",
     "auth_user",
     "password_env",
@@ -94,6 +97,7 @@ impl FromStr for RouteSpec {
             max_attempts: None,
             retry: None,
             breaker: None,
+            rate: None,
             accounts: Vec::new(),
             auth_user: None,
             password_env: None,
@@ -144,6 +148,15 @@ impl FromStr for RouteSpec {
                 "concurrency" => spec.concurrency = Some(number(1..=10_000)?),
                 "max_attempts" => spec.max_attempts = Some(number(1..=u32::MAX)?),
                 "breaker" => spec.breaker = Some(number(0..=u32::MAX)?),
+                "rate" => {
+                    let per_second = value
+                        .trim_end_matches("/s")
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| *r > 0.0 && r.is_finite())
+                        .ok_or_else(|| bad("forwards per second above zero, e.g. 20 or 0.5"))?;
+                    spec.rate = Some(per_second);
+                }
                 "timeout" => spec.timeout = Some(parse_duration(value).map_err(|e| bad(&e))?),
                 "retry" => {
                     let (first, longest) = value
@@ -234,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_spec_reads_every_key() {
-        let spec: RouteSpec = "crm=https://crm.example.com/in actions=CHAT_*,TICKET_CREATED format=json concurrency=4 timeout=10s max-attempts=20 retry=500ms..5m breaker=0 auth-user=relay password-env=CRM_PW sign"
+        let spec: RouteSpec = "crm=https://crm.example.com/in actions=CHAT_*,TICKET_CREATED format=json concurrency=4 timeout=10s max-attempts=20 retry=500ms..5m breaker=0 rate=2.5/s auth-user=relay password-env=CRM_PW sign"
             .parse()
             .unwrap();
         assert_eq!(spec.name.as_str(), "crm");
@@ -244,6 +257,7 @@ mod tests {
         assert_eq!((spec.concurrency, spec.max_attempts), (Some(4), Some(20)));
         assert_eq!(spec.timeout, Some(Duration::from_secs(10)));
         assert_eq!(spec.breaker, Some(0));
+        assert_eq!(spec.rate, Some(2.5));
         assert_eq!(
             spec.retry,
             Some((Duration::from_millis(500), Duration::from_secs(300)))
@@ -265,6 +279,7 @@ mod tests {
             ("crm=http://x/ actions=CHAT-X", "action pattern"),
             ("crm=http://x/ concurrency=0", "from 1 to 10000"),
             ("crm=http://x/ retry=5s", "FIRST..LONGEST"),
+            ("crm=http://x/ rate=0", "above zero"),
             ("crm=http://x/ retry=1h..1s", "at most the longest"),
             ("crm=http://x/ colour=red", "unknown key"),
             ("crm=http://x/ password=hunter2", "never given here"),

@@ -232,6 +232,9 @@ pub struct DispatchConfig {
     pub poll_interval: Duration,
     /// How long a shutdown waits for running handlers (default 10 s).
     pub shutdown_grace: Duration,
+    /// The most attempts started per second (default `None`: no limit), for a
+    /// destination that cannot take bursts; attempts are spaced evenly.
+    pub rate_limit: Option<f64>,
     /// When the route pauses itself after failures in a row ([`crate::breaker`];
     /// default `None`: never by itself, though it still honours a pause and probes
     /// a breaker's pause another host opened).
@@ -250,6 +253,7 @@ impl Default for DispatchConfig {
             poll_interval: Duration::from_millis(250),
             shutdown_grace: Duration::from_secs(10),
             breaker: None,
+            rate_limit: None,
         }
     }
 }
@@ -297,6 +301,13 @@ impl DispatchConfig {
     /// Sets [`Self::poll_interval`].
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self
+    }
+
+    /// Sets [`Self::rate_limit`] (attempts per second; `None` or a value that is not
+    /// above zero: no limit).
+    pub fn rate_limit(mut self, per_second: Option<f64>) -> Self {
+        self.rate_limit = per_second.filter(|rate| *rate > 0.0 && rate.is_finite());
         self
     }
 
@@ -352,6 +363,12 @@ impl<S: Store + Clone> Dispatcher<S> {
         ));
         let mut running = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        // With a rate limit, when the next attempt may start.
+        let spacing = self
+            .config
+            .rate_limit
+            .map(|rate| Duration::from_secs_f64(1.0 / rate));
+        let mut next_start = Instant::now();
         // Claimed events not yet started, oldest claim first, with when they came.
         let mut ready: VecDeque<(Claimed, Instant)> = VecDeque::new();
         loop {
@@ -436,6 +453,21 @@ impl<S: Store + Clone> Dispatcher<S> {
             let Some((claim, since)) = ready.pop_front() else {
                 continue;
             };
+            if let Some(spacing) = spacing {
+                let now = Instant::now();
+                // Evenly spaced, with no burst after an idle spell.
+                next_start = next_start.max(now);
+                if next_start > now {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(next_start.into()) => {}
+                        () = &mut shutdown => {
+                            ready.push_front((claim, since));
+                            break;
+                        }
+                    }
+                }
+                next_start += spacing;
+            }
             if since.elapsed() > self.config.lease / 3 && !self.renew(&claim).await {
                 continue;
             }

@@ -678,3 +678,37 @@ async fn a_paused_route_waits_and_a_failing_one_opens_its_breaker_then_recovers(
     drop(stop);
     task.await.unwrap();
 }
+
+/// A route's rate limit spaces its attempts: the last of `n` events cannot start
+/// before `n - 1` spacings have passed since the dispatcher began (a bound a slow
+/// machine only widens), and every event is handed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_spaces_the_attempts() {
+    let (_dir, store) = fresh();
+    for id in 0..10 {
+        store.put(ticket(id, 0)).await.unwrap();
+    }
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let began = std::time::Instant::now();
+    let seen = Arc::clone(&starts);
+    let (stop, task) = spawn(
+        &store,
+        quick(3).rate_limit(Some(50.0)),
+        move |_: Event, _: thulium_inbox::dispatcher::Delivery| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(std::time::Instant::now());
+                Ok::<_, thulium_inbox::dispatcher::HandlerError>(())
+            }
+        },
+    );
+    until(&store, "every event handed over", |s| s.done == 10).await;
+    let last = *starts.lock().unwrap().iter().max().unwrap();
+    assert!(
+        last.duration_since(began) >= Duration::from_millis(9 * 20),
+        "ten attempts at 50/s within {:?}",
+        last.duration_since(began)
+    );
+    drop(stop);
+    task.await.unwrap();
+}
