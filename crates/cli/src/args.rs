@@ -321,7 +321,9 @@ pub struct InboxArgs {
     /// then key=value words: actions=CHAT_*,TICKET_CREATED (default all),
     /// format=as-received|form|json, concurrency=N, timeout=30s, max-attempts=N,
     /// retry=1s..1h (first and longest wait), breaker=N (failures in a row that
-    /// pause it; 0: never), rate=20/s (forwards started per second), accounts=acme,beta
+    /// pause it; 0: never), rate=20/s (forwards started per second), final=400,410
+    /// (answers that dead-letter at once; default 400,401,403,404,410,422; none),
+    /// accounts=acme,beta
     /// (only their events), auth-user=USER, password-env=VAR, password-file=PATH, sign,
     /// signing-secret-env=VAR. Each event is stored once per route that takes it and
     /// each route is delivered, retried and dead-lettered on its own; an event no

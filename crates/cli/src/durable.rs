@@ -184,6 +184,9 @@ fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Fai
     let format = forward_format(spec.format.unwrap_or(inbox.forward_format));
     let mut forwarder = Forwarder::new(&spec.to, auth, format, timeout)
         .map_err(|e| Failure::usage(format!("route {}: {e}", spec.name)))?;
+    if let Some(statuses) = &spec.final_statuses {
+        forwarder = forwarder.final_statuses(statuses);
+    }
     if spec.sign {
         let env = spec
             .signing_secret_env

@@ -38,6 +38,8 @@ pub struct RouteSpec {
     pub breaker: Option<u32>,
     /// The most forwards started per second.
     pub rate: Option<f64>,
+    /// The answers that dead-letter an event at once, unless the default ones.
+    pub final_statuses: Option<Vec<u16>>,
     /// The accounts whose events it takes (none: every account's).
     pub accounts: Vec<AccountName>,
     /// Basic auth user sent.
@@ -63,6 +65,7 @@ pub const KEYS: &[&str] = &[
     "retry",
     "breaker",
     "rate",
+    "final",
     "accounts",
     "auth_user",
     "password_env",
@@ -98,6 +101,7 @@ impl FromStr for RouteSpec {
             retry: None,
             breaker: None,
             rate: None,
+            final_statuses: None,
             accounts: Vec::new(),
             auth_user: None,
             password_env: None,
@@ -148,6 +152,17 @@ impl FromStr for RouteSpec {
                 "concurrency" => spec.concurrency = Some(number(1..=10_000)?),
                 "max_attempts" => spec.max_attempts = Some(number(1..=u32::MAX)?),
                 "breaker" => spec.breaker = Some(number(0..=u32::MAX)?),
+                "final" => {
+                    let statuses = value
+                        .split(',')
+                        .filter(|s| !s.is_empty() && *s != "none")
+                        .map(|s| s.parse::<u16>().ok().filter(|c| (300..600).contains(c)))
+                        .collect::<Option<Vec<u16>>>()
+                        .ok_or_else(|| {
+                            bad("HTTP statuses from 300 to 599, e.g. 400,404,410, or none")
+                        })?;
+                    spec.final_statuses = Some(statuses);
+                }
                 "rate" => {
                     let per_second = value
                         .trim_end_matches("/s")
@@ -247,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_spec_reads_every_key() {
-        let spec: RouteSpec = "crm=https://crm.example.com/in actions=CHAT_*,TICKET_CREATED format=json concurrency=4 timeout=10s max-attempts=20 retry=500ms..5m breaker=0 rate=2.5/s auth-user=relay password-env=CRM_PW sign"
+        let spec: RouteSpec = "crm=https://crm.example.com/in actions=CHAT_*,TICKET_CREATED format=json concurrency=4 timeout=10s max-attempts=20 retry=500ms..5m breaker=0 rate=2.5/s final=404,410 auth-user=relay password-env=CRM_PW sign"
             .parse()
             .unwrap();
         assert_eq!(spec.name.as_str(), "crm");
@@ -258,6 +273,7 @@ mod tests {
         assert_eq!(spec.timeout, Some(Duration::from_secs(10)));
         assert_eq!(spec.breaker, Some(0));
         assert_eq!(spec.rate, Some(2.5));
+        assert_eq!(spec.final_statuses, Some(vec![404, 410]));
         assert_eq!(
             spec.retry,
             Some((Duration::from_millis(500), Duration::from_secs(300)))
@@ -280,6 +296,7 @@ mod tests {
             ("crm=http://x/ concurrency=0", "from 1 to 10000"),
             ("crm=http://x/ retry=5s", "FIRST..LONGEST"),
             ("crm=http://x/ rate=0", "above zero"),
+            ("crm=http://x/ final=200", "from 300 to 599"),
             ("crm=http://x/ retry=1h..1s", "at most the longest"),
             ("crm=http://x/ colour=red", "unknown key"),
             ("crm=http://x/ password=hunter2", "never given here"),

@@ -61,6 +61,8 @@ pub struct Forwarder {
     credentials: Arc<RwLock<Credentials>>,
     format: ForwardFormat,
     signing: Option<SigningSecrets>,
+    /// The answers that dead-letter at once ([`FINAL_STATUSES`] unless set).
+    final_statuses: Arc<[u16]>,
 }
 
 /// The Basic auth sent, and what is cut from the answers quoted in errors.
@@ -108,6 +110,7 @@ impl Forwarder {
             credentials: Arc::new(RwLock::new(Credentials::new(auth))),
             format,
             signing: None,
+            final_statuses: Arc::from(FINAL_STATUSES.as_slice()),
         })
     }
 
@@ -115,6 +118,14 @@ impl Forwarder {
     /// `webhook-timestamp`, `webhook-signature`; see [`crate::signing`]).
     pub fn signing(mut self, secrets: SigningSecrets) -> Self {
         self.signing = Some(secrets);
+        self
+    }
+
+    /// The answers that say the destination will never take the event: they
+    /// dead-letter it at once instead of [`FINAL_STATUSES`] (`2xx` are always
+    /// success; an empty list retries every other answer).
+    pub fn final_statuses(mut self, statuses: &[u16]) -> Self {
+        self.final_statuses = Arc::from(statuses);
         self
     }
 
@@ -214,7 +225,7 @@ impl Handler for Forwarder {
         } else {
             format!("{} answered HTTP {status}: {excerpt}", self.url)
         };
-        if FINAL_STATUSES.contains(&status.as_u16()) {
+        if self.final_statuses.contains(&status.as_u16()) {
             return Err(Permanent::new(format!("{reason} (a final answer: not retried)")).into());
         }
         match retry_after {
@@ -377,12 +388,24 @@ mod tests {
         let later = busy.downcast_ref::<RetryAfter>().expect("a RetryAfter");
         assert_eq!(later.after(), Duration::from_secs(120));
         let down = forward("/down")
-            .handle(event, delivery(body, None))
+            .handle(event.clone(), delivery(body, None))
             .await
             .unwrap_err();
         assert!(
             down.downcast_ref::<Permanent>().is_none()
                 && down.downcast_ref::<RetryAfter>().is_none()
         );
+        // A route that declares its own final answers: 503 is final, 410 is not.
+        let own = |path: &str| forward(path).final_statuses(&[503]);
+        let down = own("/down")
+            .handle(event.clone(), delivery(body, None))
+            .await
+            .unwrap_err();
+        assert!(down.downcast_ref::<Permanent>().is_some(), "{down}");
+        let gone = own("/gone")
+            .handle(event, delivery(body, None))
+            .await
+            .unwrap_err();
+        assert!(gone.downcast_ref::<Permanent>().is_none(), "{gone}");
     }
 }
