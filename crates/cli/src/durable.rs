@@ -7,6 +7,8 @@ use thulium::event::Event;
 use thulium::receiver::Receiver;
 use thulium_inbox::Store;
 use thulium_inbox::breaker::BreakerConfig;
+use thulium_inbox::bus::Destination;
+use thulium_inbox::bus::nats::NatsPublisher;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, RetrySchedule};
 use thulium_inbox::forward::{ForwardFormat, Forwarder};
 use thulium_inbox::relay::{Account, Relay, Route, shutdown_signal};
@@ -18,7 +20,7 @@ use crate::failure::Failure;
 use crate::listen::{StdoutWriter, line};
 use crate::location::{self, Opened};
 use crate::output;
-use crate::routes::RouteSpec;
+use crate::routes::{Bus, RouteSpec};
 use crate::secrets::{self, Source};
 
 /// The environment variable with the password --forward-auth-user sends, unless
@@ -52,11 +54,10 @@ pub async fn run(
         }
         None => None,
     };
-    let routes = inbox
-        .route
-        .iter()
-        .map(|spec| route_of(spec, inbox))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut routes = Vec::with_capacity(inbox.route.len());
+    for spec in &inbox.route {
+        routes.push(route_of(spec, inbox).await?);
+    }
     let accounts = inbox
         .receive_for
         .iter()
@@ -105,7 +106,7 @@ pub async fn run(
 /// printed.
 struct Handing {
     forwarder: Option<Forwarder>,
-    routes: Vec<Route<Forwarder>>,
+    routes: Vec<Route<Destination>>,
     /// The accounts received for (none: the one receiver of --path).
     accounts: Vec<Account>,
 }
@@ -169,7 +170,7 @@ pub fn route_password_env(name: &RouteName) -> String {
 }
 
 /// A route from its spec, with the listener's settings where it gives none.
-fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Failure> {
+async fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Destination>, Failure> {
     let password_env = spec
         .password_env
         .clone()
@@ -182,18 +183,41 @@ fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Fai
     )?;
     let timeout = spec.timeout.unwrap_or(inbox.handler_timeout);
     let format = forward_format(spec.format.unwrap_or(inbox.forward_format));
-    let mut forwarder = Forwarder::new(&spec.to, auth, format, timeout)
-        .map_err(|e| Failure::usage(format!("route {}: {e}", spec.name)))?;
-    if let Some(statuses) = &spec.final_statuses {
-        forwarder = forwarder.final_statuses(statuses);
-    }
-    if spec.sign {
-        let env = spec
-            .signing_secret_env
-            .as_deref()
-            .unwrap_or(&inbox.forward_signing_secret_env);
-        forwarder = forwarder.signing(signing_secrets(env)?);
-    }
+    let signing = match spec.sign {
+        true => {
+            let env = spec
+                .signing_secret_env
+                .as_deref()
+                .unwrap_or(&inbox.forward_signing_secret_env);
+            Some(signing_secrets(env)?)
+        }
+        false => None,
+    };
+    let failed = |e: thulium_inbox::forward::ForwardError| {
+        Failure::usage(format!("route {}: {e}", spec.name))
+    };
+    let destination = match &spec.bus {
+        None => {
+            let mut forwarder = Forwarder::new(&spec.to, auth, format, timeout).map_err(failed)?;
+            if let Some(statuses) = &spec.final_statuses {
+                forwarder = forwarder.final_statuses(statuses);
+            }
+            if let Some(secrets) = signing {
+                forwarder = forwarder.signing(secrets);
+            }
+            Destination::Http(forwarder)
+        }
+        Some(Bus::Nats { subject }) => {
+            let mut publisher =
+                NatsPublisher::connect(&spec.to, auth, subject.clone(), format, timeout)
+                    .await
+                    .map_err(failed)?;
+            if let Some(secrets) = signing {
+                publisher = publisher.signing(secrets);
+            }
+            Destination::Nats(publisher)
+        }
+    };
     let config = dispatch_config(
         spec.concurrency.unwrap_or(inbox.concurrency),
         timeout,
@@ -201,7 +225,7 @@ fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Forwarder>, Fai
         spec.retry.unwrap_or(RETRY),
         spec.breaker.unwrap_or(inbox.breaker_after),
     );
-    Ok(Route::new(spec.name.clone(), forwarder)
+    Ok(Route::new(spec.name.clone(), destination)
         .actions(spec.actions.clone())
         .accounts(spec.accounts.clone())
         .dispatch(config.rate_limit(spec.rate)))

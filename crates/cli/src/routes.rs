@@ -1,7 +1,9 @@
 //! `--route SPEC` (and the config file's `[routes.NAME]` tables): a destination
 //! of the relay with the actions it takes and how its forwards are sent.
 //!
-//! A spec is the route's name and URL, then `key=value` words:
+//! A spec is the route's name and destination, then `key=value` words. The
+//! destination is an HTTP endpoint, or a broker: `nats://host:port` (NATS
+//! JetStream; `subject=thulium.{account}.{action}` by default). A spec reads:
 //! `crm=https://crm.example.com/thulium actions=CHAT_*,TICKET_* format=json
 //! concurrency=4 timeout=10s max-attempts=20 retry=1s..10m breaker=5 auth-user=relay
 //! password-env=CRM_PASSWORD sign`. What a route leaves out comes from the listener's own flags
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use thulium_inbox::bus::Template;
 use thulium_inbox::routing::{AccountName, ActionPattern, RouteName};
 
 use crate::args::{ForwardFormat, parse_duration};
@@ -20,8 +23,10 @@ use crate::args::{ForwardFormat, parse_duration};
 pub struct RouteSpec {
     /// Its name.
     pub name: RouteName,
-    /// Where its events are POSTed.
+    /// Where its events go: an http(s) URL, or a broker's.
     pub to: String,
+    /// The broker, for a route into a message bus (`None`: HTTP).
+    pub bus: Option<Bus>,
     /// The actions it takes (none: every action).
     pub actions: Vec<ActionPattern>,
     /// The body sent, unless the listener's.
@@ -54,6 +59,19 @@ pub struct RouteSpec {
     pub signing_secret_env: Option<String>,
 }
 
+/// A route's broker and where on it each event goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bus {
+    /// NATS JetStream, to this subject.
+    Nats {
+        /// The subject of each event.
+        subject: Template,
+    },
+}
+
+/// The subject a NATS route publishes to unless it names one.
+pub const NATS_SUBJECT: &str = "thulium.{account}.{action}";
+
 /// The keys a spec takes after `NAME=URL`, as the config file spells them.
 pub const KEYS: &[&str] = &[
     "to",
@@ -63,6 +81,7 @@ pub const KEYS: &[&str] = &[
     "timeout",
     "max_attempts",
     "retry",
+    "subject",
     "breaker",
     "rate",
     "final",
@@ -84,15 +103,33 @@ impl FromStr for RouteSpec {
             .split_once('=')
             .ok_or_else(|| format!("`{head}`: a route starts with NAME=URL"))?;
         let name = RouteName::new(name).map_err(|e| e.to_string())?;
-        // The forwarder checks the URL whole when the relay starts.
-        if !(to.starts_with("http://") || to.starts_with("https://")) {
+        // The forwarder or the broker's client checks the URL whole when the relay
+        // starts; a password never stands in it.
+        let (scheme, rest) = to.split_once("://").unwrap_or_default();
+        if rest
+            .split('/')
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
+        {
             return Err(format!(
-                "route {name}: `{to}` must be an http:// or https:// URL"
+                "route {name}: credentials never go in the URL; give auth-user and password-env"
             ));
         }
+        let bus = match scheme {
+            "http" | "https" => None,
+            "nats" | "tls" => Some(Bus::Nats {
+                subject: Template::parse(NATS_SUBJECT)?,
+            }),
+            _ => {
+                return Err(format!(
+                    "route {name}: `{to}` must be an http://, https:// or nats:// URL"
+                ));
+            }
+        };
         let mut spec = RouteSpec {
             name,
             to: to.to_string(),
+            bus,
             actions: Vec::new(),
             format: None,
             concurrency: None,
@@ -173,6 +210,12 @@ impl FromStr for RouteSpec {
                     spec.rate = Some(per_second);
                 }
                 "timeout" => spec.timeout = Some(parse_duration(value).map_err(|e| bad(&e))?),
+                "subject" => match &mut spec.bus {
+                    Some(Bus::Nats { subject }) => {
+                        *subject = Template::parse(value).map_err(|e| bad(&e))?;
+                    }
+                    None => return Err(bad("only a nats:// route has a subject")),
+                },
                 "retry" => {
                     let (first, longest) = value
                         .split_once("..")
@@ -291,7 +334,13 @@ mod tests {
             ("crm", "NAME=URL"),
             ("Crm=http://x/", "route name"),
             ("unrouted=http://x/", "reserved"),
-            ("crm=ftp://x/", "http:// or https://"),
+            ("crm=ftp://x/", "http://, https:// or nats://"),
+            ("crm=https://u:pw@x/", "credentials never go in the URL"),
+            ("crm=https://x/ subject=a.b", "only a nats:// route"),
+            (
+                "bus=nats://127.0.0.1:4222 subject=a.{who}",
+                "names {account}",
+            ),
             ("crm=http://x/ actions=CHAT-X", "action pattern"),
             ("crm=http://x/ concurrency=0", "from 1 to 10000"),
             ("crm=http://x/ retry=5s", "FIRST..LONGEST"),

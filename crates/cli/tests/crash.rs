@@ -625,3 +625,104 @@ fn three_routes_on_postgres_each_on_its_own_through_a_kill() {
         schema,
     ]);
 }
+
+/// A route into NATS JetStream through a SIGKILL of the relay: every event answered
+/// `200` is in the stream, as received, exactly once (a redelivery after the kill
+/// carries the same `Nats-Msg-Id`, which the duplicate window drops).
+#[test]
+fn a_nats_route_loses_nothing_and_repeats_nothing_through_a_kill() {
+    use futures_util::StreamExt as _;
+    const TICKETS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = thulium_testkit::brokers::Broker::nats(dir.path()) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = format!("nats://{}", nats.addr);
+    let js = runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(server.as_str()).await.unwrap());
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "RELAY".into(),
+            subjects: vec!["relay.>".into()],
+            duplicate_window: Duration::from_secs(300),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js
+    });
+    let inbox = dir.path().join("bus.redb");
+    let log = dir.path().join("listener.log");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}/thulium");
+    let start = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args(["listen", "--no-auth", "--addr", &addr.to_string()])
+                .args(["--inbox", inbox.to_str().unwrap()])
+                .arg("--route")
+                .arg(format!("bus={server} subject=relay.{{action}}"))
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log)),
+        )
+        .unwrap()
+    };
+    let at = vec!["--inbox".to_string(), inbox.display().to_string()];
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
+    listener.kill(); // SIGKILL, with publishes under way
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, TICKETS / 2..TICKETS));
+    wait_for(
+        Duration::from_secs(60),
+        "the bus route never finished",
+        &log,
+        || stats_at(&at)["routes"]["bus"]["done"] == TICKETS as u64,
+    );
+    let bodies = runtime.block_on(async {
+        let consumer = js
+            .get_stream("RELAY")
+            .await
+            .unwrap()
+            .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+            .await
+            .unwrap();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(10_000)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        let mut bodies = Vec::new();
+        while let Some(message) = batch.next().await {
+            bodies.push(String::from_utf8(message.unwrap().payload.to_vec()).unwrap());
+        }
+        bodies
+    });
+    assert_eq!(bodies.len(), TICKETS, "each event once in the stream");
+    let mut tickets: Vec<usize> = bodies
+        .iter()
+        .map(|b| thulium_testkit::events::ticket_id(b).unwrap())
+        .collect();
+    tickets.sort_unstable();
+    assert_eq!(tickets, (0..TICKETS).collect::<Vec<_>>());
+    assert!(
+        bodies
+            .iter()
+            .all(|b| *b == body(thulium_testkit::events::ticket_id(b).unwrap()))
+    );
+    listener.signal("INT");
+    let _ = listener.wait();
+}

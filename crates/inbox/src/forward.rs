@@ -50,6 +50,9 @@ pub enum ForwardError {
     /// TLS could not be set up (the platform's trust store).
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// A broker destination could not be set up; what it said.
+    #[error("{0}")]
+    Broker(String),
 }
 
 /// POSTs events to one URL. Clones share their credentials: [`Forwarder::set_auth`]
@@ -150,22 +153,32 @@ impl Forwarder {
     }
 }
 
+/// The body a route sends for `event` in `format`, and its content type: the
+/// bytes as received (labelled as what the parser read them as when they came
+/// without a content type), or re-encoded. HTTP forwards and message buses alike.
+pub(crate) fn body_of(
+    format: ForwardFormat,
+    event: &Event,
+    delivery: &Delivery,
+) -> (bytes::Bytes, String) {
+    match format {
+        ForwardFormat::AsReceived => {
+            let content_type = delivery.content_type.clone().unwrap_or_else(|| {
+                BodyFormat::detect(&delivery.body, None)
+                    .content_type()
+                    .to_string()
+            });
+            (delivery.body.clone(), content_type)
+        }
+        ForwardFormat::Reencoded(format) => {
+            (format.encode(event).into(), format.content_type().into())
+        }
+    }
+}
+
 impl Handler for Forwarder {
     async fn handle(&self, event: Event, delivery: Delivery) -> Result<(), HandlerError> {
-        let (body, content_type) = match self.format {
-            ForwardFormat::AsReceived => {
-                // Sent without a content type: labelled as what the parser read it as.
-                let content_type = delivery.content_type.unwrap_or_else(|| {
-                    BodyFormat::detect(&delivery.body, None)
-                        .content_type()
-                        .to_string()
-                });
-                (delivery.body, content_type)
-            }
-            ForwardFormat::Reencoded(format) => {
-                (format.encode(&event).into(), format.content_type().into())
-            }
-        };
+        let (body, content_type) = body_of(self.format, &event, &delivery);
         let mut request = self
             .http
             .post(self.url.clone())
@@ -178,8 +191,7 @@ impl Handler for Forwarder {
         if let Some(secrets) = &self.signing {
             // The same id for every attempt of the event (within its account); the
             // time of this attempt.
-            let scope = crate::model::dedup_scope(delivery.account.as_ref(), &delivery.dedup_key);
-            let id = crate::signing::message_id(&scope, &event.to_json());
+            let id = crate::signing::delivery_id(&event, &delivery);
             let timestamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs());

@@ -105,6 +105,17 @@ impl SigningSecrets {
     }
 }
 
+/// [`message_id`] of a delivery: its event's dedup key within its account and its
+/// content. What HTTP forwards send as `webhook-id` and buses as their message id
+/// (`Nats-Msg-Id`, AMQP's `message_id`).
+pub fn delivery_id(
+    event: &thulium::event::Event,
+    delivery: &crate::dispatcher::Delivery,
+) -> String {
+    let scope = crate::model::dedup_scope(delivery.account.as_ref(), &delivery.dedup_key);
+    message_id(&scope, &event.to_json())
+}
+
 /// The `webhook-id` of an event: the same for every attempt and every redelivery of
 /// the same event (its dedup key and content), so that an application can use it to
 /// drop what it has already taken.

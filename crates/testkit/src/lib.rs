@@ -2,10 +2,12 @@
 //! written once: child processes that cannot outlive their test ([`process`]), the
 //! application a relay forwards to ([`sink`]), event bodies ([`events`]), damaged
 //! files ([`damage`]), the
-//! PostgreSQL the tests use ([`postgres`]) and free ports ([`free_port`]).
+//! PostgreSQL the tests use ([`postgres`]), private brokers ([`brokers`]) and free
+//! ports ([`free_port`]).
 //!
 //! Not published: only `dev-dependencies` name it.
 
+pub mod brokers;
 pub mod damage;
 pub mod events;
 pub mod postgres;

@@ -1,0 +1,250 @@
+//! Routes into message buses against real brokers of the test's own (the
+//! machine's `nats-server`, on a free port, killed and restarted by the test).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use thulium_inbox::bus::Template;
+use thulium_inbox::bus::nats::NatsPublisher;
+use thulium_inbox::conformance::ticket;
+use thulium_inbox::dispatcher::{DispatchConfig, Dispatcher, RetrySchedule};
+use thulium_inbox::forward::ForwardFormat;
+use thulium_inbox::{EmbeddedStore, Replay, RouteName, Store};
+use thulium_testkit::brokers::Broker;
+
+const EVENTS: u64 = 60;
+
+/// Every message of `stream`, as (Nats-Msg-Id, body).
+async fn messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> HashMap<String, bytes::Bytes> {
+    let consumer = js
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(10_000)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let mut seen = HashMap::new();
+    while let Some(message) = batch.next().await {
+        let message = message.unwrap();
+        let id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.to_string())
+            .expect("every message has its id");
+        assert!(
+            seen.insert(id.clone(), message.payload.clone()).is_none(),
+            "{id} twice in the stream"
+        );
+    }
+    seen
+}
+
+/// Every stored event reaches JetStream exactly as stored, though the server is
+/// killed and restarted in the middle of the stream (attempts meanwhile fail and are
+/// retried); a replay of everything publishes each again with the same
+/// `Nats-Msg-Id`, which the duplicate window drops: each event once in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_jetstream_once_through_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut nats) = Broker::nats(dir.path()) else {
+        return;
+    };
+    let url = format!("nats://{}", nats.addr);
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "THULIUM".into(),
+        subjects: vec!["thulium.>".into()],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    let bus = RouteName::new("bus").unwrap();
+    let mut ids = Vec::new();
+    for number in 0..EVENTS {
+        let id = store
+            .put(ticket(number, 0).for_routes(vec![bus.clone()]))
+            .await
+            .unwrap()
+            .id();
+        ids.push(id);
+    }
+    let publisher = NatsPublisher::connect(
+        &url,
+        None,
+        Template::parse("thulium.{account}.{action}").unwrap(),
+        ForwardFormat::AsReceived,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let config = DispatchConfig::default()
+        .route(bus.clone())
+        .concurrency(4)
+        .rate_limit(Some(60.0))
+        .schedule(RetrySchedule::new(
+            1_000,
+            Duration::from_millis(50),
+            Duration::from_millis(300),
+        ))
+        .poll_interval(Duration::from_millis(20));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dispatching = tokio::spawn(
+        Dispatcher::new(store.clone(), config).run(publisher, async {
+            let _ = stopped.await;
+        }),
+    );
+    // Kill the server once a third is in, and bring it back after longer than a
+    // publish waits for its ack (2 s), so that attempts fail meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.stats().await.unwrap().done < EVENTS / 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was published"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nats.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nats.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = store.stats().await.unwrap();
+        if stats.done == EVENTS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never all published: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retried: usize = {
+        let mut count = 0;
+        for id in &ids {
+            count += store.get(*id).await.unwrap().unwrap().history.len() - 1;
+        }
+        count
+    };
+    assert!(retried > 0, "no attempt failed while the server was down");
+
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let seen = messages(&js, "THULIUM").await;
+    assert_eq!(seen.len() as u64, EVENTS, "each event once in the stream");
+    for id in &ids {
+        let stored = store.get(*id).await.unwrap().unwrap();
+        let event = stored.event().unwrap();
+        let delivery_body = seen
+            .values()
+            .find(|body| **body == stored.body)
+            .unwrap_or_else(|| panic!("event {id} is not in the stream as stored"));
+        assert_eq!(delivery_body, &stored.body);
+        let _ = event;
+    }
+
+    // Everything again: published again, dropped by the duplicate window.
+    let replayed = store
+        .replay(Replay::ReceivedBetween {
+            from: 0,
+            to: u64::MAX,
+        })
+        .await
+        .unwrap();
+    assert_eq!(replayed, EVENTS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while store.stats().await.unwrap().done < EVENTS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replay never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let info = js
+        .get_stream("THULIUM")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, EVENTS, "a redelivery was stored twice");
+    drop(stop);
+    dispatching.await.unwrap();
+}
+
+/// A subject no stream takes is a failed attempt that says so, never a success;
+/// credentials in the URL are refused without being repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_no_stream_takes_is_a_failed_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Broker::nats(dir.path()) else {
+        return;
+    };
+    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    let id = store.put(ticket(1, 0)).await.unwrap().id();
+    let publisher = NatsPublisher::connect(
+        &format!("nats://{}", nats.addr),
+        None,
+        Template::parse("nowhere.{action}").unwrap(),
+        ForwardFormat::AsReceived,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let config = DispatchConfig::default()
+        .schedule(RetrySchedule::new(
+            1,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ))
+        .poll_interval(Duration::from_millis(20));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dispatching = tokio::spawn(
+        Dispatcher::new(store.clone(), config).run(publisher, async {
+            let _ = stopped.await;
+        }),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.stats().await.unwrap().dead == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = store.get(id).await.unwrap().unwrap().last_error.unwrap();
+    assert!(
+        error.contains("did not store the message on nowhere.TICKET_CREATED"),
+        "{error}"
+    );
+    drop(stop);
+    dispatching.await.unwrap();
+    for bad in ["http://127.0.0.1:4222", "nats://user:secret@127.0.0.1:4222"] {
+        let refused = NatsPublisher::connect(
+            bad,
+            None,
+            Template::parse("x").unwrap(),
+            ForwardFormat::AsReceived,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        assert!(!refused.to_string().contains("secret"), "{refused}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Private brokers for the tests of routes into message buses: a server of the
+//! machine's own binary (from Debian's packages) on a free port and a directory of
+//! the test's, so that a test may kill and restart it without touching anything
+//! else. Without the binary a test says so and does not run, unless `CI` or
+//! `THULIUM_REQUIRE_BROKERS` is set: then it fails.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::Guarded;
+
+/// Whether a test that cannot start a broker must fail rather than say it did not run.
+pub fn required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("THULIUM_REQUIRE_BROKERS").is_some()
+}
+
+/// A broker process of the test's own, restartable on the same port and data.
+#[derive(Debug)]
+pub struct Broker {
+    program: PathBuf,
+    args: Vec<String>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    process: Option<Guarded>,
+}
+
+impl Broker {
+    /// NATS with JetStream on a free port, its store under `dir`; `None` (said on
+    /// stderr) where `nats-server` is missing and the brokers are not required.
+    pub fn nats(dir: &Path) -> Option<Self> {
+        let port = crate::free_port();
+        let store = dir.join("jetstream");
+        Self::start(
+            "nats-server",
+            &["/usr/sbin/nats-server", "/usr/bin/nats-server"],
+            vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+                "-js".into(),
+                "-sd".into(),
+                store.display().to_string(),
+            ],
+            port,
+        )
+    }
+
+    fn start(name: &str, places: &[&str], args: Vec<String>, port: u16) -> Option<Self> {
+        let Some(program) = places.iter().map(PathBuf::from).find(|p| p.exists()) else {
+            if required() {
+                panic!("{name} is required (CI) but missing; apt-get install {name}");
+            }
+            eprintln!("NOT RUN: {name} is missing (apt-get install {name})");
+            return None;
+        };
+        let mut broker = Self {
+            program,
+            args,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            process: None,
+        };
+        broker.restart();
+        Some(broker)
+    }
+
+    /// Kills it with SIGKILL (what it held in memory and did not write is lost).
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts it (again, on the same port and data) and waits until it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let process = Guarded::spawn(
+            Command::new(&self.program)
+                .args(&self.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("the broker starts");
+        self.process = Some(process);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "the broker never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
