@@ -317,8 +317,10 @@ pub struct InboxArgs {
     #[arg(long, value_name = "URL", requires = "inbox")]
     pub forward_to: Option<String>,
 
-    /// With --inbox: a route, instead of --forward-to (repeat for several): NAME=URL,
-    /// then key=value words: actions=CHAT_*,TICKET_CREATED (default all),
+    /// With --inbox: a route, instead of --forward-to (repeat for several): NAME=URL
+    /// (http(s)://; nats://host:port with subject=thulium.{account}.{action};
+    /// redis://host:port/db with stream=thulium:events and maxlen=N), then key=value
+    /// words: actions=CHAT_*,TICKET_CREATED (default all),
     /// format=as-received|form|json, concurrency=N, timeout=30s, max-attempts=N,
     /// retry=1s..1h (first and longest wait), breaker=N (failures in a row that
     /// pause it; 0: never), rate=20/s (forwards started per second), final=400,410

@@ -9,6 +9,7 @@ use thulium_inbox::Store;
 use thulium_inbox::breaker::BreakerConfig;
 use thulium_inbox::bus::Destination;
 use thulium_inbox::bus::nats::NatsPublisher;
+use thulium_inbox::bus::redis::RedisStreams;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, RetrySchedule};
 use thulium_inbox::forward::{ForwardFormat, Forwarder};
 use thulium_inbox::relay::{Account, Relay, Route, shutdown_signal};
@@ -216,6 +217,16 @@ async fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Destinati
                 publisher = publisher.signing(secrets);
             }
             Destination::Nats(publisher)
+        }
+        Some(Bus::Redis { stream, max_len }) => {
+            let mut streams =
+                RedisStreams::connect(&spec.to, auth, stream.clone(), *max_len, format, timeout)
+                    .await
+                    .map_err(failed)?;
+            if let Some(secrets) = signing {
+                streams = streams.signing(secrets);
+            }
+            Destination::Redis(streams)
         }
     };
     let config = dispatch_config(

@@ -3,7 +3,9 @@
 //!
 //! A spec is the route's name and destination, then `key=value` words. The
 //! destination is an HTTP endpoint, or a broker: `nats://host:port` (NATS
-//! JetStream; `subject=thulium.{account}.{action}` by default). A spec reads:
+//! JetStream; `subject=thulium.{account}.{action}` by default) or
+//! `redis://host:port/db` (Redis Streams; `stream=thulium:events` by default,
+//! `maxlen=N` to trim). A spec reads:
 //! `crm=https://crm.example.com/thulium actions=CHAT_*,TICKET_* format=json
 //! concurrency=4 timeout=10s max-attempts=20 retry=1s..10m breaker=5 auth-user=relay
 //! password-env=CRM_PASSWORD sign`. What a route leaves out comes from the listener's own flags
@@ -67,7 +69,17 @@ pub enum Bus {
         /// The subject of each event.
         subject: Template,
     },
+    /// Redis Streams, to this stream.
+    Redis {
+        /// The stream (key) of each event.
+        stream: Template,
+        /// Trimmed to about this many entries.
+        max_len: Option<u64>,
+    },
 }
+
+/// The stream a Redis route appends to unless it names one.
+pub const REDIS_STREAM: &str = "thulium:events";
 
 /// The subject a NATS route publishes to unless it names one.
 pub const NATS_SUBJECT: &str = "thulium.{account}.{action}";
@@ -82,6 +94,8 @@ pub const KEYS: &[&str] = &[
     "max_attempts",
     "retry",
     "subject",
+    "stream",
+    "maxlen",
     "breaker",
     "rate",
     "final",
@@ -120,9 +134,13 @@ impl FromStr for RouteSpec {
             "nats" | "tls" => Some(Bus::Nats {
                 subject: Template::parse(NATS_SUBJECT)?,
             }),
+            "redis" => Some(Bus::Redis {
+                stream: Template::parse(REDIS_STREAM)?,
+                max_len: None,
+            }),
             _ => {
                 return Err(format!(
-                    "route {name}: `{to}` must be an http://, https:// or nats:// URL"
+                    "route {name}: `{to}` must be an http://, https://, nats:// or redis:// URL"
                 ));
             }
         };
@@ -214,7 +232,25 @@ impl FromStr for RouteSpec {
                     Some(Bus::Nats { subject }) => {
                         *subject = Template::parse(value).map_err(|e| bad(&e))?;
                     }
-                    None => return Err(bad("only a nats:// route has a subject")),
+                    _ => return Err(bad("only a nats:// route has a subject")),
+                },
+                "stream" => match &mut spec.bus {
+                    Some(Bus::Redis { stream, .. }) => {
+                        *stream = Template::parse(value).map_err(|e| bad(&e))?;
+                    }
+                    _ => return Err(bad("only a redis:// route has a stream")),
+                },
+                "maxlen" => match &mut spec.bus {
+                    Some(Bus::Redis { max_len, .. }) => {
+                        *max_len = Some(
+                            value
+                                .parse::<u64>()
+                                .ok()
+                                .filter(|n| *n > 0)
+                                .ok_or_else(|| bad("a number of entries above zero"))?,
+                        );
+                    }
+                    _ => return Err(bad("only a redis:// route has a maxlen")),
                 },
                 "retry" => {
                     let (first, longest) = value
@@ -334,7 +370,9 @@ mod tests {
             ("crm", "NAME=URL"),
             ("Crm=http://x/", "route name"),
             ("unrouted=http://x/", "reserved"),
-            ("crm=ftp://x/", "http://, https:// or nats://"),
+            ("crm=ftp://x/", "http://, https://, nats:// or redis://"),
+            ("c=redis://127.0.0.1:6379 maxlen=0", "above zero"),
+            ("c=nats://127.0.0.1:4222 stream=x", "only a redis:// route"),
             ("crm=https://u:pw@x/", "credentials never go in the URL"),
             ("crm=https://x/ subject=a.b", "only a nats:// route"),
             (

@@ -726,3 +726,107 @@ fn a_nats_route_loses_nothing_and_repeats_nothing_through_a_kill() {
     listener.signal("INT");
     let _ = listener.wait();
 }
+
+/// A Redis stream entry as `XRANGE` answers it: its id and its fields.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// A route into Redis Streams through a SIGKILL of the relay and a restart of the
+/// server (which syncs each append): every event answered `200` is in the stream as
+/// received, at least once, and a second copy only with the same `id` field.
+#[test]
+fn a_redis_route_loses_nothing_through_a_kill_and_a_server_restart() {
+    const TICKETS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut redis_server) = thulium_testkit::brokers::Broker::redis(dir.path()) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = format!("redis://{}/0", redis_server.addr);
+    let inbox = dir.path().join("redis-route.redb");
+    let log = dir.path().join("listener.log");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}/thulium");
+    let start = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args(["listen", "--no-auth", "--addr", &addr.to_string()])
+                .args(["--inbox", inbox.to_str().unwrap()])
+                .arg("--route")
+                .arg(format!(
+                    "cache={server} stream=relay:{{action}} timeout=2s retry=100ms..1s"
+                ))
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log)),
+        )
+        .unwrap()
+    };
+    let at = vec!["--inbox".to_string(), inbox.display().to_string()];
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, 0..TICKETS / 3));
+    listener.kill(); // SIGKILL, with appends under way
+    redis_server.kill();
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, TICKETS / 3..2 * TICKETS / 3));
+    redis_server.restart();
+    runtime.block_on(send_tickets(&url, 2 * TICKETS / 3..TICKETS));
+    wait_for(
+        Duration::from_secs(90),
+        "the redis route never finished",
+        &log,
+        || stats_at(&at)["routes"]["cache"]["done"] == TICKETS as u64,
+    );
+    let entries: Vec<StreamEntry> = runtime.block_on(async {
+        let client = redis::Client::open(server.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("XRANGE")
+            .arg("relay:TICKET_CREATED")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    });
+    let mut by_id: std::collections::HashMap<Vec<u8>, Vec<u8>> = std::collections::HashMap::new();
+    for (_, fields) in entries {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let body = field("body").unwrap();
+        if let Some(earlier) = by_id.insert(field("id").unwrap(), body.clone()) {
+            assert_eq!(earlier, body, "one id, two bodies");
+        }
+    }
+    let mut tickets: Vec<usize> = by_id
+        .values()
+        .map(|b| {
+            let text = String::from_utf8(b.clone()).unwrap();
+            assert_eq!(
+                text,
+                body(thulium_testkit::events::ticket_id(&text).unwrap())
+            );
+            thulium_testkit::events::ticket_id(&text).unwrap()
+        })
+        .collect();
+    tickets.sort_unstable();
+    assert_eq!(
+        tickets,
+        (0..TICKETS).collect::<Vec<_>>(),
+        "every event in the stream"
+    );
+    listener.signal("INT");
+    let _ = listener.wait();
+}

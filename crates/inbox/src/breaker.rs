@@ -11,7 +11,7 @@
 //! resume ends it at once. An operator's own pause has no probe: only a resume ends
 //! it.
 //!
-//! [`Breaker`] holds the rules (pure, tested below); [`Gate`] applies them around the
+//! `Breaker` holds the rules (pure, tested below); `Gate` applies them around the
 //! store for one dispatcher.
 
 use std::time::{Duration, Instant};

@@ -15,6 +15,10 @@ use thulium_testkit::brokers::Broker;
 
 const EVENTS: u64 = 60;
 
+/// A Redis stream entry as `XRANGE` answers it: its id and its fields.
+#[cfg(feature = "redis")]
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// Every message of `stream`, as (Nats-Msg-Id, body).
 async fn messages(
     js: &async_nats::jetstream::Context,
@@ -246,5 +250,114 @@ async fn a_subject_no_stream_takes_is_a_failed_attempt() {
         .await
         .unwrap_err();
         assert!(!refused.to_string().contains("secret"), "{refused}");
+    }
+}
+
+/// Every stored event reaches a Redis stream as stored, though the server is killed
+/// and restarted in the middle (it syncs each append, so it keeps what it
+/// answered); each at least once (Redis has no duplicate window), and more than once
+/// only with the same `id` field.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_a_redis_stream_through_a_server_restart() {
+    use thulium_inbox::bus::redis::RedisStreams;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut server) = Broker::redis(dir.path()) else {
+        return;
+    };
+    let url = format!("redis://{}/0", server.addr);
+    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
+    let cache = RouteName::new("cache").unwrap();
+    for number in 0..EVENTS {
+        store
+            .put(ticket(number, 0).for_routes(vec![cache.clone()]))
+            .await
+            .unwrap();
+    }
+    let streams = RedisStreams::connect(
+        &url,
+        None,
+        Template::parse("thulium:{route}").unwrap(),
+        Some(100_000),
+        ForwardFormat::AsReceived,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let config = DispatchConfig::default()
+        .route(cache.clone())
+        .concurrency(4)
+        .rate_limit(Some(60.0))
+        .schedule(RetrySchedule::new(
+            1_000,
+            Duration::from_millis(50),
+            Duration::from_millis(300),
+        ))
+        .poll_interval(Duration::from_millis(20));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dispatching = tokio::spawn(Dispatcher::new(store.clone(), config).run(streams, async {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.stats().await.unwrap().done < EVENTS / 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was appended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = store.stats().await.unwrap();
+        if stats.done == EVENTS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never all appended: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stop);
+    dispatching.await.unwrap();
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+        .arg("thulium:cache")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
+    for (_, fields) in &entries {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let id = String::from_utf8(field("id").unwrap()).unwrap();
+        let body = field("body").unwrap();
+        if let Some(earlier) = bodies.insert(id, body.clone()) {
+            assert_eq!(earlier, body, "one id, two bodies");
+        }
+        assert_eq!(field("x-thulium-route").as_deref(), Some(&b"cache"[..]));
+    }
+    assert_eq!(bodies.len() as u64, EVENTS, "every event in the stream");
+    for id in 1..=EVENTS {
+        let stored = store
+            .get(thulium_inbox::EventId(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            bodies.values().any(|body| body[..] == stored.body[..]),
+            "event {id} is not in the stream as stored"
+        );
     }
 }

@@ -48,6 +48,32 @@ impl Broker {
         )
     }
 
+    /// Redis on a free port, its data under `dir`, each write synced before it is
+    /// answered (`appendonly yes`, `appendfsync always`), so that a restart keeps
+    /// every entry it acknowledged.
+    pub fn redis(dir: &Path) -> Option<Self> {
+        let port = crate::free_port();
+        Self::start(
+            "redis-server",
+            &["/usr/bin/redis-server", "/usr/sbin/redis-server"],
+            vec![
+                "--port".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+                "--save".into(),
+                String::new(),
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+            ],
+            port,
+        )
+    }
+
     fn start(name: &str, places: &[&str], args: Vec<String>, port: u16) -> Option<Self> {
         let Some(program) = places.iter().map(PathBuf::from).find(|p| p.exists()) else {
             if required() {

@@ -10,6 +10,7 @@
 //! - [`Message`]: what every broker sends: the body, its content type, a stable id
 //!   and the headers.
 //! - `nats` (feature `nats`): NATS JetStream.
+//! - `redis` (feature `redis`): Redis Streams.
 //!
 //! [`Destination`] is any of them, so one relay runs HTTP and broker routes
 //! together.
@@ -25,6 +26,9 @@ use crate::signing::SigningSecrets;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 /// `url` as errors may show it: without the user and password it may carry.
 ///
@@ -156,6 +160,10 @@ pub enum Destination {
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     Nats(nats::NatsPublisher),
+    /// A Redis stream.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    Redis(redis::RedisStreams),
 }
 
 impl Handler for Destination {
@@ -164,6 +172,8 @@ impl Handler for Destination {
             Destination::Http(forwarder) => forwarder.handle(event, delivery).await,
             #[cfg(feature = "nats")]
             Destination::Nats(publisher) => publisher.handle(event, delivery).await,
+            #[cfg(feature = "redis")]
+            Destination::Redis(streams) => streams.handle(event, delivery).await,
         }
     }
 }
