@@ -384,6 +384,26 @@ fn sigkill_at_each_write_of_a_new_inbox_leaves_no_file_or_a_whole_one() {
     assert!(left.is_empty(), "listeners left running: {left:?}");
 }
 
+/// `thulium listen --no-auth` on `addr` with `args` (the inbox, routes, settings),
+/// its stderr appended to `log`.
+fn relay(addr: SocketAddr, args: &[String], log: &Path) -> Guarded {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Guarded::spawn(
+        Command::new(env!("CARGO_BIN_EXE_thulium"))
+            .args(["listen", "--no-auth", "--addr", &addr.to_string()])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log)),
+    )
+    .unwrap()
+}
+
 /// `thulium inbox stats --output json` for the inbox `at` (its flags).
 fn stats_at(at: &[String]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_thulium"))
@@ -492,36 +512,26 @@ fn three_routes_each_on_its_own_through_a_kill(at: Vec<String>) {
     });
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let url = format!("http://{addr}/thulium");
-    let start = || {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        Guarded::spawn(
-            Command::new(env!("CARGO_BIN_EXE_thulium"))
-                .args(["listen", "--no-auth", "--addr", &addr.to_string()])
-                .args(&at)
-                // Leases of 15 s: what a killed relay held on PostgreSQL comes
-                // back after that long (a file's are released at the restart).
-                .args(["--max-attempts", "1000", "--handler-timeout", "5s", "-v"])
-                .arg("--route")
-                .arg(format!("healthy=http://{healthy_at}/app actions=TICKET_*"))
-                .arg("--route")
-                .arg(format!(
-                    "flaky=http://{flaky_at}/app retry=200ms..2s breaker=3"
-                ))
-                .arg("--route")
-                .arg(format!(
-                    "gone=http://{gone_at}/app actions=TICKET_CREATED,CHAT_*"
-                ))
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log)),
-        )
-        .unwrap()
-    };
+    let mut args = at.clone();
+    args.extend(
+        [
+            // Leases of 15 s: what a killed relay held on PostgreSQL comes back after
+            // that long (a file's are released at the restart).
+            "--max-attempts",
+            "1000",
+            "--handler-timeout",
+            "5s",
+            "-v",
+            "--route",
+            &format!("healthy=http://{healthy_at}/app actions=TICKET_*"),
+            "--route",
+            &format!("flaky=http://{flaky_at}/app retry=200ms..2s breaker=3"),
+            "--route",
+            &format!("gone=http://{gone_at}/app actions=TICKET_CREATED,CHAT_*"),
+        ]
+        .map(String::from),
+    );
+    let start = || relay(addr, &args, &log);
     let mut listener = start();
     runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
     listener.kill(); // SIGKILL, with forwards under way
@@ -659,25 +669,13 @@ fn a_nats_route_loses_nothing_and_repeats_nothing_through_a_kill() {
     let log = dir.path().join("listener.log");
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let url = format!("http://{addr}/thulium");
-    let start = || {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        Guarded::spawn(
-            Command::new(env!("CARGO_BIN_EXE_thulium"))
-                .args(["listen", "--no-auth", "--addr", &addr.to_string()])
-                .args(["--inbox", inbox.to_str().unwrap()])
-                .arg("--route")
-                .arg(format!("bus={server} subject=relay.{{action}}"))
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log)),
-        )
-        .unwrap()
-    };
+    let args = [
+        "--inbox".to_string(),
+        inbox.display().to_string(),
+        "--route".into(),
+        format!("bus={server} subject=relay.{{action}}"),
+    ];
+    let start = || relay(addr, &args, &log);
     let at = vec!["--inbox".to_string(), inbox.display().to_string()];
     let mut listener = start();
     runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
@@ -750,27 +748,13 @@ fn a_redis_route_loses_nothing_through_a_kill_and_a_server_restart() {
     let log = dir.path().join("listener.log");
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let url = format!("http://{addr}/thulium");
-    let start = || {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        Guarded::spawn(
-            Command::new(env!("CARGO_BIN_EXE_thulium"))
-                .args(["listen", "--no-auth", "--addr", &addr.to_string()])
-                .args(["--inbox", inbox.to_str().unwrap()])
-                .arg("--route")
-                .arg(format!(
-                    "cache={server} stream=relay:{{action}} timeout=2s retry=100ms..1s"
-                ))
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log)),
-        )
-        .unwrap()
-    };
+    let args = [
+        "--inbox".to_string(),
+        inbox.display().to_string(),
+        "--route".into(),
+        format!("cache={server} stream=relay:{{action}} timeout=2s retry=100ms..1s"),
+    ];
+    let start = || relay(addr, &args, &log);
     let at = vec!["--inbox".to_string(), inbox.display().to_string()];
     let mut listener = start();
     runtime.block_on(send_tickets(&url, 0..TICKETS / 3));

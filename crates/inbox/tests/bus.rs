@@ -19,6 +19,72 @@ const EVENTS: u64 = 60;
 #[cfg(feature = "redis")]
 type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
+/// A store under `dir` holding [`EVENTS`] tickets for `route`; their ids.
+async fn filled(
+    dir: &std::path::Path,
+    route: &RouteName,
+) -> (EmbeddedStore, Vec<thulium_inbox::EventId>) {
+    let store = EmbeddedStore::open(dir.join("inbox.redb")).unwrap();
+    let mut ids = Vec::new();
+    for number in 0..EVENTS {
+        let put = store.put(ticket(number, 0).for_routes(vec![route.clone()]));
+        ids.push(put.await.unwrap().id());
+    }
+    (store, ids)
+}
+
+/// Dispatches `route` with `handler` (4 at once, 60 a second, retried every 50 to
+/// 300 ms) until the returned sender is dropped.
+fn dispatch<H: thulium_inbox::dispatcher::Handler>(
+    store: &EmbeddedStore,
+    route: &RouteName,
+    handler: H,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = DispatchConfig::default()
+        .route(route.clone())
+        .concurrency(4)
+        .rate_limit(Some(60.0))
+        .schedule(RetrySchedule::new(
+            1_000,
+            Duration::from_millis(50),
+            Duration::from_millis(300),
+        ))
+        .poll_interval(Duration::from_millis(20));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(Dispatcher::new(store.clone(), config).run(handler, async {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+/// Waits until `count` events are done, up to `limit`.
+async fn until_done(store: &EmbeddedStore, count: u64, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let stats = store.stats().await.unwrap();
+        if stats.done >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {count} done: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Once a third of the events are handed over, kills `broker`, waits `down`, and
+/// starts it again on the same port and data.
+async fn restart_midway(store: &EmbeddedStore, broker: &mut Broker, down: Duration) {
+    until_done(store, EVENTS / 3, Duration::from_secs(30)).await;
+    broker.kill();
+    tokio::time::sleep(down).await;
+    broker.restart();
+}
+
 /// Every message of `stream`, as (Nats-Msg-Id, body).
 async fn messages(
     js: &async_nats::jetstream::Context,
@@ -77,17 +143,8 @@ async fn every_event_reaches_jetstream_once_through_a_broker_restart() {
     .await
     .unwrap();
 
-    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
     let bus = RouteName::new("bus").unwrap();
-    let mut ids = Vec::new();
-    for number in 0..EVENTS {
-        let id = store
-            .put(ticket(number, 0).for_routes(vec![bus.clone()]))
-            .await
-            .unwrap()
-            .id();
-        ids.push(id);
-    }
+    let (store, ids) = filled(dir.path(), &bus).await;
     let publisher = NatsPublisher::connect(
         &url,
         None,
@@ -97,47 +154,10 @@ async fn every_event_reaches_jetstream_once_through_a_broker_restart() {
     )
     .await
     .unwrap();
-    let config = DispatchConfig::default()
-        .route(bus.clone())
-        .concurrency(4)
-        .rate_limit(Some(60.0))
-        .schedule(RetrySchedule::new(
-            1_000,
-            Duration::from_millis(50),
-            Duration::from_millis(300),
-        ))
-        .poll_interval(Duration::from_millis(20));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let dispatching = tokio::spawn(
-        Dispatcher::new(store.clone(), config).run(publisher, async {
-            let _ = stopped.await;
-        }),
-    );
-    // Kill the server once a third is in, and bring it back after longer than a
-    // publish waits for its ack (2 s), so that attempts fail meanwhile.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while store.stats().await.unwrap().done < EVENTS / 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing was published"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    nats.kill();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    nats.restart();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats = store.stats().await.unwrap();
-        if stats.done == EVENTS {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never all published: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (stop, dispatching) = dispatch(&store, &bus, publisher);
+    // Down for longer than a publish waits for its ack (2 s): attempts fail meanwhile.
+    restart_midway(&store, &mut nats, Duration::from_secs(3)).await;
+    until_done(&store, EVENTS, Duration::from_secs(60)).await;
     let retried: usize = {
         let mut count = 0;
         for id in &ids {
@@ -266,14 +286,8 @@ async fn every_event_reaches_a_redis_stream_through_a_server_restart() {
         return;
     };
     let url = format!("redis://{}/0", server.addr);
-    let store = EmbeddedStore::open(dir.path().join("inbox.redb")).unwrap();
     let cache = RouteName::new("cache").unwrap();
-    for number in 0..EVENTS {
-        store
-            .put(ticket(number, 0).for_routes(vec![cache.clone()]))
-            .await
-            .unwrap();
-    }
+    let (store, _) = filled(dir.path(), &cache).await;
     let streams = RedisStreams::connect(
         &url,
         None,
@@ -284,43 +298,9 @@ async fn every_event_reaches_a_redis_stream_through_a_server_restart() {
     )
     .await
     .unwrap();
-    let config = DispatchConfig::default()
-        .route(cache.clone())
-        .concurrency(4)
-        .rate_limit(Some(60.0))
-        .schedule(RetrySchedule::new(
-            1_000,
-            Duration::from_millis(50),
-            Duration::from_millis(300),
-        ))
-        .poll_interval(Duration::from_millis(20));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let dispatching = tokio::spawn(Dispatcher::new(store.clone(), config).run(streams, async {
-        let _ = stopped.await;
-    }));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while store.stats().await.unwrap().done < EVENTS / 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing was appended"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    server.kill();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    server.restart();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats = store.stats().await.unwrap();
-        if stats.done == EVENTS {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never all appended: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (stop, dispatching) = dispatch(&store, &cache, streams);
+    restart_midway(&store, &mut server, Duration::from_secs(1)).await;
+    until_done(&store, EVENTS, Duration::from_secs(60)).await;
     drop(stop);
     dispatching.await.unwrap();
 

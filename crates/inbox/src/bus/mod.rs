@@ -20,7 +20,7 @@ use std::fmt;
 use thulium::event::Event;
 
 use crate::dispatcher::{Delivery, Handler, HandlerError};
-use crate::forward::{ForwardFormat, Forwarder, body_of};
+use crate::forward::{ForwardError, ForwardFormat, Forwarder, body_of};
 use crate::signing::SigningSecrets;
 
 #[cfg(feature = "nats")]
@@ -45,6 +45,35 @@ pub fn shown(url: &str) -> String {
         // Not a URL: whatever stands before an `@` may be credentials.
         Err(_) => url.rsplit('@').next().unwrap_or_default().to_string(),
     }
+}
+
+/// A broker's `url`, checked as every broker route checks it: a URL of one of
+/// `schemes` with a host, no credentials in it (they come from the environment),
+/// and credentials (`with_credentials`) sent only over TLS (`tls_schemes`) or to a
+/// loopback address, as for HTTP.
+pub(crate) fn broker_url(
+    url: &str,
+    schemes: &[&str],
+    tls_schemes: &[&str],
+    with_credentials: bool,
+) -> Result<url::Url, ForwardError> {
+    let parsed = url::Url::parse(url).map_err(|_| ForwardError::BadUrl(shown(url)))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ForwardError::Broker(format!(
+            "{}: credentials never go in the URL; give the user and password-env",
+            shown(url)
+        )));
+    }
+    if !schemes.contains(&parsed.scheme()) || parsed.host().is_none() {
+        return Err(ForwardError::BadUrl(shown(url)));
+    }
+    if with_credentials
+        && !tls_schemes.contains(&parsed.scheme())
+        && !thulium::config::is_loopback(&parsed)
+    {
+        return Err(ForwardError::PlainHttp(shown(url)));
+    }
+    Ok(parsed)
 }
 
 /// A subject, key or topic with placeholders: `{account}` (the event's account, or
@@ -195,6 +224,25 @@ mod tests {
             route: RouteName::new("bus").unwrap(),
             account: account.map(|a| AccountName::new(a).unwrap()),
         }
+    }
+
+    #[test]
+    fn broker_urls_keep_credentials_out_and_off_plain_networks() {
+        let check = |url, credentials| broker_url(url, &["nats", "tls"], &["tls"], credentials);
+        assert!(check("nats://127.0.0.1:4222", true).is_ok());
+        assert!(check("nats://localhost:4222", true).is_ok());
+        assert!(check("tls://nats.example.com:4222", true).is_ok());
+        assert!(check("nats://nats.example.com:4222", false).is_ok());
+        assert!(matches!(
+            check("nats://nats.example.com:4222", true),
+            Err(ForwardError::PlainHttp(_))
+        ));
+        let refused = check("nats://user:hunter2@127.0.0.1:4222", false).unwrap_err();
+        assert!(!refused.to_string().contains("hunter2"), "{refused}");
+        assert!(matches!(
+            check("redis://127.0.0.1", false),
+            Err(ForwardError::BadUrl(_))
+        ));
     }
 
     #[test]

@@ -39,29 +39,12 @@ impl NatsPublisher {
         format: ForwardFormat,
         timeout: Duration,
     ) -> Result<Self, ForwardError> {
-        let parsed = Url::parse(url).map_err(|_| ForwardError::BadUrl(super::shown(url)))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(ForwardError::Broker(format!(
-                "{}: credentials never go in the URL; give the user and password-env",
-                super::shown(url)
-            )));
-        }
-        if !matches!(parsed.scheme(), "nats" | "tls") || parsed.host().is_none() {
-            return Err(ForwardError::BadUrl(super::shown(url)));
-        }
+        let parsed = super::broker_url(url, &["nats", "tls"], &["tls"], auth.is_some())?;
         let host_only = |u: &Url| format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
         let server = match parsed.port() {
             Some(port) => format!("{}:{port}", host_only(&parsed)),
             None => host_only(&parsed),
         };
-        // As for HTTP: a password only over TLS or to a loopback address.
-        if auth.is_some() && parsed.scheme() != "tls" {
-            let as_http = Url::parse(&server.replacen("nats://", "http://", 1))
-                .map_err(|_| ForwardError::BadUrl(url.into()))?;
-            if !thulium::config::credentials_may_travel_to(&as_http) {
-                return Err(ForwardError::PlainHttp(url.into()));
-            }
-        }
         let mut options = async_nats::ConnectOptions::new()
             .name(concat!("thulium-inbox/", env!("CARGO_PKG_VERSION")))
             .retry_on_initial_connect()

@@ -60,23 +60,7 @@ impl RedisStreams {
         format: ForwardFormat,
         timeout: Duration,
     ) -> Result<Self, ForwardError> {
-        let parsed = url::Url::parse(url).map_err(|_| ForwardError::BadUrl(super::shown(url)))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(ForwardError::Broker(format!(
-                "{}: credentials never go in the URL; give the user and password-env",
-                super::shown(url)
-            )));
-        }
-        if parsed.scheme() != "redis" || parsed.host().is_none() {
-            return Err(ForwardError::BadUrl(super::shown(url)));
-        }
-        if auth.is_some() {
-            let as_http = url::Url::parse(&url.replacen("redis://", "http://", 1))
-                .map_err(|_| ForwardError::BadUrl(super::shown(url)))?;
-            if !thulium::config::credentials_may_travel_to(&as_http) {
-                return Err(ForwardError::PlainHttp(super::shown(url)));
-            }
-        }
+        super::broker_url(url, &["redis"], &[], auth.is_some())?;
         let mut info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| ForwardError::Broker(format!("{}: {e}", super::shown(url))))?;
         if let Some((user, password)) = auth {
