@@ -13,11 +13,12 @@
 //! 5. Console text searches beside a steady ingest (`inbox/search.rs`).
 //! 6. Routes: ingest for three routes against one, and a healthy route's latency
 //!    beside a route that is down (`inbox/routes.rs`).
+//! 7. Routes into message buses beside an HTTP route (`inbox/buses.rs`).
 //!
 //! Flags after `--`: `--quick` (small counts), `--no-write` (print only),
-//! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres, search, routes; implies
-//! `--no-write`, since the file holds one whole run, except `routes`, which has a
-//! block of its own).
+//! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres, search, routes,
+//! buses; implies `--no-write`, since the file holds one whole run, except `routes`
+//! and `buses`, which have blocks of their own).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::{EmbeddedStore, Store};
 use tokio::sync::oneshot;
 
+#[path = "inbox/buses.rs"]
+mod buses;
 #[path = "inbox/postgres.rs"]
 mod postgres;
 #[path = "inbox/routes.rs"]
@@ -45,6 +48,8 @@ const START: &str = "<!-- inbox:start -->";
 const END: &str = "<!-- inbox:end -->";
 const ROUTES_START: &str = "<!-- inbox-routes:start -->";
 const ROUTES_END: &str = "<!-- inbox-routes:end -->";
+const BUSES_START: &str = "<!-- inbox-buses:start -->";
+const BUSES_END: &str = "<!-- inbox-buses:end -->";
 const CONNECTIONS: usize = 64;
 const AUTH: &str = "Basic dGh1bGl1bTpiZW5jaC1wYXNzd29yZA=="; // thulium:bench-password
 
@@ -67,6 +72,7 @@ fn main() {
     let block = match only.as_deref() {
         None => Some((START, END)),
         Some("routes") => Some((ROUTES_START, ROUTES_END)),
+        Some("buses") => Some((BUSES_START, BUSES_END)),
         Some(_) => None,
     };
     let write = !args.iter().any(|a| a == "--no-write") && block.is_some();
@@ -107,6 +113,9 @@ fn main() {
     }
     if runs("routes") {
         runtime.block_on(routes::routes_section(&mut out, dir.path(), quick));
+    }
+    if runs("buses") {
+        runtime.block_on(buses::buses_section(&mut out, dir.path(), quick));
     }
     let _ = writeln!(
         out,

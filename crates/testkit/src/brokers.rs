@@ -52,6 +52,7 @@ impl Broker {
     /// answered (`appendonly yes`, `appendfsync always`), so that a restart keeps
     /// every entry it acknowledged.
     pub fn redis(dir: &Path) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("the broker's directory");
         let port = crate::free_port();
         Self::start(
             "redis-server",
