@@ -8,6 +8,7 @@ use thulium::receiver::Receiver;
 use thulium_inbox::Store;
 use thulium_inbox::breaker::BreakerConfig;
 use thulium_inbox::bus::Destination;
+use thulium_inbox::bus::mqtt::MqttPublisher;
 use thulium_inbox::bus::nats::NatsPublisher;
 use thulium_inbox::bus::redis::RedisStreams;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, RetrySchedule};
@@ -228,6 +229,10 @@ async fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Destinati
             }
             Destination::Redis(streams)
         }
+        Some(Bus::Mqtt { topic }) => Destination::Mqtt(
+            MqttPublisher::connect(&spec.to, auth, topic.clone(), format, timeout)
+                .map_err(failed)?,
+        ),
     };
     let config = dispatch_config(
         spec.concurrency.unwrap_or(inbox.concurrency),

@@ -5,7 +5,8 @@
 //! destination is an HTTP endpoint, or a broker: `nats://host:port` (NATS
 //! JetStream; `subject=thulium.{account}.{action}` by default) or
 //! `redis://host:port/db` (Redis Streams; `stream=thulium:events` by default,
-//! `maxlen=N` to trim). A spec reads:
+//! `maxlen=N` to trim) or `mqtt://host:port` (QoS 1; `topic=thulium/{account}/{action}`
+//! by default). A spec reads:
 //! `crm=https://crm.example.com/thulium actions=CHAT_*,TICKET_* format=json
 //! concurrency=4 timeout=10s max-attempts=20 retry=1s..10m breaker=5 auth-user=relay
 //! password-env=CRM_PASSWORD sign`. What a route leaves out comes from the listener's own flags
@@ -69,6 +70,11 @@ pub enum Bus {
         /// The subject of each event.
         subject: Template,
     },
+    /// MQTT, QoS 1, to this topic.
+    Mqtt {
+        /// The topic of each event.
+        topic: Template,
+    },
     /// Redis Streams, to this stream.
     Redis {
         /// The stream (key) of each event.
@@ -77,6 +83,9 @@ pub enum Bus {
         max_len: Option<u64>,
     },
 }
+
+/// The topic an MQTT route publishes to unless it names one.
+pub const MQTT_TOPIC: &str = "thulium/{account}/{action}";
 
 /// The stream a Redis route appends to unless it names one.
 pub const REDIS_STREAM: &str = "thulium:events";
@@ -96,6 +105,7 @@ pub const KEYS: &[&str] = &[
     "subject",
     "stream",
     "maxlen",
+    "topic",
     "breaker",
     "rate",
     "final",
@@ -138,9 +148,12 @@ impl FromStr for RouteSpec {
                 stream: Template::parse(REDIS_STREAM)?,
                 max_len: None,
             }),
+            "mqtt" => Some(Bus::Mqtt {
+                topic: Template::parse(MQTT_TOPIC)?,
+            }),
             _ => {
                 return Err(format!(
-                    "route {name}: `{to}` must be an http://, https://, nats:// or redis:// URL"
+                    "route {name}: `{to}` must be an http://, https://, nats://, redis:// or mqtt:// URL"
                 ));
             }
         };
@@ -233,6 +246,12 @@ impl FromStr for RouteSpec {
                         *subject = Template::parse(value).map_err(|e| bad(&e))?;
                     }
                     _ => return Err(bad("only a nats:// route has a subject")),
+                },
+                "topic" => match &mut spec.bus {
+                    Some(Bus::Mqtt { topic }) => {
+                        *topic = Template::parse(value).map_err(|e| bad(&e))?;
+                    }
+                    _ => return Err(bad("only an mqtt:// route has a topic")),
                 },
                 "stream" => match &mut spec.bus {
                     Some(Bus::Redis { stream, .. }) => {
@@ -370,7 +389,14 @@ mod tests {
             ("crm", "NAME=URL"),
             ("Crm=http://x/", "route name"),
             ("unrouted=http://x/", "reserved"),
-            ("crm=ftp://x/", "http://, https://, nats:// or redis://"),
+            (
+                "crm=ftp://x/",
+                "http://, https://, nats://, redis:// or mqtt://",
+            ),
+            (
+                "c=redis://127.0.0.1:6379 topic=a/b",
+                "only an mqtt:// route",
+            ),
             ("c=redis://127.0.0.1:6379 maxlen=0", "above zero"),
             ("c=nats://127.0.0.1:4222 stream=x", "only a redis:// route"),
             ("crm=https://u:pw@x/", "credentials never go in the URL"),

@@ -814,3 +814,84 @@ fn a_redis_route_loses_nothing_through_a_kill_and_a_server_restart() {
     listener.signal("INT");
     let _ = listener.wait();
 }
+
+/// A route into MQTT through a SIGKILL of the relay: a subscriber with a persistent
+/// session (QoS 1) gets every event answered `200`, as received, at least once.
+#[test]
+fn an_mqtt_route_loses_nothing_through_a_kill() {
+    const TICKETS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(broker) = thulium_testkit::brokers::Broker::mosquitto(&dir.path().join("mqtt")) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let subscribed = Arc::new(AtomicBool::new(false));
+    runtime.block_on(async {
+        let mut options =
+            rumqttc::MqttOptions::new("crash-test-subscriber", "127.0.0.1", broker.addr.port());
+        options.set_clean_session(false);
+        let (client, mut events) = rumqttc::AsyncClient::new(options, 100);
+        client
+            .subscribe("relay/#", rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let (seen, subscribed) = (Arc::clone(&seen), Arc::clone(&subscribed));
+        tokio::spawn(async move {
+            let _client = client;
+            loop {
+                match events.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        subscribed.store(true, Ordering::SeqCst);
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
+                        let body = String::from_utf8_lossy(&publish.payload).into_owned();
+                        seen.lock().unwrap().insert(body);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    });
+    let log = dir.path().join("listener.log");
+    wait_for(
+        Duration::from_secs(10),
+        "the subscriber never subscribed",
+        &log,
+        || subscribed.load(Ordering::SeqCst),
+    );
+    let inbox = dir.path().join("mqtt-route.redb");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}/thulium");
+    let args = [
+        "--inbox".to_string(),
+        inbox.display().to_string(),
+        "--route".into(),
+        format!("iot=mqtt://{} topic=relay/{{action}}", broker.addr),
+    ];
+    let at = args[..2].to_vec();
+    let mut listener = relay(addr, &args, &log);
+    runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
+    listener.kill(); // SIGKILL, with publishes under way
+    let mut listener = relay(addr, &args, &log);
+    runtime.block_on(send_tickets(&url, TICKETS / 2..TICKETS));
+    wait_for(
+        Duration::from_secs(60),
+        "the mqtt route never finished",
+        &log,
+        || stats_at(&at)["routes"]["iot"]["done"] == TICKETS as u64,
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the subscriber never got every event",
+        &log,
+        || (0..TICKETS).all(|i| seen.lock().unwrap().contains(&body(i))),
+    );
+    listener.signal("INT");
+    let _ = listener.wait();
+}

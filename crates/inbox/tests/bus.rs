@@ -341,3 +341,93 @@ async fn every_event_reaches_a_redis_stream_through_a_server_restart() {
         );
     }
 }
+
+/// Every stored event reaches an MQTT subscriber (QoS 1, a persistent session),
+/// though the broker is stopped and started again in the middle: attempts while it
+/// is away fail and are retried, and each succeeds only on its `PUBACK`.
+#[cfg(feature = "mqtt")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_an_mqtt_subscriber_through_a_broker_restart() {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use thulium_inbox::bus::mqtt::MqttPublisher;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut broker) = Broker::mosquitto(&dir.path().join("mosquitto")) else {
+        return;
+    };
+    // The subscriber: a persistent session, so that what comes while it is away
+    // waits for it.
+    let seen: Arc<Mutex<HashSet<Vec<u8>>>> = Arc::default();
+    let mut options =
+        rumqttc::MqttOptions::new("bus-test-subscriber", "127.0.0.1", broker.addr.port());
+    options.set_clean_session(false);
+    let (subscriber, mut events) = rumqttc::AsyncClient::new(options, 100);
+    subscriber
+        .subscribe("thulium/#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let received = Arc::clone(&seen);
+    let listening = tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
+                    received.lock().unwrap().insert(publish.payload.to_vec());
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !subscribed(&broker).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the subscriber never connected"
+        );
+    }
+
+    let iot = RouteName::new("iot").unwrap();
+    let (store, ids) = filled(dir.path(), &iot).await;
+    let publisher = MqttPublisher::connect(
+        &format!("mqtt://{}", broker.addr),
+        None,
+        Template::parse("thulium/{account}/{action}").unwrap(),
+        ForwardFormat::AsReceived,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let (stop, dispatching) = dispatch(&store, &iot, publisher);
+    until_done(&store, EVENTS / 3, Duration::from_secs(30)).await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart();
+    until_done(&store, EVENTS, Duration::from_secs(60)).await;
+    drop(stop);
+    dispatching.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut missing = Vec::new();
+        for id in &ids {
+            let stored = store.get(*id).await.unwrap().unwrap();
+            if !seen.lock().unwrap().contains(&stored.body[..]) {
+                missing.push(id.0);
+            }
+        }
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events {missing:?} never reached the subscriber"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    listening.abort();
+}
+
+/// Whether the broker accepts connections yet (the subscriber's first connect).
+#[cfg(feature = "mqtt")]
+async fn subscribed(broker: &Broker) -> bool {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::net::TcpStream::connect(broker.addr).is_ok()
+}

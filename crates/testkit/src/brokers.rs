@@ -75,6 +75,37 @@ impl Broker {
         )
     }
 
+    /// Mosquitto on a free port, keeping its sessions and queued messages under
+    /// `dir` (written when it stops: restart it with [`Self::stop`], not a kill, to
+    /// keep them).
+    pub fn mosquitto(dir: &Path) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("the broker's directory");
+        let port = crate::free_port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n# Run by root (CI), it would switch to the user mosquitto, who cannot write\n# the test's directory.\nuser root\n",
+                dir.display()
+            ),
+        )
+        .expect("the broker's configuration");
+        Self::start(
+            "mosquitto",
+            &["/usr/sbin/mosquitto", "/usr/bin/mosquitto"],
+            vec!["-c".into(), config.display().to_string()],
+            port,
+        )
+    }
+
+    /// Stops it as a service manager would (SIGTERM) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.signal("TERM");
+            let _ = process.wait();
+        }
+    }
+
     fn start(name: &str, places: &[&str], args: Vec<String>, port: u16) -> Option<Self> {
         let Some(program) = places.iter().map(PathBuf::from).find(|p| p.exists()) else {
             if required() {

@@ -54,7 +54,10 @@ pub(super) async fn buses_section(out: &mut String, dir: &Path, quick: bool) {
         Broker::nats(&dir.join("nats")),
         Broker::redis(&dir.join("redis")),
     ) else {
-        let _ = writeln!(out, "\n## 12. Routes into message buses\n\nNot run: nats-server or redis-server is missing.");
+        let _ = writeln!(
+            out,
+            "\n## 12. Routes into message buses\n\nNot run: nats-server or redis-server is missing."
+        );
         return;
     };
     let nats_url = format!("nats://{}", nats.addr);
@@ -72,7 +75,8 @@ pub(super) async fn buses_section(out: &mut String, dir: &Path, quick: bool) {
         serve(axum::Router::new().route("/app", axum::routing::post(|| async { "ok" }))).await
     );
     let timeout = Duration::from_secs(5);
-    let http = Forwarder::new(&sink, None, ForwardFormat::AsReceived, timeout).expect("a forwarder");
+    let http =
+        Forwarder::new(&sink, None, ForwardFormat::AsReceived, timeout).expect("a forwarder");
     let nats = NatsPublisher::connect(
         &nats_url,
         None,
@@ -94,16 +98,28 @@ pub(super) async fn buses_section(out: &mut String, dir: &Path, quick: bool) {
     .expect("redis");
     let numbers = Arc::new(AtomicU64::new(90_000_000));
     let mut rows = Vec::new();
-    rows.push(("HTTP endpoint on loopback (answers 200)", measure(dir, "http", http, count, seconds, &numbers).await));
-    rows.push(("NATS JetStream (file stream, publish ack)", measure(dir, "nats", nats, count, seconds, &numbers).await));
-    rows.push(("Redis Streams (XADD, appendfsync always)", measure(dir, "redis", redis, count, seconds, &numbers).await));
+    rows.push((
+        "HTTP endpoint on loopback (answers 200)",
+        measure(dir, "http", http, count, seconds, &numbers).await,
+    ));
+    rows.push((
+        "NATS JetStream (file stream, publish ack)",
+        measure(dir, "nats", nats, count, seconds, &numbers).await,
+    ));
+    rows.push((
+        "Redis Streams (XADD, appendfsync always)",
+        measure(dir, "redis", redis, count, seconds, &numbers).await,
+    ));
 
     let _ = writeln!(out, "\n## 12. Routes into message buses\n");
     let _ = writeln!(
         out,
         "Each destination alone: a dispatcher at the default settings (16 at once) hands over {count} stored events and waits for each confirm (a 2xx, the stream's ack, the entry's id); then deliveries POSTed at {RATE}/s for {seconds} s, timed from the POST to the confirm. Private brokers of the machine's binaries on loopback.\n"
     );
-    let _ = writeln!(out, "| destination | confirmed/s | p50 at {RATE}/s | p99 at {RATE}/s |");
+    let _ = writeln!(
+        out,
+        "| destination | confirmed/s | p50 at {RATE}/s | p99 at {RATE}/s |"
+    );
     let _ = writeln!(out, "|---|---|---|---|");
     for (name, (rate, stats)) in &rows {
         let _ = writeln!(
@@ -138,7 +154,8 @@ async fn measure<H: Handler + Clone>(
     for _ in 0..count {
         let body = event_body(numbers.fetch_add(1, Ordering::Relaxed));
         let event = Event::parse(body.as_bytes(), None).expect("an event");
-        let new = thulium_inbox::NewEvent::from_event(&event, body, None).for_routes(vec![route.clone()]);
+        let new =
+            thulium_inbox::NewEvent::from_event(&event, body, None).for_routes(vec![route.clone()]);
         store.put(new).await.expect("a put");
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -147,8 +164,11 @@ async fn measure<H: Handler + Clone>(
     };
     let started = Instant::now();
     let task = tokio::spawn(
-        Dispatcher::new(store.clone(), DispatchConfig::default().route(route.clone()))
-            .run(handler.clone(), until(stopped.clone())),
+        Dispatcher::new(
+            store.clone(),
+            DispatchConfig::default().route(route.clone()),
+        )
+        .run(handler.clone(), until(stopped.clone())),
     );
     while store.stats().await.expect("stats").done < count {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -162,7 +182,12 @@ async fn measure<H: Handler + Clone>(
     let routing = Routing::new(vec![(route.clone(), Vec::new())]).expect("a route");
     let url = format!(
         "http://{}/hook",
-        serve(DurableReceiver::new(receiver(), store.clone()).routing(routing).router("/hook")).await
+        serve(
+            DurableReceiver::new(receiver(), store.clone())
+                .routing(routing)
+                .router("/hook")
+        )
+        .await
     );
     let timed = Timed {
         inner: handler,

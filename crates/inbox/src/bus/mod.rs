@@ -11,6 +11,7 @@
 //!   and the headers.
 //! - `nats` (feature `nats`): NATS JetStream.
 //! - `redis` (feature `redis`): Redis Streams.
+//! - `mqtt` (feature `mqtt`): MQTT, QoS 1.
 //!
 //! [`Destination`] is any of them, so one relay runs HTTP and broker routes
 //! together.
@@ -23,6 +24,9 @@ use crate::dispatcher::{Delivery, Handler, HandlerError};
 use crate::forward::{ForwardError, ForwardFormat, Forwarder, body_of};
 use crate::signing::SigningSecrets;
 
+#[cfg(feature = "mqtt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mqtt")))]
+pub mod mqtt;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
@@ -189,6 +193,10 @@ pub enum Destination {
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     Nats(nats::NatsPublisher),
+    /// An MQTT topic.
+    #[cfg(feature = "mqtt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mqtt")))]
+    Mqtt(mqtt::MqttPublisher),
     /// A Redis stream.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -203,6 +211,8 @@ impl Handler for Destination {
             Destination::Nats(publisher) => publisher.handle(event, delivery).await,
             #[cfg(feature = "redis")]
             Destination::Redis(streams) => streams.handle(event, delivery).await,
+            #[cfg(feature = "mqtt")]
+            Destination::Mqtt(publisher) => publisher.handle(event, delivery).await,
         }
     }
 }
