@@ -1,7 +1,7 @@
 //! Section 12: routes into message buses. For each destination (an HTTP endpoint
-//! on loopback that answers 200, NATS JetStream, Redis Streams; the brokers are
-//! private servers of the machine's binaries, JetStream on a file stream, Redis
-//! syncing every append), the events a dispatcher at the default concurrency hands
+//! on loopback that answers 200, NATS JetStream, Redis Streams, MQTT; the brokers
+//! are private servers of the machine's binaries, JetStream on a file stream, Redis
+//! syncing every append, Mosquitto with QoS 1), the events a dispatcher at the default concurrency hands
 //! over and gets confirmed per second from a store of pending events, and the time
 //! from a delivery's POST to its confirm at a steady 1,000 deliveries a second.
 
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use thulium::event::Event;
 use thulium_bench::{Stats, serve};
 use thulium_inbox::bus::Template;
+use thulium_inbox::bus::mqtt::MqttPublisher;
 use thulium_inbox::bus::nats::NatsPublisher;
 use thulium_inbox::bus::redis::RedisStreams;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, Dispatcher, Handler, HandlerError};
@@ -50,13 +51,14 @@ impl<H: Handler + Clone> Handler for Timed<H> {
 
 pub(super) async fn buses_section(out: &mut String, dir: &Path, quick: bool) {
     let (count, seconds) = if quick { (2_000, 2) } else { (20_000, 10) };
-    let (Some(nats), Some(redis)) = (
+    let (Some(nats), Some(redis), Some(mosquitto)) = (
         Broker::nats(&dir.join("nats")),
         Broker::redis(&dir.join("redis")),
+        Broker::mosquitto(&dir.join("mosquitto")),
     ) else {
         let _ = writeln!(
             out,
-            "\n## 12. Routes into message buses\n\nNot run: nats-server or redis-server is missing."
+            "\n## 12. Routes into message buses\n\nNot run: nats-server, redis-server or mosquitto is missing."
         );
         return;
     };
@@ -96,6 +98,14 @@ pub(super) async fn buses_section(out: &mut String, dir: &Path, quick: bool) {
     )
     .await
     .expect("redis");
+    let mqtt = MqttPublisher::connect(
+        &format!("mqtt://{}", mosquitto.addr),
+        None,
+        Template::parse("bench/{action}").expect("a topic"),
+        ForwardFormat::AsReceived,
+        timeout,
+    )
+    .expect("mqtt");
     let numbers = Arc::new(AtomicU64::new(90_000_000));
     let mut rows = Vec::new();
     rows.push((
@@ -110,11 +120,15 @@ pub(super) async fn buses_section(out: &mut String, dir: &Path, quick: bool) {
         "Redis Streams (XADD, appendfsync always)",
         measure(dir, "redis", redis, count, seconds, &numbers).await,
     ));
+    rows.push((
+        "MQTT, Mosquitto (QoS 1, PUBACK)",
+        measure(dir, "mqtt", mqtt, count, seconds, &numbers).await,
+    ));
 
     let _ = writeln!(out, "\n## 12. Routes into message buses\n");
     let _ = writeln!(
         out,
-        "Each destination alone: a dispatcher at the default settings (16 at once) hands over {count} stored events and waits for each confirm (a 2xx, the stream's ack, the entry's id); then deliveries POSTed at {RATE}/s for {seconds} s, timed from the POST to the confirm. Private brokers of the machine's binaries on loopback.\n"
+        "Each destination alone: a dispatcher at the default settings (16 at once) hands over {count} stored events and waits for each confirm (a 2xx, the stream's ack, the entry's id, the PUBACK); then deliveries POSTed at {RATE}/s for {seconds} s, timed from the POST to the confirm. Private brokers of the machine's binaries on loopback.\n"
     );
     let _ = writeln!(
         out,
@@ -132,9 +146,10 @@ pub(super) async fn buses_section(out: &mut String, dir: &Path, quick: bool) {
     let http_rate = rows[0].1.0;
     let _ = writeln!(
         out,
-        "\nAgainst the HTTP route: NATS {:.2}x, Redis {:.2}x the confirmed rate.",
+        "\nAgainst the HTTP route: NATS {:.2}x, Redis {:.2}x, MQTT {:.2}x the confirmed rate.",
         rows[1].1.0 / http_rate,
-        rows[2].1.0 / http_rate
+        rows[2].1.0 / http_rate,
+        rows[3].1.0 / http_rate
     );
 }
 
