@@ -384,6 +384,37 @@ mod tests {
     }
 
     #[test]
+    fn broker_routes_take_their_own_keys_and_defaults() {
+        let nats: RouteSpec = "bus=nats://127.0.0.1:4222".parse().unwrap();
+        assert_eq!(
+            nats.bus,
+            Some(Bus::Nats {
+                subject: Template::parse(NATS_SUBJECT).unwrap()
+            })
+        );
+        let redis: RouteSpec = "cache=redis://127.0.0.1:6379/0 stream=s:{route} maxlen=100"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            redis.bus,
+            Some(Bus::Redis {
+                stream: Template::parse("s:{route}").unwrap(),
+                max_len: Some(100)
+            })
+        );
+        let mqtt: RouteSpec = "iot=mqtt://127.0.0.1:1883 topic=t/{action}"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            mqtt.bus,
+            Some(Bus::Mqtt {
+                topic: Template::parse("t/{action}").unwrap()
+            })
+        );
+        assert_eq!("web=https://x/in".parse::<RouteSpec>().unwrap().bus, None);
+    }
+
+    #[test]
     fn a_bad_spec_says_what_is_wrong() {
         for (spec, says) in [
             ("crm", "NAME=URL"),
