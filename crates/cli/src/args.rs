@@ -320,7 +320,8 @@ pub struct InboxArgs {
     /// With --inbox: a route, instead of --forward-to (repeat for several): NAME=URL
     /// (http(s)://; nats://host:port with subject=thulium.{account}.{action};
     /// redis://host:port/db with stream=thulium:events and maxlen=N; mqtt://host:port
-    /// with topic=thulium/{account}/{action}), then key=value
+    /// with topic=thulium/{account}/{action}; amqp://host:port/vhost with exchange=NAME
+    /// and routing-key=thulium.{account}.{action}), then key=value
     /// words: actions=CHAT_*,TICKET_CREATED (default all),
     /// format=as-received|form|json, concurrency=N, timeout=30s, max-attempts=N,
     /// retry=1s..1h (first and longest wait), breaker=N (failures in a row that

@@ -10,6 +10,7 @@ use thulium_inbox::breaker::BreakerConfig;
 use thulium_inbox::bus::Destination;
 use thulium_inbox::bus::mqtt::MqttPublisher;
 use thulium_inbox::bus::nats::NatsPublisher;
+use thulium_inbox::bus::rabbitmq::RabbitPublisher;
 use thulium_inbox::bus::redis::RedisStreams;
 use thulium_inbox::dispatcher::{Delivery, DispatchConfig, RetrySchedule};
 use thulium_inbox::forward::{ForwardFormat, Forwarder};
@@ -228,6 +229,24 @@ async fn route_of(spec: &RouteSpec, inbox: &InboxArgs) -> Result<Route<Destinati
                 streams = streams.signing(secrets);
             }
             Destination::Redis(streams)
+        }
+        Some(Bus::Rabbit {
+            exchange,
+            routing_key,
+        }) => {
+            let mut publisher = RabbitPublisher::connect(
+                &spec.to,
+                auth,
+                exchange,
+                routing_key.clone(),
+                format,
+                timeout,
+            )
+            .map_err(failed)?;
+            if let Some(secrets) = signing {
+                publisher = publisher.signing(secrets);
+            }
+            Destination::Rabbit(publisher)
         }
         Some(Bus::Mqtt { topic }) => Destination::Mqtt(
             MqttPublisher::connect(&spec.to, auth, topic.clone(), format, timeout)

@@ -5,8 +5,9 @@
 //! destination is an HTTP endpoint, or a broker: `nats://host:port` (NATS
 //! JetStream; `subject=thulium.{account}.{action}` by default) or
 //! `redis://host:port/db` (Redis Streams; `stream=thulium:events` by default,
-//! `maxlen=N` to trim) or `mqtt://host:port` (QoS 1; `topic=thulium/{account}/{action}`
-//! by default). A spec reads:
+//! `maxlen=N` to trim), `mqtt://host:port` (QoS 1; `topic=thulium/{account}/{action}`
+//! by default) or `amqp://host:port/vhost` (RabbitMQ; `exchange=NAME`,
+//! `routing-key=thulium.{account}.{action}` by default). A spec reads:
 //! `crm=https://crm.example.com/thulium actions=CHAT_*,TICKET_* format=json
 //! concurrency=4 timeout=10s max-attempts=20 retry=1s..10m breaker=5 auth-user=relay
 //! password-env=CRM_PASSWORD sign`. What a route leaves out comes from the listener's own flags
@@ -70,6 +71,13 @@ pub enum Bus {
         /// The subject of each event.
         subject: Template,
     },
+    /// RabbitMQ, to this exchange with this routing key.
+    Rabbit {
+        /// The exchange (`""`: the default one, where the key is a queue's name).
+        exchange: String,
+        /// The routing key of each event.
+        routing_key: Template,
+    },
     /// MQTT, QoS 1, to this topic.
     Mqtt {
         /// The topic of each event.
@@ -83,6 +91,9 @@ pub enum Bus {
         max_len: Option<u64>,
     },
 }
+
+/// The routing key a RabbitMQ route publishes with unless it names one.
+pub const RABBIT_ROUTING_KEY: &str = "thulium.{account}.{action}";
 
 /// The topic an MQTT route publishes to unless it names one.
 pub const MQTT_TOPIC: &str = "thulium/{account}/{action}";
@@ -106,6 +117,8 @@ pub const KEYS: &[&str] = &[
     "stream",
     "maxlen",
     "topic",
+    "exchange",
+    "routing_key",
     "breaker",
     "rate",
     "final",
@@ -151,9 +164,13 @@ impl FromStr for RouteSpec {
             "mqtt" => Some(Bus::Mqtt {
                 topic: Template::parse(MQTT_TOPIC)?,
             }),
+            "amqp" => Some(Bus::Rabbit {
+                exchange: String::new(),
+                routing_key: Template::parse(RABBIT_ROUTING_KEY)?,
+            }),
             _ => {
                 return Err(format!(
-                    "route {name}: `{to}` must be an http://, https://, nats://, redis:// or mqtt:// URL"
+                    "route {name}: `{to}` must be an http://, https://, nats://, redis://, mqtt:// or amqp:// URL"
                 ));
             }
         };
@@ -246,6 +263,16 @@ impl FromStr for RouteSpec {
                         *subject = Template::parse(value).map_err(|e| bad(&e))?;
                     }
                     _ => return Err(bad("only a nats:// route has a subject")),
+                },
+                "exchange" => match &mut spec.bus {
+                    Some(Bus::Rabbit { exchange, .. }) => *exchange = value.to_string(),
+                    _ => return Err(bad("only an amqp:// route has an exchange")),
+                },
+                "routing_key" => match &mut spec.bus {
+                    Some(Bus::Rabbit { routing_key, .. }) => {
+                        *routing_key = Template::parse(value).map_err(|e| bad(&e))?;
+                    }
+                    _ => return Err(bad("only an amqp:// route has a routing key")),
                 },
                 "topic" => match &mut spec.bus {
                     Some(Bus::Mqtt { topic }) => {
@@ -411,6 +438,17 @@ mod tests {
                 topic: Template::parse("t/{action}").unwrap()
             })
         );
+        let rabbit: RouteSpec =
+            "mq=amqp://127.0.0.1:5672/%2f exchange=events routing-key=t.{action}"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            rabbit.bus,
+            Some(Bus::Rabbit {
+                exchange: "events".into(),
+                routing_key: Template::parse("t.{action}").unwrap()
+            })
+        );
         assert_eq!("web=https://x/in".parse::<RouteSpec>().unwrap().bus, None);
     }
 
@@ -422,7 +460,11 @@ mod tests {
             ("unrouted=http://x/", "reserved"),
             (
                 "crm=ftp://x/",
-                "http://, https://, nats://, redis:// or mqtt://",
+                "http://, https://, nats://, redis://, mqtt:// or amqp://",
+            ),
+            (
+                "c=mqtt://127.0.0.1:1883 exchange=x",
+                "only an amqp:// route",
             ),
             (
                 "c=redis://127.0.0.1:6379 topic=a/b",

@@ -895,3 +895,173 @@ fn an_mqtt_route_loses_nothing_through_a_kill() {
     listener.signal("INT");
     let _ = listener.wait();
 }
+
+/// Starts the machine's RabbitMQ application again when dropped, so that a test
+/// that stopped it never leaves it stopped.
+struct RabbitBack;
+
+impl Drop for RabbitBack {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+    }
+}
+
+/// A route into RabbitMQ (the machine's server) through a SIGKILL of the relay and a
+/// stop and start of the broker's application: every event answered `200` is in a
+/// durable queue as received, at least once (a second copy only with the same
+/// `message_id`).
+#[test]
+fn a_rabbitmq_route_loses_nothing_through_a_kill_and_a_broker_restart() {
+    use lapin::options::{BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions};
+    use lapin::types::FieldTable;
+    const TICKETS: usize = 200;
+    let Some(uri) = thulium_testkit::brokers::rabbitmq() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let suffix = format!("{:08x}", fastrand::u32(..));
+    let (exchange, queue) = (format!("crash-{suffix}"), format!("crash-{suffix}"));
+    let declare = || async {
+        let connection = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        (connection, channel)
+    };
+    runtime.block_on(async {
+        let (_connection, channel) = declare().await;
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("rabbit-route.redb");
+    let log = dir.path().join("listener.log");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}/thulium");
+    let args = [
+        "--inbox".to_string(),
+        inbox.display().to_string(),
+        "--route".into(),
+        format!(
+            "mq=amqp://127.0.0.1:5672/%2f exchange={exchange} auth-user=guest password-env=CRASH_RABBIT_PASSWORD timeout=3s retry=200ms..2s breaker=0"
+        ),
+    ];
+    let at = args[..2].to_vec();
+    let start = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_thulium"))
+                .args(["listen", "--no-auth", "--addr", &addr.to_string()])
+                .args(&args)
+                .env("CRASH_RABBIT_PASSWORD", "guest")
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log)),
+        )
+        .unwrap()
+    };
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
+    listener.kill(); // SIGKILL, with publishes under way
+    let back = RabbitBack;
+    let stopped = Command::new("rabbitmqctl")
+        .arg("stop_app")
+        .output()
+        .unwrap();
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let mut listener = start();
+    runtime.block_on(send_tickets(&url, TICKETS / 2..TICKETS));
+    drop(back); // start_app
+    wait_for(
+        Duration::from_secs(90),
+        "the rabbitmq route never finished",
+        &log,
+        || stats_at(&at)["routes"]["mq"]["done"] == TICKETS as u64,
+    );
+    let bodies = runtime.block_on(async {
+        let (_connection, channel) = declare().await;
+        let mut by_id = std::collections::HashMap::new();
+        while let Some(message) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let id = message
+                .delivery
+                .properties
+                .message_id()
+                .clone()
+                .unwrap()
+                .to_string();
+            let body = String::from_utf8(message.delivery.data.clone()).unwrap();
+            if let Some(earlier) = by_id.insert(id, body.clone()) {
+                assert_eq!(earlier, body, "one id, two bodies");
+            }
+        }
+        channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await
+            .unwrap();
+        by_id
+    });
+    let mut tickets: Vec<usize> = bodies
+        .values()
+        .map(|b| {
+            let ticket = thulium_testkit::events::ticket_id(b).unwrap();
+            assert_eq!(*b, body(ticket));
+            ticket
+        })
+        .collect();
+    tickets.sort_unstable();
+    assert_eq!(
+        tickets,
+        (0..TICKETS).collect::<Vec<_>>(),
+        "every event in the queue"
+    );
+    listener.signal("INT");
+    let _ = listener.wait();
+}

@@ -431,3 +431,142 @@ async fn subscribed(broker: &Broker) -> bool {
     tokio::time::sleep(Duration::from_millis(200)).await;
     std::net::TcpStream::connect(broker.addr).is_ok()
 }
+
+/// RabbitMQ (the machine's server, guest/guest on loopback): every stored event is
+/// confirmed into a durable queue through the route's exchange, as stored, with its
+/// stable id as `message_id`; a message no queue is bound for comes back
+/// unroutable, which is a failed attempt, never a success.
+#[cfg(feature = "rabbitmq")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_confirmed_into_a_rabbitmq_queue_and_unroutable_ones_fail() {
+    use lapin::options::{
+        BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    };
+    use lapin::types::FieldTable;
+    use thulium_inbox::bus::rabbitmq::RabbitPublisher;
+    let Some(uri) = thulium_testkit::brokers::rabbitmq() else {
+        return;
+    };
+    let suffix = format!("{:08x}", fastrand::u32(..));
+    let (exchange, queue) = (
+        format!("thulium-test-{suffix}"),
+        format!("thulium-test-{suffix}"),
+    );
+    let connection = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let admin = connection.create_channel().await.unwrap();
+    admin
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    admin
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    admin
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "thulium.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = RouteName::new("rabbit").unwrap();
+    let (store, ids) = filled(dir.path(), &rabbit).await;
+    let password = thulium::Password::from("guest");
+    let publisher = RabbitPublisher::connect(
+        "amqp://127.0.0.1:5672/%2f",
+        Some(("guest".into(), password)),
+        &exchange,
+        Template::parse("thulium.{account}.{action}").unwrap(),
+        ForwardFormat::AsReceived,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let (stop, dispatching) = dispatch(&store, &rabbit, publisher.clone());
+    until_done(&store, EVENTS, Duration::from_secs(60)).await;
+    drop(stop);
+    dispatching.await.unwrap();
+    let mut bodies = HashMap::new();
+    while let Some(message) = admin
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        let id = message
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .expect("a message id");
+        assert_eq!(message.delivery.properties.delivery_mode(), &Some(2));
+        bodies.insert(id, message.delivery.data.clone());
+    }
+    assert_eq!(bodies.len() as u64, EVENTS, "every event once in the queue");
+    for id in &ids {
+        let stored = store.get(*id).await.unwrap().unwrap();
+        assert!(
+            bodies.values().any(|body| body[..] == stored.body[..]),
+            "event {id}"
+        );
+    }
+
+    // A routing key no queue is bound for: returned, so failed.
+    let lost = RouteName::new("lost").unwrap();
+    let store = EmbeddedStore::open(dir.path().join("lost.redb")).unwrap();
+    let id = store
+        .put(ticket(1, 0).for_routes(vec![lost.clone()]))
+        .await
+        .unwrap()
+        .id();
+    let nowhere = RabbitPublisher::connect(
+        "amqp://127.0.0.1:5672/%2f",
+        Some(("guest".into(), thulium::Password::from("guest"))),
+        &exchange,
+        Template::parse("nowhere.{action}").unwrap(),
+        ForwardFormat::AsReceived,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let (stop, dispatching) = dispatch(&store, &lost, nowhere);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let event = store.get(id).await.unwrap().unwrap();
+        if let Some(error) = event.last_error {
+            break error;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(error.contains("unroutable"), "{error}");
+    assert!(!error.contains("guest@"), "{error}");
+    assert_eq!(store.stats().await.unwrap().done, 0);
+    drop(stop);
+    dispatching.await.unwrap();
+    admin
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}

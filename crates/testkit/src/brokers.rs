@@ -11,6 +11,27 @@ use std::time::{Duration, Instant};
 
 use crate::process::Guarded;
 
+/// The machine's RabbitMQ (`THULIUM_TEST_RABBITMQ`, default guest/guest on
+/// loopback), if it answers; else `None` (said on stderr), or a failure where the
+/// brokers are required. A private RabbitMQ would take an Erlang node of its own.
+pub fn rabbitmq() -> Option<String> {
+    let uri = std::env::var("THULIUM_TEST_RABBITMQ")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let answers = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], 5672)),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    match (answers || !uri.contains("127.0.0.1:5672"), required()) {
+        (true, _) => Some(uri),
+        (false, true) => panic!("RabbitMQ is required (CI) but does not answer at 127.0.0.1:5672"),
+        (false, false) => {
+            eprintln!("NOT RUN: RabbitMQ does not answer at 127.0.0.1:5672");
+            None
+        }
+    }
+}
+
 /// Whether a test that cannot start a broker must fail rather than say it did not run.
 pub fn required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("THULIUM_REQUIRE_BROKERS").is_some()

@@ -12,6 +12,7 @@
 //! - `nats` (feature `nats`): NATS JetStream.
 //! - `redis` (feature `redis`): Redis Streams.
 //! - `mqtt` (feature `mqtt`): MQTT, QoS 1.
+//! - `rabbitmq` (feature `rabbitmq`): RabbitMQ, publisher confirms.
 //!
 //! [`Destination`] is any of them, so one relay runs HTTP and broker routes
 //! together.
@@ -30,6 +31,9 @@ pub mod mqtt;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rabbitmq")))]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -197,6 +201,10 @@ pub enum Destination {
     #[cfg(feature = "mqtt")]
     #[cfg_attr(docsrs, doc(cfg(feature = "mqtt")))]
     Mqtt(mqtt::MqttPublisher),
+    /// A RabbitMQ exchange.
+    #[cfg(feature = "rabbitmq")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rabbitmq")))]
+    Rabbit(rabbitmq::RabbitPublisher),
     /// A Redis stream.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -213,6 +221,8 @@ impl Handler for Destination {
             Destination::Redis(streams) => streams.handle(event, delivery).await,
             #[cfg(feature = "mqtt")]
             Destination::Mqtt(publisher) => publisher.handle(event, delivery).await,
+            #[cfg(feature = "rabbitmq")]
+            Destination::Rabbit(publisher) => publisher.handle(event, delivery).await,
         }
     }
 }
