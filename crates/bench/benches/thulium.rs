@@ -3,7 +3,9 @@
 //!
 //! Flags after `--`: `--quick` (small counts, a smoke run), `--no-codegen` (skip the
 //! cargo timings), `--only=client|receiver|parsing|codegen`, `--no-write` (print only), `--profile-client=sdk|hand` (8 s of one
-//! side's sequential calls and nothing else, to run under `perf record`),
+//! side's calls from 32 tasks and nothing else, to run under `perf record`; with
+//! `BENCH_PROFILE_PAIRS=n` that many create+list pairs instead, sequential or from
+//! `BENCH_PROFILE_TASKS` tasks, to count instructions under callgrind),
 //! `--profile-receiver=sdk|bare` (the same for the receiver load).
 
 use std::fmt::Write as _;
@@ -292,9 +294,18 @@ async fn profile_client(side: Side) {
     // A fixed number of calls (for instruction counts under valgrind), or 8 s of them.
     if let Some(pairs) = std::env::var("BENCH_PROFILE_PAIRS")
         .ok()
-        .and_then(|n| n.parse().ok())
+        .and_then(|n| n.parse::<usize>().ok())
     {
-        run_series(side, &sdk, &hand, 1, pairs).await;
+        // Spread over this many tasks (1: sequential).
+        let tasks = std::env::var("BENCH_PROFILE_TASKS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        // Open a few pooled connections first, so that neither side's count depends
+        // on whether its pool happened to hold one connection (checked out and put
+        // back around every call, a map entry removed and added each time) or more.
+        run_series(side, &sdk, &hand, 4, 5).await;
+        run_series(side, &sdk, &hand, tasks, pairs / tasks).await;
         return;
     }
     let started = Instant::now();

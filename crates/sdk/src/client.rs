@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use progenitor_client::ResponseValue;
@@ -18,6 +19,9 @@ use crate::generated;
 use crate::generated::types::{ErrorBody, NewWebhook, Webhook};
 use crate::hooks::{CALL_RECORD, CallRecord};
 use crate::secret::{Password, Redactor};
+
+/// What a generated call returns.
+type GeneratedResult<T> = Result<ResponseValue<T>, progenitor_client::Error<ErrorBody>>;
 
 /// A client for Thulium's webhooks API.
 ///
@@ -106,9 +110,13 @@ impl Client {
     /// Retried on connection failures, timeouts and HTTP 429/502/503/504, as
     /// configured by the [`crate::RetryPolicy`]: listing twice changes nothing.
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, Error> {
-        self.call("list_webhooks", None, self.generated.list_webhooks())
-            .await
-            .map(ResponseValue::into_inner)
+        self.call(
+            "list_webhooks",
+            None,
+            Box::pin(self.generated.list_webhooks()),
+        )
+        .await
+        .map(ResponseValue::into_inner)
     }
 
     /// Subscribes a URL to events (`POST /api/webhooks`) and returns the stored subscription.
@@ -119,16 +127,10 @@ impl Client {
     /// repeating a request that may have reached Thulium could subscribe twice.
     pub async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook, Error> {
         webhook.check(self.allow_plain_http_subscription_auth)?;
-        // The subscription's credentials are secrets too, should Thulium echo them.
-        let subscription = match (&webhook.http_auth_user, &webhook.http_auth_password) {
-            (user, Some(password)) => Redactor::new()
-                .basic_credentials(user.as_deref().unwrap_or_default(), password.clone()),
-            (_, None) => Redactor::new(),
-        };
         self.call(
             "create_webhook",
-            Some(&subscription),
-            self.generated.create_webhook(webhook),
+            Some(webhook),
+            Box::pin(self.generated.create_webhook(webhook)),
         )
         .await
         .map(ResponseValue::into_inner)
@@ -136,12 +138,17 @@ impl Client {
 
     /// Runs one generated call inside a tracing span and a fresh [`CallRecord`], and
     /// turns its outcome into the SDK's [`Error`]. Besides the API credentials, the
-    /// secrets `extra` knows must not appear in an error even if the server echoes them.
+    /// credentials of `subscription` must not appear in an error even if the server
+    /// echoes them.
+    ///
+    /// The generated call comes boxed: its future is large, and inline it would make
+    /// every SDK call's future as large, copied whole each time it moves (the copies
+    /// showed up in profiles).
     async fn call<T>(
         &self,
         operation: &'static str,
-        extra: Option<&Redactor>,
-        request: impl Future<Output = Result<ResponseValue<T>, progenitor_client::Error<ErrorBody>>>,
+        subscription: Option<&NewWebhook>,
+        request: Pin<Box<impl Future<Output = GeneratedResult<T>>>>,
     ) -> Result<ResponseValue<T>, Error> {
         let span = tracing::info_span!(
             "thulium",
@@ -152,9 +159,6 @@ impl Client {
             request_id = tracing::field::Empty,
         );
         let started = Instant::now();
-        // Boxed once here, so the large generated future is not copied again by
-        // every wrapper it passes through (the copies showed up in profiles).
-        let request = Box::pin(request);
         let deadline = self.deadline.map(|limit| started + limit);
         let record = CallRecord {
             deadline,
@@ -178,19 +182,10 @@ impl Client {
                 attempts: record.attempts.max(1),
             }),
             Some(Ok(value)) => Ok(value),
+            // Boxed: the error path's future would otherwise make every call's
+            // future larger, and futures are copied as they are polled into place.
             Some(Err(error)) => {
-                let merged;
-                let redactor = match extra {
-                    Some(extra) => {
-                        merged = self.redactor.clone().merge(extra);
-                        &merged
-                    }
-                    None => &self.redactor,
-                };
-                Err(self
-                    .convert(operation, error, &record, redactor)
-                    .await
-                    .redacted(redactor))
+                Err(Box::pin(self.failure(operation, error, &record, subscription)).await)
             }
         };
 
@@ -213,6 +208,36 @@ impl Client {
             span.in_scope(|| tracing::debug!("thulium call succeeded"));
         }
         result
+    }
+
+    /// The SDK's error for a failed call, with every secret it knows removed: the API
+    /// credentials and, for a create, the subscription's own (built only now, as
+    /// successful calls never need them).
+    async fn failure(
+        &self,
+        operation: &'static str,
+        error: progenitor_client::Error<ErrorBody>,
+        record: &CallRecord,
+        subscription: Option<&NewWebhook>,
+    ) -> Error {
+        let merged;
+        let redactor = match subscription {
+            Some(NewWebhook {
+                http_auth_user: user,
+                http_auth_password: Some(password),
+                ..
+            }) => {
+                merged = self.redactor.clone().merge(
+                    &Redactor::new()
+                        .basic_credentials(user.as_deref().unwrap_or_default(), password.clone()),
+                );
+                &merged
+            }
+            _ => &self.redactor,
+        };
+        self.convert(operation, error, record, redactor)
+            .await
+            .redacted(redactor)
     }
 
     async fn convert(
@@ -412,62 +437,12 @@ impl NewWebhook {
     }
 
     pub(crate) fn check(&self, allow_plain_http_auth: bool) -> Result<(), Error> {
-        let url = Url::parse(&self.subscription_url).map_err(|e| {
-            Error::invalid(
-                "subscription_url",
-                format!(
-                    "`{}` is not an absolute URL ({e}); use an absolute http:// or https:// URL",
-                    self.subscription_url
-                ),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(Error::invalid(
-                "subscription_url",
-                format!(
-                    "`{}` must use http:// or https:// and name a host",
-                    self.subscription_url
-                ),
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::invalid(
-                "subscription_url",
-                "the URL contains credentials; use http_auth_user and http_auth_password instead",
-            ));
-        }
+        // The strict check needs no allocation; only a URL it refuses is parsed, to
+        // say what is wrong with it.
         if !is_subscription_url(&self.subscription_url) {
-            return Err(Error::invalid(
-                "subscription_url",
-                format!(
-                    "`{}` is not a subscription URL: use http:// or https://, a host name or IPv4 address, an optional port, path and query, without spaces, user info or fragment",
-                    self.subscription_url
-                ),
-            ));
+            return Err(self.url_problem());
         }
-
-        if self.actions.is_empty() {
-            return Err(Error::invalid(
-                "actions",
-                "the list is empty; subscribe to at least one action",
-            ));
-        }
-        let mut seen = HashSet::new();
-        if let Some(duplicate) = self.actions.iter().find(|a| !seen.insert(*a)) {
-            return Err(Error::invalid(
-                "actions",
-                format!("{duplicate} is listed twice"),
-            ));
-        }
-        if let Some(blank) = self.actions.iter().find(|a| !a.is_valid_name()) {
-            return Err(Error::invalid(
-                "actions",
-                format!(
-                    "{:?} is not an action name (it needs at least one letter or digit)",
-                    blank.as_str()
-                ),
-            ));
-        }
+        self.check_actions()?;
 
         let user = self.http_auth_user.as_deref().filter(|u| !u.is_empty());
         let password = self.http_auth_password.as_ref().filter(|p| !p.is_empty());
@@ -484,9 +459,7 @@ impl NewWebhook {
                 "http_auth_user",
                 "contains ':', which HTTP Basic auth cannot carry",
             )),
-            (Some(_), Some(_))
-                if !allow_plain_http_auth && !crate::config::credentials_may_travel_to(&url) =>
-            {
+            (Some(_), Some(_)) if !allow_plain_http_auth && !self.credentials_may_travel()? => {
                 Err(Error::invalid(
                     "subscription_url",
                     format!(
@@ -497,6 +470,86 @@ impl NewWebhook {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether Thulium may send the subscription's credentials to its URL (HTTPS, or
+    /// loopback).
+    fn credentials_may_travel(&self) -> Result<bool, Error> {
+        let url = Url::parse(&self.subscription_url).map_err(|_| self.url_problem())?;
+        Ok(crate::config::credentials_may_travel_to(&url))
+    }
+
+    fn check_actions(&self) -> Result<(), Error> {
+        if self.actions.is_empty() {
+            return Err(Error::invalid(
+                "actions",
+                "the list is empty; subscribe to at least one action",
+            ));
+        }
+        // A short list (Thulium has a few dozen actions) is checked without a set.
+        let duplicate = if self.actions.len() <= 64 {
+            (1..self.actions.len())
+                .find(|&i| self.actions[..i].contains(&self.actions[i]))
+                .map(|i| &self.actions[i])
+        } else {
+            let mut seen = HashSet::new();
+            self.actions.iter().find(|a| !seen.insert(*a))
+        };
+        if let Some(duplicate) = duplicate {
+            return Err(Error::invalid(
+                "actions",
+                format!("{duplicate} is listed twice"),
+            ));
+        }
+        if let Some(blank) = self.actions.iter().find(|a| !a.is_valid_name()) {
+            return Err(Error::invalid(
+                "actions",
+                format!(
+                    "{:?} is not an action name (it needs at least one letter or digit)",
+                    blank.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What is wrong with a subscription URL [`is_subscription_url`] refused, most
+    /// basic problem first.
+    fn url_problem(&self) -> Error {
+        let url = match Url::parse(&self.subscription_url) {
+            Ok(url) => url,
+            Err(e) => {
+                return Error::invalid(
+                    "subscription_url",
+                    format!(
+                        "`{}` is not an absolute URL ({e}); use an absolute http:// or https:// URL",
+                        self.subscription_url
+                    ),
+                );
+            }
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Error::invalid(
+                "subscription_url",
+                format!(
+                    "`{}` must use http:// or https:// and name a host",
+                    self.subscription_url
+                ),
+            );
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Error::invalid(
+                "subscription_url",
+                "the URL contains credentials; use http_auth_user and http_auth_password instead",
+            );
+        }
+        Error::invalid(
+            "subscription_url",
+            format!(
+                "`{}` is not a subscription URL: use http:// or https://, a host name or IPv4 address, an optional port, path and query, without spaces, user info or fragment",
+                self.subscription_url
+            ),
+        )
     }
 }
 
@@ -535,19 +588,44 @@ pub fn is_subscription_url(text: &str) -> bool {
         Some((path, query)) => (path, Some(query)),
         None => (tail, None),
     };
-    let url_char = |c: char| c.is_ascii_alphanumeric() || "._~!$&'()*+,;=:@%/-".contains(c);
-    path.chars().all(url_char) && query.is_none_or(|q| q.chars().all(|c| url_char(c) || c == '?'))
+    // Bytes, not chars: every allowed character is ASCII, so any byte of a longer
+    // UTF-8 sequence is refused as its character would be.
+    let url_byte = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'.' | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'%'
+                    | b'/'
+                    | b'-'
+            )
+    };
+    path.bytes().all(url_byte) && query.is_none_or(|q| q.bytes().all(|b| url_byte(b) || b == b'?'))
 }
 
+// Both split bytes: a `char` pattern costs a searcher per label.
 fn is_ipv4(host: &str) -> bool {
-    let octets: Vec<&str> = host.split('.').collect();
-    octets.len() == 4
-        && octets.iter().all(|o| {
-            !o.is_empty()
-                && o.len() <= 3
-                && o.bytes().all(|b| b.is_ascii_digit())
-                && (o.len() == 1 || !o.starts_with('0'))
-                && o.parse::<u16>().is_ok_and(|v| v <= 255)
+    let octets = || host.as_bytes().split(|b| *b == b'.');
+    octets().count() == 4
+        && octets().all(|o| {
+            (1..=3).contains(&o.len())
+                && o.iter().all(u8::is_ascii_digit)
+                && (o.len() == 1 || o[0] != b'0')
+                && o.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')) <= 255
         })
 }
 
@@ -555,16 +633,17 @@ fn is_dns_name(host: &str) -> bool {
     // Labels of letters and digits joined by single hyphens (so no `xn--` label that
     // would have to be valid punycode), the last one starting with a letter (so the
     // name cannot be read as a number or an IPv4 address).
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.split('-')
-                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let label = |l: &[u8]| {
+        l.first().is_some_and(u8::is_ascii_alphanumeric)
+            && l.last().is_some_and(u8::is_ascii_alphanumeric)
+            && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && !l.windows(2).any(|pair| pair == b"--")
     };
-    let labels: Vec<&str> = host.split('.').collect();
-    labels.iter().all(|l| label(l))
+    let mut labels = host.as_bytes().split(|b| *b == b'.');
+    labels.clone().all(label)
         && labels
-            .last()
-            .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+            .next_back()
+            .is_some_and(|l| l.first().is_some_and(u8::is_ascii_alphabetic))
 }
 
 fn is_port(port: &str) -> bool {

@@ -355,15 +355,26 @@ impl ClientBuilder {
         let user_agent = HeaderValue::from_str(&self.user_agent)
             .map_err(|_| Error::config("the user agent is not a valid header value"))?;
 
-        let http = match self.http_client {
-            Some(client) => client,
+        let authorization =
+            crate::auth::basic_authorization(credentials.user(), credentials.password());
+        let accept_language = self
+            .language
+            .map(|language| HeaderValue::from_static(language.as_header()));
+
+        // The SDK's own client carries the timeout (reqwest then keeps nothing in each
+        // request's extensions); a client passed in gets it on each request from the
+        // hooks. The headers go on each request either way: as the client's defaults
+        // they cost reqwest more to merge than the hooks to insert (measured).
+        let (http, timeout_per_request) = match self.http_client {
+            Some(client) => (client, true),
             None => {
                 let builder = crate::tls::http_client_builder().map_err(|e| Error::Config {
                     reason: "cannot set up TLS".into(),
                     source: Some(Box::new(e)),
                 })?;
-                builder
+                let client = builder
                     .connect_timeout(self.connect_timeout)
+                    .timeout(self.timeout)
                     // A redirect could carry the request to another host or to plain
                     // HTTP; Thulium's API does not redirect, so one is reported, not
                     // followed.
@@ -372,7 +383,8 @@ impl ClientBuilder {
                     .map_err(|e| Error::Config {
                         reason: "cannot set up HTTP".into(),
                         source: Some(Box::new(e)),
-                    })?
+                    })?;
+                (client, false)
             }
         };
 
@@ -385,15 +397,11 @@ impl ClientBuilder {
             ClientState {
                 retry: self.retry,
                 max_response_bytes: self.max_response_bytes,
-                authorization: crate::auth::basic_authorization(
-                    credentials.user(),
-                    credentials.password(),
-                ),
+                authorization,
                 user_agent,
-                accept_language: self
-                    .language
-                    .map(|language| HeaderValue::from_static(language.as_header())),
+                accept_language,
                 timeout: self.timeout,
+                timeout_per_request,
             },
         );
         Ok(Client::from_parts(
