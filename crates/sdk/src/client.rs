@@ -116,7 +116,6 @@ impl Client {
             Box::pin(self.generated.list_webhooks()),
         )
         .await
-        .map(ResponseValue::into_inner)
     }
 
     /// Subscribes a URL to events (`POST /api/webhooks`) and returns the stored subscription.
@@ -133,7 +132,6 @@ impl Client {
             Box::pin(self.generated.create_webhook(webhook)),
         )
         .await
-        .map(ResponseValue::into_inner)
     }
 
     /// Runs one generated call inside a tracing span and a fresh [`CallRecord`], and
@@ -149,7 +147,7 @@ impl Client {
         operation: &'static str,
         subscription: Option<&NewWebhook>,
         request: Pin<Box<impl Future<Output = GeneratedResult<T>>>>,
-    ) -> Result<ResponseValue<T>, Error> {
+    ) -> Result<T, Error> {
         let span = tracing::info_span!(
             "thulium",
             operation,
@@ -158,8 +156,10 @@ impl Client {
             duration_ms = tracing::field::Empty,
             request_id = tracing::field::Empty,
         );
-        let started = Instant::now();
-        let deadline = self.deadline.map(|limit| started + limit);
+        // The clock is read only when something uses it: a deadline, or a span that
+        // records its duration (no subscriber, no span).
+        let started = (self.deadline.is_some() || !span.is_disabled()).then(Instant::now);
+        let deadline = self.deadline.zip(started).map(|(limit, at)| at + limit);
         let record = CallRecord {
             deadline,
             ..CallRecord::default()
@@ -170,6 +170,11 @@ impl Client {
                     Some(at) => tokio::time::timeout_at(at.into(), request).await.ok(),
                     None => Some(request.await),
                 };
+                // Made small here: the outcome is moved out through every layer
+                // above (scope, span, this call, the caller), and the generated
+                // result carries a header map and the error type's largest variant.
+                let outcome =
+                    outcome.map(|result| result.map(ResponseValue::into_inner).map_err(Box::new));
                 (outcome, CALL_RECORD.with(|r| r.borrow().clone()))
             })
             .instrument(span.clone())
@@ -185,17 +190,19 @@ impl Client {
             // Boxed: the error path's future would otherwise make every call's
             // future larger, and futures are copied as they are polled into place.
             Some(Err(error)) => {
-                Err(Box::pin(self.failure(operation, error, &record, subscription)).await)
+                Err(Box::pin(self.failure(operation, *error, &record, subscription)).await)
             }
         };
 
         span.record("attempts", record.attempts);
-        span.record("duration_ms", started.elapsed().as_millis() as u64);
-        if let Some(status) = result
-            .as_ref()
-            .map(|v| Some(v.status().as_u16()))
-            .unwrap_or_else(Error::status)
-        {
+        if let Some(started) = started {
+            span.record("duration_ms", started.elapsed().as_millis() as u64);
+        }
+        let status = match &result {
+            Ok(_) => record.last_status.map(|status| status.as_u16()),
+            Err(error) => error.status(),
+        };
+        if let Some(status) = status {
             span.record("status", status);
         }
         if let Err(error) = &result {
@@ -633,17 +640,20 @@ fn is_dns_name(host: &str) -> bool {
     // Labels of letters and digits joined by single hyphens (so no `xn--` label that
     // would have to be valid punycode), the last one starting with a letter (so the
     // name cannot be read as a number or an IPv4 address).
-    let label = |l: &[u8]| {
-        l.first().is_some_and(u8::is_ascii_alphanumeric)
-            && l.last().is_some_and(u8::is_ascii_alphanumeric)
-            && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-            && !l.windows(2).any(|pair| pair == b"--")
-    };
-    let mut labels = host.as_bytes().split(|b| *b == b'.');
-    labels.clone().all(label)
-        && labels
-            .next_back()
-            .is_some_and(|l| l.first().is_some_and(u8::is_ascii_alphabetic))
+    // One pass: a dot or hyphen may only follow a letter or digit.
+    let mut previous = b'.';
+    let mut last_label_starts_with = b'.';
+    for &byte in host.as_bytes() {
+        match byte {
+            b'.' | b'-' if !previous.is_ascii_alphanumeric() => return false,
+            b'.' | b'-' => {}
+            _ if !byte.is_ascii_alphanumeric() => return false,
+            _ if previous == b'.' => last_label_starts_with = byte,
+            _ => {}
+        }
+        previous = byte;
+    }
+    previous.is_ascii_alphanumeric() && last_label_starts_with.is_ascii_alphabetic()
 }
 
 fn is_port(port: &str) -> bool {

@@ -103,9 +103,10 @@ impl ClientHooks<ClientState> for GeneratedClient {
             if attempt < policy.attempts() {
                 pending = copy_request(&this_attempt);
             }
-            let started = Instant::now();
+            // Timed only for the debug lines that show it.
+            let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
             let result = self.client().execute(this_attempt).await;
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let elapsed_ms = started.map_or(0, |at| at.elapsed().as_millis() as u64);
             record(|r| {
                 r.attempts = attempt;
                 r.last_status = result.as_ref().ok().map(reqwest::Response::status);
