@@ -31,6 +31,7 @@ use thulium::receiver::Receiver;
 use thulium_bench::{Stats, baselines, serve};
 use thulium_inbox::conformance::ticket;
 use thulium_inbox::dispatcher::{DispatchConfig, Dispatcher};
+use thulium_inbox::handover::Handover;
 use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::{EmbeddedStore, Store};
 use tokio::sync::oneshot;
@@ -63,8 +64,8 @@ fn main() {
         .cloned();
     let runs = |section: &str| only.as_deref().is_none_or(|o| o == section);
     if let Some(at) = args.iter().position(|a| a == "--profile-dispatch") {
-        let dispatch = args.get(at + 1).is_some_and(|m| m == "dispatch");
-        profile_dispatch(dispatch);
+        let mode = args.get(at + 1).map_or("fill", String::as_str);
+        profile_dispatch(mode.starts_with("dispatch"), mode.ends_with("-handover"));
         return;
     }
     // The whole run fills the inbox block; the routes section, run alone, fills a
@@ -313,8 +314,10 @@ async fn ingest_section(out: &mut String, dir: &Path, quick: bool) {
 /// For callgrind: `BENCH_PROFILE_EVENTS` events put into a fresh store, then, with
 /// `--profile-dispatch dispatch`, claimed, handed to a no-op handler and acked by a
 /// dispatcher at the default settings. Instructions per dispatched event are
-/// `(dispatch - fill) / events` (see BENCHMARKS.md).
-fn profile_dispatch(dispatch: bool) {
+/// `(dispatch - fill) / events` (see BENCHMARKS.md). The modes `fill-handover` and
+/// `dispatch-handover` keep each event's parse in a [`Handover`] as a relay's
+/// receiver does, and dispatch with it, as a relay's dispatchers do.
+fn profile_dispatch(dispatch: bool, handover: bool) {
     let count: u64 = std::env::var("BENCH_PROFILE_EVENTS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -327,11 +330,23 @@ fn profile_dispatch(dispatch: bool) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     runtime.block_on(async {
         let store = EmbeddedStore::open(dir.path().join("profile.redb")).expect("the inbox");
+        let mut config = DispatchConfig::default();
+        if handover {
+            // The same events `fill` puts, parsed as a receiver parses them.
+            let kept = Handover::with_capacity(count as usize);
+            for number in 0..count {
+                let event = ticket(number, 0);
+                let parsed = Event::parse(&event.body, event.content_type.as_deref())
+                    .expect("a sample event");
+                let _ = kept.keep(&event, parsed);
+            }
+            config = config.handover(kept);
+        }
         fill(&store, 0, count).await;
         if !dispatch {
             return;
         }
-        dispatch_all(&store, DispatchConfig::default(), count).await;
+        dispatch_all(&store, config, count).await;
     });
 }
 

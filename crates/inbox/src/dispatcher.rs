@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use crate::breaker::{Allowed, BreakerConfig, Gate};
+use crate::handover::Handover;
 use crate::model::{Attempt, ClaimToken, Claimed, EventId, Outcome, UnixMs, ms, now_ms};
 use crate::routing::{AccountName, RouteName};
 use crate::store::{ClaimRequest, Store, StoreError};
@@ -239,6 +240,11 @@ pub struct DispatchConfig {
     /// default `None`: never by itself, though it still honours a pause and probes
     /// a breaker's pause another host opened).
     pub breaker: Option<BreakerConfig>,
+    /// Where the receivers of this process leave the events they parsed, so that an
+    /// event stored a moment ago is handed over without parsing it again from the
+    /// store (default `None`: every event is parsed from the store;
+    /// [`crate::relay::Relay`] sets one for all its receivers and routes).
+    pub handover: Option<Handover>,
 }
 
 impl Default for DispatchConfig {
@@ -254,11 +260,18 @@ impl Default for DispatchConfig {
             shutdown_grace: Duration::from_secs(10),
             breaker: None,
             rate_limit: None,
+            handover: None,
         }
     }
 }
 
 impl DispatchConfig {
+    /// Sets [`Self::handover`].
+    pub fn handover(mut self, handover: Handover) -> Self {
+        self.handover = Some(handover);
+        self
+    }
+
     /// Sets [`Self::route`].
     pub fn route(mut self, route: RouteName) -> Self {
         self.route = route;
@@ -622,7 +635,11 @@ async fn run_and_record<S: Store, H: Handler>(
     let number = stored.attempts;
     let started_at = now_ms();
     let clock = Instant::now();
-    let outcome = match stored.event() {
+    let parsed = match config.handover.as_ref().and_then(|kept| kept.take(&stored)) {
+        Some(event) => Ok(event),
+        None => stored.event(),
+    };
+    let outcome = match parsed {
         Err(error) => Err(Failure::Unreadable(error.to_string())),
         Ok(event) => {
             let delivery = Delivery {

@@ -75,6 +75,7 @@ pub mod dispatcher;
 pub mod embedded;
 pub mod forward;
 mod group_commit;
+pub mod handover;
 pub mod model;
 pub mod ops;
 #[cfg(feature = "postgres")]

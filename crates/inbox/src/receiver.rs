@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use thulium::receiver::Receiver;
 
+use crate::handover::Handover;
 use crate::model::{NewEvent, PutOutcome};
 use crate::routing::{AccountName, Routing};
 use crate::store::Store;
@@ -38,6 +39,8 @@ pub struct DurableReceiver<S> {
     /// Puts under way: counted against the backlog too, so that many deliveries
     /// arriving at once cannot all pass the check before any is committed.
     storing: Arc<AtomicU64>,
+    /// Where each stored event's parse is left for this process's dispatchers.
+    handover: Option<Handover>,
 }
 
 /// The backlog past which deliveries are refused with `503` unless configured.
@@ -54,7 +57,15 @@ impl<S: Store + Clone> DurableReceiver<S> {
             max_backlog: DEFAULT_MAX_BACKLOG,
             retry_after: Duration::from_secs(30),
             storing: Arc::new(AtomicU64::new(0)),
+            handover: None,
         }
+    }
+
+    /// Leaves each newly stored event, parsed, in `handover` for the dispatchers of
+    /// this process ([`crate::dispatcher::DispatchConfig::handover`]).
+    pub fn handover(mut self, handover: Handover) -> Self {
+        self.handover = Some(handover);
+        self
     }
 
     /// Stores each event for the routes `routing` gives its action (default: the
@@ -157,7 +168,19 @@ impl<S: Store + Clone> DurableReceiver<S> {
         } else {
             Default::default()
         };
-        match self.store.put(event).await {
+        // Left before the put: a dispatcher may claim the new entries before the
+        // put's answer comes back here.
+        let kept = self
+            .handover
+            .as_ref()
+            .map(|handover| handover.keep(&event, delivery.event));
+        let outcome = self.store.put(event).await;
+        if let (Some(handover), Some(kept)) = (&self.handover, kept)
+            && !matches!(outcome, Ok(PutOutcome::Stored(_) | PutOutcome::Conflict(_)))
+        {
+            handover.release(kept);
+        }
+        match outcome {
             Ok(PutOutcome::Stored(id)) => {
                 metrics::counter!("thulium_inbox_stored_total").increment(1);
                 tracing::info!(inbox_id = id.0, %dedup_key, %action, "stored");

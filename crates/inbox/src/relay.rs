@@ -42,6 +42,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::dispatcher::{DispatchConfig, Dispatcher, Handler};
+use crate::handover::Handover;
 use crate::model::now_ms;
 use crate::ops::PrometheusHandle;
 use crate::receiver::{DEFAULT_MAX_BACKLOG, DurableReceiver};
@@ -302,9 +303,12 @@ impl<S: Store + Clone> Relay<S> {
             stop: std::sync::Arc::new(watch::Sender::new(false)),
         };
         let stop = std::sync::Arc::clone(&until.stop);
+        // The events the receivers parsed, for the dispatchers below.
+        let handover = Handover::default();
         let receiving = DurableReceiver::new(self.receiver, self.store.clone())
             .routing(routing)
-            .max_backlog(self.max_backlog);
+            .max_backlog(self.max_backlog)
+            .handover(handover.clone());
         let paths: Vec<String> = if self.accounts.is_empty() {
             vec![self.path.clone()]
         } else {
@@ -338,7 +342,10 @@ impl<S: Store + Clone> Relay<S> {
         );
         let mut dispatchers = tokio::task::JoinSet::new();
         for route in routes {
-            let config = route.dispatch.route(route.name.clone());
+            let config = route
+                .dispatch
+                .route(route.name.clone())
+                .handover(handover.clone());
             tracing::info!(
                 route = %route.name,
                 actions = %route.actions.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),

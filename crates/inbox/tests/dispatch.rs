@@ -13,6 +13,7 @@ use thulium::event::Event;
 use thulium::receiver::Receiver;
 use thulium_inbox::conformance::ticket;
 use thulium_inbox::dispatcher::{DispatchConfig, Dispatcher, RetrySchedule};
+use thulium_inbox::handover::Handover;
 use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::{EmbeddedStore, Replay, State, Store};
 use tokio::sync::oneshot;
@@ -321,6 +322,56 @@ async fn serve(receiver: DurableReceiver<EmbeddedStore>) -> String {
         std::future::pending(),
     ));
     url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_events_are_handed_over_as_the_receiver_parsed_them() {
+    thulium::tls::install_default_provider();
+    let parse = |new: &thulium_inbox::NewEvent| {
+        Event::parse(&new.body, new.content_type.as_deref()).unwrap()
+    };
+    let (_dir, store) = fresh();
+    let handover = Handover::default();
+    let receiver = Receiver::with_basic_auth("thulium", "s3cret").unwrap();
+    let url = serve(DurableReceiver::new(receiver, store.clone()).handover(handover.clone())).await;
+    for id in [1, 2, 1] {
+        assert_eq!(post(&url, &ticket(id, 0).body, true).await.0, 200);
+    }
+    // The redelivery of 1 stored nothing new, and took back what it kept.
+    assert_eq!(handover.len(), 2);
+
+    // An event kept by hand with another event's parse: a dispatcher that hands
+    // over the kept value, not a parse of the stored JSON, shows it.
+    let marked = ticket(3, 0);
+    let _ = handover.keep(&marked, parse(&ticket(99, 0)));
+    store.put(marked).await.unwrap();
+    // One the handover does not have: parsed from the store.
+    store.put(ticket(4, 0)).await.unwrap();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let (stop, task) = spawn(
+        &store,
+        quick(3).handover(handover.clone()),
+        move |event: Event, delivery: thulium_inbox::dispatcher::Delivery| {
+            record.lock().unwrap().push((delivery.dedup_key, event));
+            async { Ok::<_, std::convert::Infallible>(()) }
+        },
+    );
+    until(&store, "done", |s| s.done == 4).await;
+    drop(stop);
+    task.await.unwrap();
+    assert!(handover.is_empty(), "every kept event was taken");
+    let seen: HashMap<String, Event> = seen.lock().unwrap().drain(..).collect();
+    for id in [1, 2, 4] {
+        let new = ticket(id, 0);
+        assert_eq!(seen[&new.dedup_key], parse(&new), "ticket {id}");
+    }
+    assert_eq!(
+        seen[&ticket(3, 0).dedup_key],
+        parse(&ticket(99, 0)),
+        "the kept value, not a parse of the stored JSON"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
