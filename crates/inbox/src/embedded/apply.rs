@@ -25,7 +25,8 @@ type Applied = Result<(Answer, bool), (redb::Error, Answer)>;
 pub(super) fn apply(t: &mut Tables<'_>, op: Op) -> Applied {
     match op {
         Op::Put(job) => {
-            let outcome = put(t, &job.input);
+            let (event, identity) = &job.input;
+            let outcome = put(t, event, identity);
             settle(
                 job,
                 outcome.map(|o| (Ok(o), !matches!(o, PutOutcome::Duplicate(_)))),
@@ -118,14 +119,11 @@ fn settle<I, O: Send + 'static>(
     }
 }
 
-fn put(t: &mut Tables<'_>, event: &NewEvent) -> Result<PutOutcome, redb::Error> {
+/// Stores `event`, whose [`crate::model::dedup_identity`] is `identity`.
+fn put(t: &mut Tables<'_>, event: &NewEvent, identity: &str) -> Result<PutOutcome, redb::Error> {
     t.add(META_RECEIVED, 1)?;
     let scope = event.dedup_scope();
-    let identity = crate::model::dedup_identity(&scope, &event.content_digest());
-    let same = t
-        .dedup
-        .get(identity.as_str())?
-        .map(|v| EventId(v.value().0));
+    let same = t.dedup.get(identity)?.map(|v| EventId(v.value().0));
     let key_known = same.is_some() || t.keys.get(&*scope)?.is_some();
     let fresh = EventId(t.counter(META_NEXT_ID)?.max(1));
     let outcome = decide_put(same, key_known, fresh);
@@ -145,8 +143,7 @@ fn put(t: &mut Tables<'_>, event: &NewEvent) -> Result<PutOutcome, redb::Error> 
         &event.routes[..]
     };
     t.set(META_NEXT_ID, fresh.0 + routes.len() as u64)?;
-    t.dedup
-        .insert(identity.as_str(), (fresh.0, event.received_at))?;
+    t.dedup.insert(identity, (fresh.0, event.received_at))?;
     let conflict = matches!(outcome, PutOutcome::Conflict(_));
     for (offset, route) in routes.iter().enumerate() {
         t.insert(EventId(fresh.0 + offset as u64), event, route, conflict)?;

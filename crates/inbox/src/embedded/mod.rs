@@ -291,7 +291,8 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     async fn put(&self, event: NewEvent) -> Result<PutOutcome, StoreError> {
-        self.send(Op::Put, event).await
+        let identity = crate::model::dedup_identity(&event.dedup_scope(), &event.content_digest());
+        self.send(Op::Put, (event, identity)).await
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
