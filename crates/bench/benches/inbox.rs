@@ -17,8 +17,7 @@
 //!
 //! Flags after `--`: `--quick` (small counts), `--no-write` (print only),
 //! `--only SECTION` (one of ingest, dispatch, reopen, console, postgres, search, routes,
-//! buses; implies `--no-write`, since the file holds one whole run, except `routes`
-//! and `buses`, which have blocks of their own).
+//! buses; implies `--no-write`, since the file holds one whole run).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -47,10 +46,6 @@ mod search;
 
 const START: &str = "<!-- inbox:start -->";
 const END: &str = "<!-- inbox:end -->";
-const ROUTES_START: &str = "<!-- inbox-routes:start -->";
-const ROUTES_END: &str = "<!-- inbox-routes:end -->";
-const BUSES_START: &str = "<!-- inbox-buses:start -->";
-const BUSES_END: &str = "<!-- inbox-buses:end -->";
 const CONNECTIONS: usize = 64;
 const AUTH: &str = "Basic dGh1bGl1bTpiZW5jaC1wYXNzd29yZA=="; // thulium:bench-password
 
@@ -68,14 +63,8 @@ fn main() {
         profile_dispatch(mode.starts_with("dispatch"), mode.ends_with("-handover"));
         return;
     }
-    // The whole run fills the inbox block; the routes section, run alone, fills a
-    // block of its own (it came after the last whole run).
-    let block = match only.as_deref() {
-        None => Some((START, END)),
-        Some("routes") => Some((ROUTES_START, ROUTES_END)),
-        Some("buses") => Some((BUSES_START, BUSES_END)),
-        Some(_) => None,
-    };
+    // Only a whole run fills the inbox block: its ratios are side by side.
+    let block = only.is_none().then_some((START, END));
     let write = !args.iter().any(|a| a == "--no-write") && block.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
