@@ -152,23 +152,37 @@ pub(super) async fn put_batch(
     let received: Vec<i64> = events.iter().map(|e| i(e.received_at)).collect();
     // 1. Claim each (key, digest) identity; the winners get a fresh event id. Within
     //    the batch the same identity may come twice: the first wins.
-    let claimed = transaction
-        .query(
-            &cached(&transaction, &format!(
-                "INSERT INTO {dedup} (dedup_key, digest, event_id, received_at)
-                 SELECT k, d, nextval(pg_get_serial_sequence('{events_raw}', 'id')), r
-                 FROM (SELECT DISTINCT ON (k, d) k, d, r, o FROM unnest($1::text[], $2::text[], $3::bigint[])
-                       WITH ORDINALITY AS t(k, d, r, o) ORDER BY k, d, o) AS input
-                 ORDER BY k, d -- one lock order for every writer: no deadlocks between hosts
-                 ON CONFLICT DO NOTHING
-                 RETURNING dedup_key, digest, event_id",
-                dedup = names.dedup,
-                events_raw = names.events.replace('"', "")
-            )).await?,
-            &[&keys, &digests, &received],
-        )
-        .await
-        .map_err(|e| db_error("cannot store the events", e))?;
+    // 2. The first id stored under each key tells conflicts apart.
+    // Sent together (tokio-postgres pipelines them): the server runs them in order,
+    // the second sees the first's rows, and the batch waits for one round trip, not
+    // two.
+    let claim = cached(&transaction, &format!(
+        "INSERT INTO {dedup} (dedup_key, digest, event_id, received_at)
+         SELECT k, d, nextval(pg_get_serial_sequence('{events_raw}', 'id')), r
+         FROM (SELECT DISTINCT ON (k, d) k, d, r, o FROM unnest($1::text[], $2::text[], $3::bigint[])
+               WITH ORDINALITY AS t(k, d, r, o) ORDER BY k, d, o) AS input
+         ORDER BY k, d -- one lock order for every writer: no deadlocks between hosts
+         ON CONFLICT DO NOTHING
+         RETURNING dedup_key, digest, event_id",
+        dedup = names.dedup,
+        events_raw = names.events.replace('"', "")
+    )).await?;
+    let first_ids = cached(
+        &transaction,
+        &format!(
+            "SELECT dedup_key, min(event_id) FROM {} WHERE dedup_key = ANY($1) GROUP BY dedup_key",
+            names.dedup
+        ),
+    )
+    .await?;
+    let claim_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&keys, &digests, &received];
+    let first_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
+    let (claimed, first_rows) = tokio::try_join!(
+        transaction.query(&claim, &claim_parameters),
+        transaction.query(&first_ids, &first_parameters),
+    )
+    .map_err(|e| db_error("cannot store the events", e))?;
     let mut won: std::collections::HashMap<(String, String), i64> = claimed
         .iter()
         .map(|row| {
@@ -178,24 +192,10 @@ pub(super) async fn put_batch(
             )
         })
         .collect();
-    // 2. The first id stored under each key tells conflicts apart.
-    let first: std::collections::HashMap<String, i64> = if won.is_empty() {
-        std::collections::HashMap::new()
-    } else {
-        transaction
-        .query(
-            &cached(&transaction, &format!(
-                "SELECT dedup_key, min(event_id) FROM {} WHERE dedup_key = ANY($1) GROUP BY dedup_key",
-                names.dedup
-            )).await?,
-            &[&keys],
-        )
-        .await
-        .map_err(|e| db_error("cannot store the events", e))?
+    let first: std::collections::HashMap<String, i64> = first_rows
         .iter()
         .map(|row| (row.get(0), row.get(1)))
-        .collect()
-    };
+        .collect();
     // 3. The new events themselves.
     let mut outcomes = vec![None; events.len()];
     let mut rows: Vec<(usize, i64, bool)> = Vec::new();
