@@ -107,11 +107,11 @@ impl Handover {
     #[must_use = "release it if the put stores no new entries"]
     pub fn keep(&self, stored: &NewEvent, event: Event) -> KeptEvent {
         let takers = stored.routes.len();
+        if takers == 0 {
+            return KeptEvent { key: 0, takers };
+        }
         let mut kept = self.lock();
         let key = kept.hasher.hash_one(stored.canonical.as_str());
-        if takers == 0 {
-            return KeptEvent { key, takers };
-        }
         if let Some(parsed) = kept.events.get_mut(&key)
             && parsed.canonical == stored.canonical
         {
