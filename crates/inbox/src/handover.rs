@@ -2,8 +2,8 @@
 //!
 //! The store keeps an event as its canonical JSON, and a dispatcher hands its handler
 //! the typed [`Event`]: read back from the store, that is a second parse of an event
-//! the receiver parsed a moment before (about a ninth of the instructions of a
-//! claimed, handed-over and acked event, callgrind). A [`Handover`] keeps the
+//! the receiver parsed a moment before (about a tenth of the instructions of a
+//! claimed, handed-over and acked event, callgrind: 8.7k of 89k). A [`Handover`] keeps the
 //! receiver's parsed events for the dispatchers to take instead.
 //!
 //! It is only a cache: an event it no longer holds (evicted, taken by another
