@@ -163,6 +163,44 @@ fn event_body(number: u64) -> String {
     .to_form()
 }
 
+/// When each delivery of [`post_steadily`] was sent, by its number.
+type SentAt = std::sync::Mutex<std::collections::HashMap<u64, Instant>>;
+
+/// Posts `rate` distinct deliveries a second to `url` for `seconds`, evenly spaced,
+/// noting in `sent` when each was sent; returns once every one is answered `200`.
+async fn post_steadily(
+    url: &str,
+    rate: u64,
+    seconds: u64,
+    numbers: &AtomicU64,
+    sent: &Arc<SentAt>,
+) {
+    let http = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut sends = Vec::new();
+    for _ in 0..rate * seconds {
+        ticker.tick().await;
+        let number = numbers.fetch_add(1, Ordering::Relaxed);
+        let (http, url, sent) = (http.clone(), url.to_string(), Arc::clone(sent));
+        sends.push(tokio::spawn(async move {
+            sent.lock().expect("sent").insert(number, Instant::now());
+            let status = http
+                .post(&url)
+                .header("authorization", AUTH)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(event_body(number))
+                .send()
+                .await
+                .expect("a delivery")
+                .status();
+            assert_eq!(status, 200, "every delivery is taken");
+        }));
+    }
+    for send in sends {
+        send.await.expect("a send");
+    }
+}
+
 /// `count` distinct events over `CONNECTIONS` connections; events/s and latencies.
 async fn load(url: &str, count: usize, numbers: &Arc<AtomicU64>) -> (f64, Stats) {
     thulium::tls::install_default_provider();

@@ -6,7 +6,6 @@
 //! over and gets confirmed per second from a store of pending events, and the time
 //! from a delivery's POST to its confirm at a steady 1,000 deliveries a second.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +25,7 @@ use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::{EmbeddedStore, RouteName, Routing, Store};
 use thulium_testkit::brokers::Broker;
 
-use super::{AUTH, event_body, receiver};
+use super::{SentAt, event_body, post_steadily, receiver};
 
 /// Deliveries per second in the latency runs.
 const RATE: u64 = 1_000;
@@ -36,7 +35,7 @@ const RATE: u64 = 1_000;
 #[derive(Clone)]
 struct Timed<H> {
     inner: H,
-    sent: Arc<Mutex<HashMap<u64, Instant>>>,
+    sent: Arc<SentAt>,
     confirmed: Arc<Mutex<Vec<Duration>>>,
 }
 
@@ -286,30 +285,7 @@ async fn measure<H: Handler + Clone>(
         Dispatcher::new(store.clone(), DispatchConfig::default().route(route))
             .run(timed.clone(), until(stopped)),
     );
-    let http = reqwest::Client::new();
-    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-    let mut sends = Vec::new();
-    for _ in 0..RATE * seconds {
-        ticker.tick().await;
-        let number = numbers.fetch_add(1, Ordering::Relaxed);
-        let (http, url, sent) = (http.clone(), url.clone(), Arc::clone(&timed.sent));
-        sends.push(tokio::spawn(async move {
-            sent.lock().expect("sent").insert(number, Instant::now());
-            let status = http
-                .post(&url)
-                .header("authorization", AUTH)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(event_body(number))
-                .send()
-                .await
-                .expect("a delivery")
-                .status();
-            assert_eq!(status, 200, "every delivery is taken");
-        }));
-    }
-    for send in sends {
-        send.await.expect("a send");
-    }
+    post_steadily(&url, RATE, seconds, numbers, &timed.sent).await;
     let expected = (RATE * seconds) as usize;
     let deadline = Instant::now() + Duration::from_secs(60);
     while timed.confirmed.lock().expect("confirmed").len() < expected && Instant::now() < deadline {

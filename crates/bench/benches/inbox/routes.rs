@@ -6,7 +6,6 @@
 //! one retried every 10 to 100 ms with no breaker (the worst case for its
 //! neighbour).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +21,7 @@ use thulium_inbox::dispatcher::{
 use thulium_inbox::receiver::DurableReceiver;
 use thulium_inbox::{EmbeddedStore, RouteName, Routing};
 
-use super::{AUTH, event_body, load, receiver};
+use super::{SentAt, load, post_steadily, receiver};
 
 /// Deliveries per second in the latency runs.
 const RATE: u64 = 500;
@@ -175,7 +174,7 @@ async fn healthy_latency(
         .router("/hook");
     let url = format!("http://{}/hook", serve(app).await);
     // When each ticket was POSTed, and how long it took to reach the handler.
-    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let sent: Arc<SentAt> = Arc::default();
     let taken: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -227,30 +226,7 @@ async fn healthy_latency(
             Dispatcher::new(store.clone(), down_config).run(failing, until(stopped.clone())),
         ));
     }
-    let http = reqwest::Client::new();
-    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-    let mut sends = Vec::new();
-    for _ in 0..RATE * seconds {
-        ticker.tick().await;
-        let number = numbers.fetch_add(1, Ordering::Relaxed);
-        let (http, url, sent) = (http.clone(), url.clone(), Arc::clone(&sent));
-        sends.push(tokio::spawn(async move {
-            sent.lock().expect("sent").insert(number, Instant::now());
-            let status = http
-                .post(&url)
-                .header("authorization", AUTH)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(event_body(number))
-                .send()
-                .await
-                .expect("a delivery")
-                .status();
-            assert_eq!(status, 200, "every delivery is taken");
-        }));
-    }
-    for send in sends {
-        send.await.expect("a send");
-    }
+    post_steadily(&url, RATE, seconds, numbers, &sent).await;
     let expected = (RATE * seconds) as usize;
     let deadline = Instant::now() + Duration::from_secs(60);
     while taken.lock().expect("taken").len() < expected && Instant::now() < deadline {
