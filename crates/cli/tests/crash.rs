@@ -406,6 +406,39 @@ fn relay_with_env(addr: SocketAddr, args: &[String], env: &[(&str, &str)], log: 
     .unwrap()
 }
 
+/// A relay over a file inbox in a test's directory with one route, as the broker
+/// tests run it: where it listens, its log, and its flags (`--inbox FILE --route
+/// SPEC`).
+struct OneRoute {
+    addr: SocketAddr,
+    url: String,
+    log: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+impl OneRoute {
+    fn new(dir: &Path, file: &str, route: String) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let inbox = dir.join(file).display().to_string();
+        Self {
+            addr,
+            url: format!("http://{addr}/thulium"),
+            log: dir.join("listener.log"),
+            args: vec!["--inbox".into(), inbox, "--route".into(), route],
+        }
+    }
+
+    /// The flags that name its inbox, for `thulium inbox` commands.
+    fn at(&self) -> Vec<String> {
+        self.args[..2].to_vec()
+    }
+
+    /// Starts it, with these environment variables set (a route's password).
+    fn start(&self, env: &[(&str, &str)]) -> Guarded {
+        relay_with_env(self.addr, &self.args, env, &self.log)
+    }
+}
+
 /// A runtime of two workers, for the tests that drive async clients from a thread.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -711,18 +744,13 @@ fn a_nats_route_loses_nothing_and_repeats_nothing_through_a_kill() {
         .unwrap();
         js
     });
-    let inbox = dir.path().join("bus.redb");
-    let log = dir.path().join("listener.log");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let url = format!("http://{addr}/thulium");
-    let args = [
-        "--inbox".to_string(),
-        inbox.display().to_string(),
-        "--route".into(),
+    let one = OneRoute::new(
+        dir.path(),
+        "bus.redb",
         format!("bus={server} subject=relay.{{action}}"),
-    ];
-    let start = || relay(addr, &args, &log);
-    let at = vec!["--inbox".to_string(), inbox.display().to_string()];
+    );
+    let (url, log, at) = (one.url.clone(), one.log.clone(), one.at());
+    let start = || one.start(&[]);
     let mut listener = start();
     runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
     listener.kill(); // SIGKILL, with publishes under way
@@ -786,18 +814,13 @@ fn a_redis_route_loses_nothing_through_a_kill_and_a_server_restart() {
     };
     let runtime = runtime();
     let server = format!("redis://{}/0", redis_server.addr);
-    let inbox = dir.path().join("redis-route.redb");
-    let log = dir.path().join("listener.log");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let url = format!("http://{addr}/thulium");
-    let args = [
-        "--inbox".to_string(),
-        inbox.display().to_string(),
-        "--route".into(),
+    let one = OneRoute::new(
+        dir.path(),
+        "redis-route.redb",
         format!("cache={server} stream=relay:{{action}} timeout=2s retry=100ms..1s"),
-    ];
-    let start = || relay(addr, &args, &log);
-    let at = vec!["--inbox".to_string(), inbox.display().to_string()];
+    );
+    let (url, log, at) = (one.url.clone(), one.log.clone(), one.at());
+    let start = || one.start(&[]);
     let mut listener = start();
     runtime.block_on(send_tickets(&url, 0..TICKETS / 3));
     listener.kill(); // SIGKILL, with appends under way
@@ -896,27 +919,22 @@ fn an_mqtt_route_loses_nothing_through_a_kill() {
             }
         });
     });
-    let log = dir.path().join("listener.log");
+    let one = OneRoute::new(
+        dir.path(),
+        "mqtt-route.redb",
+        format!("iot=mqtt://{} topic=relay/{{action}}", broker.addr),
+    );
+    let (url, log, at) = (one.url.clone(), one.log.clone(), one.at());
     wait_for(
         Duration::from_secs(10),
         "the subscriber never subscribed",
         &log,
         || subscribed.load(Ordering::SeqCst),
     );
-    let inbox = dir.path().join("mqtt-route.redb");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let url = format!("http://{addr}/thulium");
-    let args = [
-        "--inbox".to_string(),
-        inbox.display().to_string(),
-        "--route".into(),
-        format!("iot=mqtt://{} topic=relay/{{action}}", broker.addr),
-    ];
-    let at = args[..2].to_vec();
-    let mut listener = relay(addr, &args, &log);
+    let mut listener = one.start(&[]);
     runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
     listener.kill(); // SIGKILL, with publishes under way
-    let mut listener = relay(addr, &args, &log);
+    let mut listener = one.start(&[]);
     runtime.block_on(send_tickets(&url, TICKETS / 2..TICKETS));
     wait_for(
         Duration::from_secs(60),
@@ -1003,20 +1021,15 @@ fn a_rabbitmq_route_loses_nothing_through_a_kill_and_a_broker_restart() {
             .unwrap();
     });
     let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("rabbit-route.redb");
-    let log = dir.path().join("listener.log");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let url = format!("http://{addr}/thulium");
-    let args = [
-        "--inbox".to_string(),
-        inbox.display().to_string(),
-        "--route".into(),
+    let one = OneRoute::new(
+        dir.path(),
+        "rabbit-route.redb",
         format!(
             "mq=amqp://127.0.0.1:5672/%2f exchange={exchange} auth-user=guest password-env=CRASH_RABBIT_PASSWORD timeout=3s retry=200ms..2s breaker=0"
         ),
-    ];
-    let at = args[..2].to_vec();
-    let start = || relay_with_env(addr, &args, &[("CRASH_RABBIT_PASSWORD", "guest")], &log);
+    );
+    let (url, log, at) = (one.url.clone(), one.log.clone(), one.at());
+    let start = || one.start(&[("CRASH_RABBIT_PASSWORD", "guest")]);
     let mut listener = start();
     runtime.block_on(send_tickets(&url, 0..TICKETS / 2));
     listener.kill(); // SIGKILL, with publishes under way
